@@ -1,0 +1,42 @@
+"""Log filters: attach the request id, and mask phone numbers, emails and secrets."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from config.request_context import request_id_get
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+_PHONE = re.compile(r"\+\d{1,3}(\d{2,})(\d{3})\b")
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?i)((?:auth_token|password|secret|api_key|token|authorization)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?)[^\s\"',}]+"
+)
+
+
+def mask_text(text: str) -> str:
+    """Mask emails (`j•••@example.com`), phone numbers (`+44•••••321`) and `secret=...` values."""
+    text = _EMAIL.sub(lambda m: f"{m.group(1)}•••@{m.group(2)}", text)
+    text = _PHONE.sub(lambda m: m.group(0)[: len(m.group(0)) - len(m.group(1)) - len(m.group(2))] + "•" * len(m.group(1)) + m.group(2), text)
+    return _SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + "[redacted]", text)
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_get()
+        return True
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message with personal data and secrets masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not lose the line
+            return True
+        masked = mask_text(message)
+        if masked != message or record.args:
+            record.msg, record.args = masked, None
+        return True

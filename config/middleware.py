@@ -1,0 +1,86 @@
+"""Middleware that every request passes through: a request id, and API error shaping."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from config.request_context import request_id_new, request_id_var
+
+logger = logging.getLogger(__name__)
+
+# A client's request id is accepted when it looks like one (no log injection).
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (the client's `X-Request-ID` if sane), echo it back."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _CLIENT_REQUEST_ID.match(incoming) else request_id_new()
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class ApiErrorMiddleware:
+    """For `/api/`: refuse oversized bodies (413) and turn a lost database into a clean 503.
+
+    The body limit is checked on Content-Length before anything reads the body, so a large
+    upload costs nothing. A database outage answers a JSON error, never a stack trace.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/api/") and request.method in ("POST", "PUT", "PATCH"):
+            try:
+                length = int(request.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = 0
+            if length > settings.API_MAX_BODY_BYTES:
+                return JsonResponse(
+                    {
+                        "error": {
+                            "code": "payload_too_large",
+                            "message": f"Request body exceeds {settings.API_MAX_BODY_BYTES} bytes.",
+                        }
+                    },
+                    status=413,
+                )
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, (DatabaseError, InterfaceError)) and _looks_like_outage(exception):
+            logger.error("database unavailable: %s", type(exception).__name__)
+            return database_unavailable_response()
+        return None
+
+
+def _looks_like_outage(exception: Exception) -> bool:
+    from django.db import OperationalError
+
+    return isinstance(exception, (OperationalError, InterfaceError))
+
+
+def database_unavailable_response() -> JsonResponse:
+    response = JsonResponse(
+        {"error": {"code": "database_unavailable", "message": "The database is unavailable; try again shortly."}},
+        status=503,
+    )
+    response["Retry-After"] = "2"
+    return response

@@ -1,0 +1,39 @@
+"""Sentry set-up: only when SENTRY_DSN is set, with no personal data sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.logging import mask_text
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {key: _scrub(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    return value
+
+
+def sentry_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    """Mask emails, phone numbers and secret assignments anywhere in the event."""
+    return _scrub(event)
+
+
+def sentry_init(*, dsn: str, environment: str, release: str | None, traces_sample_rate: float) -> None:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+    from sentry_sdk.integrations.redis import RedisIntegration
+
+    sentry_sdk.init(
+        dsn=dsn,
+        environment=environment,
+        release=release,
+        traces_sample_rate=traces_sample_rate,
+        send_default_pii=False,
+        before_send=sentry_before_send,
+        integrations=[DjangoIntegration(), CeleryIntegration(), RedisIntegration()],
+    )

@@ -1,0 +1,1 @@
+"""Cache invalidation hooks; filled in with the template cache."""
