@@ -1,0 +1,120 @@
+"""JSON control + inbox API of the sandbox (aiohttp), used by tests, benchmark and chaos suite.
+
+    GET    /healthz
+    GET    /instances                      {"instances": [...]}
+    GET    /instances/{name}
+    GET    /instances/{name}/messages      {"count": n, "messages": [...]}   (?to= filter)
+    DELETE /instances/{name}/messages      empties the inbox and forgets idempotency keys
+    GET    /instances/{name}/faults
+    PUT    /instances/{name}/faults        partial JSON merge, e.g. {"latency_ms": 50}
+    DELETE /instances/{name}/faults        all faults off
+    POST   /reset                          every inbox, counter and fault
+
+Errors are JSON `{"error": "..."}`: 404 for an unknown instance or route, 400 for bad JSON or
+an invalid fault.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.state import FaultError, InstanceState
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render aiohttp's own errors (unknown route, wrong method) as JSON too."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason)
+
+
+class ControlApi:
+    def __init__(self, instances: Mapping[str, InstanceState]) -> None:
+        self.instances = instances
+
+    def _instance(self, request: web.Request) -> InstanceState:
+        name = request.match_info["name"]
+        try:
+            return self.instances[name]
+        except KeyError:
+            raise web.HTTPNotFound(reason=f"unknown instance {name!r}") from None
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "instances": len(self.instances)})
+
+    async def list_instances(self, request: web.Request) -> web.Response:
+        return web.json_response({"instances": [i.describe() for i in self.instances.values()]})
+
+    async def get_instance(self, request: web.Request) -> web.Response:
+        return web.json_response(self._instance(request).describe())
+
+    async def messages(self, request: web.Request) -> web.Response:
+        inbox = self._instance(request).inbox(to=request.query.get("to"))
+        return web.json_response({"count": len(inbox), "messages": inbox})
+
+    async def clear_messages(self, request: web.Request) -> web.Response:
+        instance = self._instance(request)
+        instance.clear_messages()
+        return web.json_response({"count": 0, "messages": []})
+
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self._instance(request).faults.as_dict())
+
+    async def update_faults(self, request: web.Request) -> web.Response:
+        instance = self._instance(request)
+        changes = await read_json_object(request)
+        try:
+            await instance.update_faults(changes)
+        except FaultError as exc:
+            return json_error(400, str(exc))
+        return web.json_response(instance.faults.as_dict())
+
+    async def clear_faults(self, request: web.Request) -> web.Response:
+        instance = self._instance(request)
+        await instance.clear_faults()
+        return web.json_response(instance.faults.as_dict())
+
+    async def reset(self, request: web.Request) -> web.Response:
+        for instance in self.instances.values():
+            await instance.reset()
+        return web.json_response({"instances": [i.describe() for i in self.instances.values()]})
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(reason="body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="body must be a JSON object")
+    return body
+
+
+def build_control_app(instances: Mapping[str, InstanceState]) -> web.Application:
+    api = ControlApi(instances)
+    app = web.Application(middlewares=[json_errors])
+    router = app.router
+    router.add_get("/healthz", api.healthz)
+    router.add_get("/instances", api.list_instances)
+    router.add_get("/instances/{name}", api.get_instance)
+    router.add_get("/instances/{name}/messages", api.messages)
+    router.add_delete("/instances/{name}/messages", api.clear_messages)
+    router.add_get("/instances/{name}/faults", api.get_faults)
+    router.add_put("/instances/{name}/faults", api.update_faults)
+    router.add_delete("/instances/{name}/faults", api.clear_faults)
+    router.add_post("/reset", api.reset)
+    return app

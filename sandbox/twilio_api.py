@@ -1,0 +1,300 @@
+"""A Twilio-compatible Messages API (2010-04-01) for one sandbox instance, on aiohttp.
+
+Answers what Twilio answers (see /work/shared/vendor-specs/twilio_messages_v2010.json): 201 with
+the message resource, Twilio error JSON for validation and auth failures, the magic test numbers,
+and idempotency-token replays. Faults (latency, failures, hang) are applied by a middleware to
+every request on the instance's port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import BasicAuth, web
+
+from sandbox.state import InstanceState
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "2010-04-01"
+ACCOUNT_PREFIX = f"/{API_VERSION}/Accounts/{{account_sid}}"
+# Not a secret: the well-known token of a fake vendor that only listens on loopback.
+DEFAULT_AUTH_TOKEN = "sandbox-token"  # noqa: S105
+IDEMPOTENCY_HEADERS = ("I-Twilio-Idempotency-Token", "Idempotency-Key")
+# Twilio's default and maximum page sizes for list requests.
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+
+# Twilio's magic test numbers (test credentials): `To` values that fail with a known error.
+MAGIC_TO_ERRORS: dict[str, tuple[int, str]] = {
+    "+15005550001": (21211, "The 'To' number +15005550001 is not a valid phone number."),
+    "+15005550002": (21612, "The 'To' phone number is not currently reachable via SMS."),
+    "+15005550003": (
+        21408,
+        "Permission to send an SMS has not been enabled for the region indicated by the 'To' number.",
+    ),
+    "+15005550004": (21610, "Attempt to send to unsubscribed recipient"),
+    "+15005550009": (21614, "'To' number is not a valid mobile number"),
+}
+
+# Twilio's error codes for HTTP-level failures; other statuses fall back to 20000 + status.
+HTTP_ERROR_CODES: dict[int, tuple[int, str]] = {
+    404: (20404, "The requested resource was not found"),
+    429: (20429, "Too Many Requests"),
+    500: (20500, "Internal Server Error"),
+    503: (20503, "Service Unavailable"),
+}
+
+# GSM-7 basic character set (plus the extension table's most common characters counted as
+# basic): bodies outside it are UCS-2 encoded, which shrinks a segment from 160 to 70 chars.
+GSM7_CHARS = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€"
+)
+
+
+def twilio_error(code: int, message: str, status: int, **extra: Any) -> web.Response:
+    body = {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+        **extra,
+    }
+    return web.json_response(body, status=status)
+
+
+def http_error(status: int) -> web.Response:
+    code, message = HTTP_ERROR_CODES.get(status, (20000 + status, "Error injected by sandbox"))
+    return twilio_error(code, message, status)
+
+
+def num_segments(body: str) -> int:
+    """How many SMS segments Twilio bills for `body` (single: 160/70, concatenated: 153/67)."""
+    gsm = all(ch in GSM7_CHARS for ch in body)
+    single, multi = (160, 153) if gsm else (70, 67)
+    if len(body) <= single:
+        return 1
+    return -(-len(body) // multi)
+
+
+def rfc2822_now() -> str:
+    return format_datetime(datetime.now(UTC).replace(microsecond=0))
+
+
+def message_resource(account_sid: str, form: dict[str, str]) -> dict[str, Any]:
+    """The message resource of a freshly created (queued) outbound message."""
+    sid = "SM" + secrets.token_hex(16)
+    uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}"
+    now = rfc2822_now()
+    return {
+        "account_sid": account_sid,
+        "api_version": API_VERSION,
+        "body": form["Body"],
+        "date_created": now,
+        "date_sent": None,
+        "date_updated": now,
+        "direction": "outbound-api",
+        "error_code": None,
+        "error_message": None,
+        "from": form.get("From"),
+        "messaging_service_sid": form.get("MessagingServiceSid"),
+        "num_media": "0",
+        "num_segments": str(num_segments(form["Body"])),
+        "price": None,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": "queued",
+        "subresource_uris": {"media": f"{uri}/Media.json"},
+        "to": form["To"],
+        "uri": f"{uri}.json",
+    }
+
+
+def validate_create(form: dict[str, str]) -> web.Response | None:
+    """Twilio's answer to an invalid create request, in Twilio's order of checks; None if valid."""
+    to = form.get("To", "")
+    if not to:
+        return twilio_error(21604, "A 'To' phone number is required.", 400)
+    if not E164.match(to):
+        return twilio_error(21211, f"The 'To' number {to} is not a valid phone number.", 400)
+    if not form.get("From") and not form.get("MessagingServiceSid"):
+        return twilio_error(21603, "A 'From' or 'MessagingServiceSid' parameter is required to send a message.", 400)
+    if not form.get("Body"):
+        return twilio_error(21602, "Message body is required.", 400)
+    if to in MAGIC_TO_ERRORS:
+        code, message = MAGIC_TO_ERRORS[to]
+        return twilio_error(code, message, 400)
+    return None
+
+
+def drop_connection(request: web.Request) -> web.Response:
+    """Reset the request's connection. The returned response is never sent: there is no socket."""
+    transport = request.transport
+    if transport is not None:
+        # SO_LINGER 0 makes the close a reset, like a vendor whose process died mid-request.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        transport.abort()
+    return web.Response(status=503)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def fault_middleware(instance: InstanceState) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def apply_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+        instance.counters.requests += 1
+        if instance.faults.outage:
+            # A keep-alive connection that survived the socket close: a dead vendor answers nothing.
+            return drop_connection(request)
+        if instance.hanging:
+            await instance.wait_until_hang_over()
+            return drop_connection(request)
+        if instance.faults.latency_ms:
+            await asyncio.sleep(instance.faults.latency_ms / 1000)
+        if instance.roll_failure():
+            return http_error(instance.faults.error_status)
+        return await handler(request)
+
+    return apply_faults
+
+
+def authenticate(request: web.Request, auth_token: str | None) -> web.Response | None:
+    """401 with Twilio's 20003 unless basic auth is `AccountSid:auth_token`; None if it is."""
+    account_sid = request.match_info["account_sid"]
+    try:
+        auth = BasicAuth.decode(request.headers.get("Authorization", ""))
+    except ValueError:
+        auth = None
+    if auth is not None and auth.login == account_sid and (auth_token is None or auth.password == auth_token):
+        return None
+    response = twilio_error(20003, "Authenticate", 401, detail="Your AccountSid or AuthToken was incorrect.")
+    response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+    return response
+
+
+class TwilioApi:
+    """Request handlers of one instance."""
+
+    def __init__(self, instance: InstanceState, auth_token: str | None) -> None:
+        self.instance = instance
+        self.auth_token = auth_token
+
+    async def create(self, request: web.Request) -> web.Response:
+        if denied := authenticate(request, self.auth_token):
+            return denied
+        key = next((request.headers[h] for h in IDEMPOTENCY_HEADERS if h in request.headers), None)
+        if (previous := self.instance.previous_answer(key)) is not None:
+            return web.json_response(previous, status=201)
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        if invalid := validate_create(form):
+            return invalid
+        resource = message_resource(request.match_info["account_sid"], form)
+        self.instance.store(self._inbox_record(resource, form, key), key=key, answer=resource)
+        logger.info("sandbox %s accepted %s", self.instance.name, resource["sid"])
+        return web.json_response(resource, status=201)
+
+    async def fetch(self, request: web.Request) -> web.Response:
+        if denied := authenticate(request, self.auth_token):
+            return denied
+        sid, account_sid = request.match_info["sid"], request.match_info["account_sid"]
+        resource = next((r for r in self._resources() if r["sid"] == sid), None)
+        if resource is None or resource["account_sid"] != account_sid:
+            return twilio_error(20404, f"The requested resource {request.path} was not found", 404)
+        return web.json_response(resource)
+
+    async def list(self, request: web.Request) -> web.Response:
+        if denied := authenticate(request, self.auth_token):
+            return denied
+        account_sid = request.match_info["account_sid"]
+        query = request.query
+        try:
+            page = max(int(query.get("Page", 0)), 0)
+            page_size = min(max(int(query.get("PageSize", DEFAULT_PAGE_SIZE)), 1), MAX_PAGE_SIZE)
+        except ValueError:
+            return twilio_error(20001, "Invalid paging parameter", 400)
+        # Twilio lists newest first.
+        matching = [
+            r
+            for r in reversed(self._resources())
+            if r["account_sid"] == account_sid
+            and query.get("To", r["to"]) == r["to"]
+            and query.get("From", r["from"]) == r["from"]
+        ]
+        filters = {k: v for k, v in query.items() if k in ("To", "From")}
+        return web.json_response(list_page(request.path, filters, matching, page, page_size))
+
+    def _resources(self) -> list[dict[str, Any]]:
+        # The inbox is the one store, so clearing it (control API) also empties Twilio's lists.
+        return [m["resource"] for m in self.instance.messages]
+
+    def _inbox_record(self, resource: dict[str, Any], form: dict[str, str], key: str | None) -> dict[str, Any]:
+        return {
+            "instance": self.instance.name,
+            "kind": "twilio",
+            "id": resource["sid"],
+            "sid": resource["sid"],
+            "to": resource["to"],
+            "from": resource["from"],
+            "messaging_service_sid": resource["messaging_service_sid"],
+            "subject": None,
+            "body": resource["body"],
+            "text": resource["body"],
+            "html": None,
+            "num_segments": int(resource["num_segments"]),
+            "status_callback": form.get("StatusCallback"),
+            "idempotency_key": key,
+            "resource": resource,
+        }
+
+
+def list_page(
+    path: str, filters: dict[str, str], items: list[dict[str, Any]], page: int, page_size: int
+) -> dict[str, Any]:
+    """One page of a Twilio list answer, with Twilio's paging fields (which keep the filters)."""
+    start = page * page_size
+    chunk = items[start : start + page_size]
+
+    def page_uri(number: int) -> str:
+        return f"{path}?{urlencode({**filters, 'PageSize': page_size, 'Page': number})}"
+
+    return {
+        "messages": chunk,
+        "start": start,
+        "end": start + max(len(chunk) - 1, 0),
+        "page": page,
+        "page_size": page_size,
+        "uri": page_uri(page),
+        "first_page_uri": page_uri(0),
+        "next_page_uri": page_uri(page + 1) if start + page_size < len(items) else None,
+        "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+    }
+
+
+async def not_found(request: web.Request) -> web.Response:
+    return twilio_error(20404, f"The requested resource {request.path} was not found", 404)
+
+
+def build_twilio_app(instance: InstanceState, *, auth_token: str | None = DEFAULT_AUTH_TOKEN) -> web.Application:
+    """The aiohttp application of one Twilio-compatible instance. `auth_token=None` skips the check."""
+    api = TwilioApi(instance, auth_token)
+    app = web.Application(middlewares=[fault_middleware(instance)])
+    app.router.add_post(f"{ACCOUNT_PREFIX}/Messages.json", api.create)
+    app.router.add_get(f"{ACCOUNT_PREFIX}/Messages.json", api.list)
+    app.router.add_get(f"{ACCOUNT_PREFIX}/Messages/{{sid}}.json", api.fetch)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app
