@@ -17,6 +17,7 @@ import asyncio
 import email
 import email.policy
 import logging
+import warnings
 from email.message import EmailMessage
 from typing import Any
 
@@ -167,6 +168,12 @@ class SmtpListener:
         self._live: set[SandboxSMTP] = set()
 
     def _make_protocol(self) -> SandboxSMTP:
+        with warnings.catch_warnings():
+            # AUTH without TLS is deliberate: the sandbox listens on loopback only.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            return self._new_protocol()
+
+    def _new_protocol(self) -> SandboxSMTP:
         return SandboxSMTP(
             self.handler,
             live=self._live,
