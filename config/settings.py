@@ -307,3 +307,18 @@ if SENTRY_DSN:
         release=SENTRY_RELEASE or None,
         traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
     )
+
+CELERY_BEAT_SCHEDULE = {
+    # Periodic runs expire instead of piling up behind a backlog: the next run does the same work.
+    "outbox-relay": {
+        "task": "notifications.tasks.outbox_relay",
+        "schedule": OUTBOX_RELAY_INTERVAL,
+        "options": {"expires": OUTBOX_RELAY_INTERVAL * 5},
+    },
+    "notifications-sweep": {
+        "task": "notifications.tasks.notifications_sweep",
+        "schedule": NOTIFICATION_SWEEP_INTERVAL,
+        "options": {"expires": NOTIFICATION_SWEEP_INTERVAL * 5},
+    },
+    "idempotency-purge": {"task": "checkout.tasks.idempotency_records_purge", "schedule": 3600.0},
+}

@@ -1,0 +1,175 @@
+"""The checkout REST API: one view per operation, validate -> one service -> serialize."""
+
+from __future__ import annotations
+
+import re
+from uuid import UUID
+
+import phonenumbers
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import serializers
+from rest_framework.generics import get_object_or_404
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from checkout.currencies import ISO_4217_CODES, ZERO_DECIMAL_CURRENCIES
+from checkout.idempotency import idempotency_key_validate, request_fingerprint
+from checkout.models import Order
+from checkout.serializers import OrderOutputSerializer
+from checkout.services import Customer, LineItem, checkout_create
+from notifications.selectors import notifications_for_subject
+
+MAX_LINES = 100
+_LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+ErrorBody = inline_serializer(
+    name="Error",
+    fields={
+        "error": inline_serializer(
+            name="ErrorDetail",
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(required=False),
+            },
+        )
+    },
+)
+
+
+class NotificationStatusSerializer(serializers.Serializer):
+    channel = serializers.CharField()
+    status = serializers.CharField()
+    vendor = serializers.CharField(allow_null=True)
+    attempts = serializers.IntegerField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+
+
+class OrderDetailOutputSerializer(OrderOutputSerializer):
+    notifications = serializers.SerializerMethodField()
+
+    class Meta(OrderOutputSerializer.Meta):
+        fields = [*OrderOutputSerializer.Meta.fields, "notifications"]
+
+    @extend_schema_field(NotificationStatusSerializer(many=True))
+    def get_notifications(self, order: Order) -> list[dict]:
+        return notifications_for_subject(subject_ref=f"order:{order.pk}")
+
+
+class CheckoutListCreateApi(APIView):
+    """`/api/v1/checkouts/`: POST creates a checkout, GET lists the caller's orders."""
+
+    class Pagination(LimitOffsetPagination):
+        default_limit = 50
+        max_limit = 200
+
+    class InputSerializer(serializers.Serializer):
+        class CustomerInput(serializers.Serializer):
+            name = serializers.CharField(max_length=200)
+            email = serializers.EmailField(max_length=254)
+            phone = serializers.CharField(max_length=16, help_text="E.164, e.g. +447911123456")
+            locale = serializers.CharField(max_length=16, default="en", help_text="e.g. en, pt, pt-BR")
+
+            def validate_phone(self, value: str) -> str:
+                try:
+                    number = phonenumbers.parse(value, None)
+                except phonenumbers.NumberParseException:
+                    number = None
+                if not _E164.match(value) or number is None or not phonenumbers.is_possible_number(number):
+                    raise serializers.ValidationError("Enter a phone number in E.164 format, e.g. +447911123456.")
+                return value
+
+            def validate_locale(self, value: str) -> str:
+                if not _LOCALE.match(value):
+                    raise serializers.ValidationError("Enter a locale such as en, pt or pt-BR.")
+                return value
+
+        class LineInput(serializers.Serializer):
+            sku = serializers.CharField(max_length=64)
+            name = serializers.CharField(max_length=200)
+            quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+            unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+
+        customer = CustomerInput()
+        lines = LineInput(many=True, allow_empty=False, max_length=MAX_LINES)
+        currency = serializers.CharField(min_length=3, max_length=3, help_text="ISO 4217, e.g. EUR")
+        payment_token = serializers.CharField(max_length=64, help_text="Sandbox: tok_ok, tok_declined, tok_error")
+
+        def validate_currency(self, value: str) -> str:
+            if value not in ISO_4217_CODES:
+                raise serializers.ValidationError(f"'{value}' is not an ISO 4217 currency code.")
+            return value
+
+        def validate(self, attrs: dict) -> dict:
+            if attrs["currency"] in ZERO_DECIMAL_CURRENCIES:
+                for index, line in enumerate(attrs["lines"]):
+                    if line["unit_price"] != line["unit_price"].to_integral_value():
+                        raise serializers.ValidationError(
+                            {"lines": {index: {"unit_price": [f"{attrs['currency']} has no minor unit."]}}}
+                        )
+            return attrs
+
+    @extend_schema(
+        operation_id="checkout_create",
+        request=InputSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Replays the first answer for 24 hours instead of creating a second order.",
+            )
+        ],
+        responses={
+            201: OrderOutputSerializer,
+            400: ErrorBody,
+            401: ErrorBody,
+            402: OpenApiResponse(description="Payment declined; the failed order is in `order`."),
+            409: ErrorBody,
+            413: ErrorBody,
+            422: ErrorBody,
+            429: ErrorBody,
+            502: ErrorBody,
+            503: ErrorBody,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        key = request.headers.get("Idempotency-Key")
+        outcome = checkout_create(
+            client=request.user,
+            customer=Customer(**data["customer"]),
+            lines=[LineItem(**line) for line in data["lines"]],
+            currency=data["currency"],
+            payment_token=data["payment_token"],
+            idempotency_key=idempotency_key_validate(key) if key is not None else None,
+            fingerprint=request_fingerprint(request.data),
+        )
+        headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+        return Response(outcome.body, status=outcome.status, headers=headers)
+
+    @extend_schema(operation_id="checkout_list", responses={200: OrderOutputSerializer(many=True), 401: ErrorBody})
+    def get(self, request: Request) -> Response:
+        orders = Order.objects.filter(client=request.user).prefetch_related("lines").order_by("-created_at", "id")
+        paginator = self.Pagination()
+        page = paginator.paginate_queryset(orders, request, view=self)
+        return paginator.get_paginated_response(OrderOutputSerializer(page, many=True).data)
+
+
+class CheckoutDetailApi(APIView):
+    @extend_schema(operation_id="checkout_retrieve", responses={200: OrderDetailOutputSerializer, 401: ErrorBody, 404: ErrorBody})
+    def get(self, request: Request, order_id: UUID) -> Response:
+        order = get_object_or_404(Order.objects.prefetch_related("lines"), pk=order_id, client=request.user)
+        return Response(OrderDetailOutputSerializer(order).data)

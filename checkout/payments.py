@@ -1,0 +1,53 @@
+"""The payment gateway interface and the built-in sandbox gateway."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from typing import Protocol
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+
+class PaymentDeclined(Exception):
+    """The payment was refused (card declined, bad token): final, the customer must act."""
+
+
+class PaymentGatewayError(Exception):
+    """The gateway failed to answer properly; nothing was charged, the client may retry."""
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    reference: str
+
+
+class PaymentGateway(Protocol):
+    def charge(self, *, amount: Decimal, currency: str, token: str, idempotency_key: str) -> PaymentResult:
+        """Charge `amount`; raises PaymentDeclined or PaymentGatewayError."""
+        ...
+
+
+class SandboxPaymentGateway:
+    """Test tokens: `tok_ok` succeeds, `tok_declined` is declined, `tok_error` fails at the gateway.
+
+    Any other token is declined as unknown, as a real gateway declines a token it never issued.
+    """
+
+    def charge(self, *, amount: Decimal, currency: str, token: str, idempotency_key: str) -> PaymentResult:
+        if token == "tok_ok":
+            return PaymentResult(reference=f"pay_{secrets.token_hex(8)}")
+        if token == "tok_declined":
+            raise PaymentDeclined("The card was declined.")
+        if token == "tok_error":
+            raise PaymentGatewayError("The payment gateway did not answer properly.")
+        raise PaymentDeclined("Unknown payment token.")
+
+
+@cache
+def payment_gateway() -> PaymentGateway:
+    path = getattr(settings, "PAYMENT_GATEWAY", "checkout.payments.SandboxPaymentGateway")
+    return import_string(path)()

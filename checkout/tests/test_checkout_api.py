@@ -1,0 +1,234 @@
+"""The checkout API as a client sees it, against the real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import copy
+import json
+from decimal import Decimal
+
+import pytest
+from rest_framework.test import APIClient
+
+from checkout.models import ApiClient, IdempotencyRecord, Order, OrderLine
+from notifications.models import NotificationTrigger
+
+URL = "/api/v1/checkouts/"
+
+VALID = {
+    "customer": {"name": "Ana Souza", "email": "ana@example.com", "phone": "+5511987654321", "locale": "pt-BR"},
+    "lines": [
+        {"sku": "TSHIRT-M", "name": "T-shirt", "quantity": 2, "unit_price": "19.90"},
+        {"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": "7.50"},
+    ],
+    "currency": "BRL",
+    "payment_token": "tok_ok",
+}
+
+
+def body(**changes: object) -> dict:
+    data = copy.deepcopy(VALID)
+    data.update(changes)
+    return data
+
+
+def counts() -> tuple[int, int, int]:
+    return Order.objects.count(), OrderLine.objects.count(), NotificationTrigger.objects.count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_checkout_stores_order_lines_and_trigger_and_answers_201(api: APIClient) -> None:
+    response = api.post(URL, VALID, format="json")
+
+    assert response.status_code == 201, response.content
+    data = response.json()
+    assert data["status"] == "paid"
+    assert data["total"] == "47.30"
+    assert [line["line_total"] for line in data["lines"]] == ["39.80", "7.50"]
+    order = Order.objects.get(pk=data["id"])
+    assert order.total == Decimal("47.30")
+    trigger = NotificationTrigger.objects.get(subject_ref=f"order:{order.pk}")
+    assert trigger.event_type == "order_confirmed"
+    assert trigger.locale == "pt-BR"
+    assert trigger.recipients == {"email": "ana@example.com", "sms": "+5511987654321"}
+    assert trigger.payload["total"] == "47.30"
+    assert trigger.payload["customer_name"] == "Ana Souza"
+    assert response["X-Request-ID"]
+
+
+@pytest.mark.django_db
+def test_declined_payment_stores_failed_order_and_payment_failed_trigger(api: APIClient) -> None:
+    response = api.post(URL, body(payment_token="tok_declined"), format="json")
+
+    assert response.status_code == 402
+    data = response.json()
+    assert data["error"]["code"] == "payment_declined"
+    assert data["order"]["status"] == "payment_failed"
+    trigger = NotificationTrigger.objects.get()
+    assert trigger.event_type == "payment_failed"
+    assert Order.objects.get().status == "payment_failed"
+
+
+@pytest.mark.django_db
+def test_gateway_error_answers_502_and_writes_nothing(api: APIClient) -> None:
+    response = api.post(URL, body(payment_token="tok_error"), format="json", HTTP_IDEMPOTENCY_KEY="k-gw")
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "payment_gateway_error"
+    assert counts() == (0, 0, 0)
+    # The key is free again: the client may retry it.
+    assert not IdempotencyRecord.objects.exists()
+
+
+BAD_INPUTS = {
+    "missing customer": ({k: v for k, v in VALID.items() if k != "customer"}, "customer"),
+    "bad email": (body(customer={**VALID["customer"], "email": "not-an-email"}), "customer"),
+    "phone not E.164": (body(customer={**VALID["customer"], "phone": "011 98765-4321"}), "customer"),
+    "phone too short": (body(customer={**VALID["customer"], "phone": "+12"}), "customer"),
+    "bad locale": (body(customer={**VALID["customer"], "locale": "portuguese"}), "customer"),
+    "unknown currency": (body(currency="XYZ"), "currency"),
+    "lowercase currency": (body(currency="brl"), "currency"),
+    "zero quantity": (body(lines=[{**VALID["lines"][0], "quantity": 0}]), "lines"),
+    "negative quantity": (body(lines=[{**VALID["lines"][0], "quantity": -1}]), "lines"),
+    "quantity not a number": (body(lines=[{**VALID["lines"][0], "quantity": "two"}]), "lines"),
+    "negative price": (body(lines=[{**VALID["lines"][0], "unit_price": "-1.00"}]), "lines"),
+    "price with three decimals": (body(lines=[{**VALID["lines"][0], "unit_price": "1.001"}]), "lines"),
+    "no lines": (body(lines=[]), "lines"),
+    "more than 100 lines": (body(lines=[VALID["lines"][0]] * 101), "lines"),
+    "lines not a list": (body(lines="many"), "lines"),
+    "fractional yen": (body(currency="JPY", lines=[{**VALID["lines"][0], "unit_price": "10.50"}]), "lines"),
+    "missing payment token": ({k: v for k, v in VALID.items() if k != "payment_token"}, "payment_token"),
+    "customer wrong type": (body(customer="Ana"), "customer"),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_answers_400_with_field_errors_and_writes_nothing(api: APIClient, case: str) -> None:
+    payload, field = BAD_INPUTS[case]
+
+    response = api.post(URL, payload, format="json")
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert field in error["fields"]
+    assert counts() == (0, 0, 0)
+
+
+@pytest.mark.django_db
+def test_malformed_json_answers_400(api: APIClient) -> None:
+    response = api.post(URL, data='{"customer": ', content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_request"
+    assert counts() == (0, 0, 0)
+
+
+@pytest.mark.django_db
+def test_body_over_64_kib_answers_413_and_writes_nothing(api: APIClient) -> None:
+    payload = body(customer={**VALID["customer"], "name": "x" * (70 * 1024)})
+
+    response = api.post(URL, data=json.dumps(payload), content_type="application/json")
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert counts() == (0, 0, 0)
+
+
+@pytest.mark.django_db
+def test_non_json_content_type_answers_415(api: APIClient) -> None:
+    response = api.post(URL, data="customer=x", content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 415
+    assert counts() == (0, 0, 0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer bk_00000000_wrong", "Bearer ", "Basic dXNlcjpwYXNz", "bk_00000000_no_scheme"],
+)
+def test_missing_or_bad_key_answers_401(header: str | None) -> None:
+    client = APIClient()
+    if header is not None:
+        client.credentials(HTTP_AUTHORIZATION=header)
+
+    response = client.post(URL, VALID, format="json")
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert counts() == (0, 0, 0)
+
+
+@pytest.mark.django_db
+def test_inactive_client_key_answers_401(api: APIClient, api_client_with_key: tuple[ApiClient, str]) -> None:
+    client, _ = api_client_with_key
+    ApiClient.objects.filter(pk=client.pk).update(is_active=False)
+
+    assert api.get(URL).status_code == 401
+
+
+@pytest.mark.django_db
+def test_keys_are_stored_hashed(api_client_with_key: tuple[ApiClient, str]) -> None:
+    client, key = api_client_with_key
+    stored = ApiClient.objects.filter(pk=client.pk).values().get()
+    assert key not in json.dumps(stored, default=str)
+
+
+@pytest.mark.django_db
+def test_orders_are_scoped_to_the_calling_client(api: APIClient) -> None:
+    order_id = api.post(URL, VALID, format="json").json()["id"]
+    from checkout.api_keys import api_client_create
+
+    _, other_key = api_client_create(name="other-shop")
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {other_key}")
+
+    assert other.get(f"{URL}{order_id}/").status_code == 404
+    assert other.get(URL).json()["count"] == 0
+    assert api.get(f"{URL}{order_id}/").status_code == 200
+    assert api.get(URL).json()["count"] == 1
+
+
+@pytest.mark.django_db
+def test_list_is_paginated_newest_first(api: APIClient) -> None:
+    for _ in range(3):
+        api.post(URL, VALID, format="json")
+
+    page = api.get(URL, {"limit": 2}).json()
+
+    assert page["count"] == 3
+    assert len(page["results"]) == 2
+    assert page["next"]
+    assert page["results"][0]["created_at"] >= page["results"][1]["created_at"]
+
+
+@pytest.mark.django_db
+def test_detail_of_unknown_order_is_404(api: APIClient) -> None:
+    assert api.get(f"{URL}00000000-0000-0000-0000-000000000000/").status_code == 404
+    assert api.get(f"{URL}not-a-uuid/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_throttle_answers_429_with_retry_after(api: APIClient, api_client_with_key: tuple[ApiClient, str]) -> None:
+    client, _ = api_client_with_key
+    ApiClient.objects.filter(pk=client.pk).update(rate_limit_per_minute=3)
+
+    statuses = [api.get(URL).status_code for _ in range(5)]
+
+    assert statuses[:3] == [200, 200, 200]
+    assert statuses[3:] == [429, 429]
+    response = api.get(URL)
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert 0 < int(response["Retry-After"]) <= 61
+
+
+@pytest.mark.django_db
+def test_openapi_schema_and_docs_are_served() -> None:
+    client = APIClient()
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert schema.status_code == 200
+    paths = json.loads(schema.content)["paths"]
+    assert "/api/v1/checkouts/" in paths
+    assert "post" in paths["/api/v1/checkouts/"]
+    assert client.get("/api/docs/").status_code == 200

@@ -1,0 +1,50 @@
+"""`/healthz` (the process answers) and `/readyz` (its dependencies answer)."""
+
+from __future__ import annotations
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+# Each dependency check gives up after this long (seconds): readiness must answer quickly.
+READINESS_TIMEOUT = 1.0
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_redis(url: str) -> None:
+    client = redis.Redis.from_url(url, socket_connect_timeout=READINESS_TIMEOUT, socket_timeout=READINESS_TIMEOUT)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """200 when PostgreSQL, Redis and the broker answer; 503 naming what is down."""
+    checks = {
+        "database": _check_database,
+        "redis": lambda: _check_redis(settings.REDIS_URL),
+        "cache": lambda: _check_redis(settings.CACHE_URL),
+        "broker": lambda: _check_redis(settings.CELERY_BROKER_URL),
+    }
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:
+            results[name] = f"down: {type(exc).__name__}"
+    down = [name for name, result in results.items() if result != "ok"]
+    body = {"status": "ok" if not down else "unavailable", "checks": results}
+    if down:
+        body["down"] = down
+    return JsonResponse(body, status=200 if not down else 503)

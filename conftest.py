@@ -1,0 +1,40 @@
+"""Fixtures shared by every app's tests: real PostgreSQL, real Redis, real sandbox servers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from checkout.api_keys import api_client_create
+from checkout.models import ApiClient
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(settings) -> Iterator[None]:
+    """Each test gets its own cache namespace in the real Redis, so tests never see each
+    other's cached templates or throttle counters (and a dev stack's keys are untouched)."""
+    # Django's setting_changed handler rebuilds the cache handlers from the new settings.
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"beacon-test-{uuid.uuid4().hex[:12]}"},
+    }
+    yield
+    cache.close()
+
+
+@pytest.fixture
+def api_client_with_key(db) -> tuple[ApiClient, str]:
+    return api_client_create(name=f"test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def api(api_client_with_key: tuple[ApiClient, str]) -> APIClient:
+    """A DRF test client that sends a valid API key."""
+    _, key = api_client_with_key
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client

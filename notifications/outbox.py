@@ -1,0 +1,101 @@
+"""The transactional outbox: triggers are written with the business change and handed over
+to Celery after COMMIT; the relay hands over whatever that missed.
+
+At-least-once: a trigger may be published more than once (web and relay, or a reconnect
+after the broker accepted it); `trigger_dispatch` makes the second time harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from config.request_context import request_id_get
+from notifications.models import NotificationTrigger
+from notifications.publisher import task_publish_bounded
+
+logger = logging.getLogger(__name__)
+
+TRIGGER_DISPATCH_TASK = "notifications.tasks.trigger_dispatch"
+# After the relay publishes a trigger it leaves it alone this long (seconds) before
+# publishing again, if the trigger is still not dispatched by then.
+RELAY_LEASE_SECONDS = 30.0
+
+
+def trigger_publish(
+    *,
+    event_type: str,
+    locale: str,
+    payload: dict[str, Any],
+    recipients: dict[str, str],
+    subject_ref: str = "",
+) -> NotificationTrigger:
+    """Write a trigger in the caller's transaction; hand it to Celery once that commits.
+
+    Must be called inside `transaction.atomic()`: the trigger commits, or rolls back, with
+    the business change. The hand-off never raises and never waits long (see publisher.py).
+    """
+    trigger = NotificationTrigger.objects.create(
+        event_type=event_type,
+        locale=locale,
+        payload=payload,
+        recipients=recipients,
+        subject_ref=subject_ref,
+        request_id=request_id_get(),
+        relay_after=timezone.now() + timedelta(seconds=settings.OUTBOX_RELAY_GRACE),
+    )
+    trigger_id = trigger.pk
+    transaction.on_commit(lambda: trigger_handoff(trigger_id=trigger_id))
+    return trigger
+
+
+def trigger_handoff(*, trigger_id: int) -> bool:
+    """Right after COMMIT: publish the dispatch task, bounded in time. True if published."""
+    if settings.BEACON_SYNC_SEND:
+        from notifications.sync_mode import trigger_deliver_inline
+
+        trigger_deliver_inline(trigger_id=trigger_id)
+        return True
+    return task_publish_bounded(TRIGGER_DISPATCH_TASK, args=[trigger_id], headers={"request_id": request_id_get()})
+
+
+def outbox_relay(*, batch_size: int = 500) -> int:
+    """Hand over the oldest undispatched triggers whose time has come; returns how many.
+
+    Safe to run from several processes at once: rows are claimed with
+    `FOR UPDATE SKIP LOCKED` and leased (relay_after moves forward) before publishing, and
+    published after the claim commits, so no lock is held while talking to the broker.
+    """
+    from notifications.tasks import trigger_dispatch
+
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            NotificationTrigger.objects.select_for_update(skip_locked=True)
+            .filter(dispatched_at__isnull=True, relay_after__lte=now)
+            .order_by("created_at", "id")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return 0
+        NotificationTrigger.objects.filter(pk__in=ids).update(
+            relay_after=now + timedelta(seconds=RELAY_LEASE_SECONDS), publish_count=F("publish_count") + 1
+        )
+    published = 0
+    for trigger_id in ids:
+        try:
+            trigger_dispatch.apply_async(args=[trigger_id])
+        except Exception as exc:
+            # Broker gone mid-batch: give the rest back so the next run takes them at once.
+            NotificationTrigger.objects.filter(pk__in=ids[published:], dispatched_at__isnull=True).update(relay_after=now)
+            logger.warning("relay stopped after %d of %d triggers: %s", published, len(ids), type(exc).__name__)
+            break
+        published += 1
+    logger.info("relay handed over %d triggers", published)
+    return published

@@ -1,0 +1,77 @@
+"""Bounded publishing of tasks from the web process.
+
+Kombu retries a lost broker connection forever by default, so a bare `.delay()` can hang a
+checkout while Redis is down (celery#4296). The web publishes through its own Celery app whose
+broker connection has tight socket timeouts and at most one reconnect, and after a failure it
+stops trying for a cool-down period: a broker outage costs one request at most about
+BEACON_PUBLISH_TIMEOUT per cool-down window, and the outbox relay hands over what was skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from functools import cache
+from typing import Any
+
+from celery import Celery
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_suppressed_until = 0.0
+
+
+@cache
+def _publisher_app() -> Celery:
+    app = Celery("beacon-publisher")
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    timeout = settings.BEACON_PUBLISH_TIMEOUT
+    app.conf.broker_transport_options = {
+        **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0,
+    }
+    app.conf.broker_connection_timeout = timeout
+    app.conf.broker_connection_max_retries = 1
+    return app
+
+
+def task_publish_bounded(task_name: str, *, args: list[Any], headers: dict[str, Any] | None = None) -> bool:
+    """Publish `task_name(*args)` if the broker answers quickly; True when it was published.
+
+    Never raises and never blocks for long; False means "left for the relay".
+    """
+    global _suppressed_until
+    if time.monotonic() < _suppressed_until:
+        return False
+    timeout = settings.BEACON_PUBLISH_TIMEOUT
+    try:
+        _publisher_app().send_task(
+            task_name,
+            args=args,
+            headers=headers or {},
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0, "timeout": timeout},
+        )
+        return True
+    except Exception as exc:
+        with _lock:
+            _suppressed_until = time.monotonic() + settings.BEACON_PUBLISH_COOLDOWN
+        logger.warning(
+            "broker publish failed (%s); leaving work to the outbox relay for %.0fs",
+            type(exc).__name__,
+            settings.BEACON_PUBLISH_COOLDOWN,
+        )
+        return False
+
+
+def publisher_reset() -> None:
+    """Forget a previous failure (tests, or after the broker is known to be back)."""
+    global _suppressed_until
+    _suppressed_until = 0.0

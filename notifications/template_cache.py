@@ -1,0 +1,149 @@
+"""The one accessor for active templates: Redis (Django's cache) in front of PostgreSQL.
+
+Key: `tmpl:v1:{event}:{channel}` -> every active locale of that event and channel, so one
+GET resolves any locale's fallback chain (pt-BR -> pt -> default). Invalidation happens in
+one place (`template_cache_invalidate`, called after a template's save or delete commits).
+A cold key is rebuilt by one process holding a short lock while the others wait for it
+(no cache-miss storm); TTLs carry jitter so keys do not expire together. If Redis is down
+every read goes to the database (django-redis ignores and logs the error).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+from notifications import metrics
+from notifications.models import NotificationTemplate
+
+logger = logging.getLogger(__name__)
+
+CACHE_KEY_VERSION = "v1"
+# TTLs vary by this fraction either way, so keys written together do not expire together.
+TTL_JITTER = 0.1
+# How long the process rebuilding a key may hold its lock (seconds).
+REBUILD_LOCK_SECONDS = 5
+# How long other processes wait for the rebuilder before reading the database themselves.
+REBUILD_WAIT_SECONDS = 1.0
+REBUILD_POLL_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class CachedTemplate:
+    id: int
+    version: int
+    locale: str
+    subject: str
+    body_text: str
+    body_html: str
+
+    @property
+    def version_tag(self) -> str:
+        return f"{self.id}.{self.version}"
+
+
+def _key(event_type: str, channel: str) -> str:
+    return f"tmpl:{CACHE_KEY_VERSION}:{event_type}:{channel}"
+
+
+def _generation_key(event_type: str, channel: str) -> str:
+    return f"tmpl:{CACHE_KEY_VERSION}:{event_type}:{channel}:generation"
+
+
+def locale_chain(locale: str) -> list[str]:
+    """`pt-BR` -> [`pt-BR`, `pt`, default]; duplicates removed, order kept."""
+    chain = [locale, locale.split("-")[0], settings.DEFAULT_LOCALE]
+    return list(dict.fromkeys(part for part in chain if part))
+
+
+def _load(event_type: str, channel: str) -> dict[str, dict]:
+    rows = NotificationTemplate.objects.filter(event_type=event_type, channel=channel, is_active=True).values(
+        "id", "version", "locale", "subject", "body_text", "body_html"
+    )
+    return {row["locale"]: row for row in rows}
+
+
+def _ttl() -> int:
+    base = settings.TEMPLATE_CACHE_TTL
+    return max(1, int(base * random.uniform(1 - TTL_JITTER, 1 + TTL_JITTER)))
+
+
+def _templates_for(event_type: str, channel: str) -> dict[str, dict]:
+    """Every active template of the event and channel, by locale.
+
+    Entries carry the generation they were built under; `template_cache_invalidate` bumps
+    the generation, so an entry built from rows read before a change (a rebuild racing the
+    invalidation) is never served afterwards. One MGET per lookup.
+    """
+    key, generation_key = _key(event_type, channel), _generation_key(event_type, channel)
+    found = cache.get_many([key, generation_key])
+    generation = found.get(generation_key, 0)
+    entry = found.get(key)
+    if entry is not None and entry.get("generation") == generation:
+        metrics.TEMPLATE_CACHE_REQUESTS.labels(result="hit").inc()
+        return entry["templates"]
+    metrics.TEMPLATE_CACHE_REQUESTS.labels(result="miss").inc()
+    lock = _try_lock(key)
+    if lock is None:
+        deadline = time.monotonic() + REBUILD_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(REBUILD_POLL_SECONDS)
+            found = cache.get_many([key, generation_key])
+            entry = found.get(key)
+            if entry is not None and entry.get("generation") == found.get(generation_key, 0):
+                return entry["templates"]
+        return _load(event_type, channel)
+    try:
+        templates = _load(event_type, channel)
+        cache.set(key, {"generation": generation, "templates": templates}, timeout=_ttl())
+        return templates
+    finally:
+        _release(lock)
+
+
+def _try_lock(key: str):
+    """Take the rebuild lock without waiting; returns None when another process holds it."""
+    try:
+        lock = cache.lock(f"{key}:rebuild", timeout=REBUILD_LOCK_SECONDS)
+        return lock if lock.acquire(blocking=False) else None
+    except Exception as exc:  # Redis down: rebuild ourselves (from the database)
+        logger.warning("template cache lock unavailable: %s", type(exc).__name__)
+        return _NoLock()
+
+
+def _release(lock) -> None:
+    try:
+        lock.release()
+    except Exception:  # expired or Redis gone: the lock frees itself by timeout
+        logger.debug("template cache lock release failed", exc_info=True)
+
+
+class _NoLock:
+    def release(self) -> None:
+        return None
+
+
+def template_resolve(*, event_type: str, channel: str, locale: str) -> CachedTemplate | None:
+    """The active template for this event, channel and locale, following the locale chain."""
+    templates = _templates_for(event_type, channel)
+    for candidate in locale_chain(locale):
+        row = templates.get(candidate)
+        if row is not None:
+            return CachedTemplate(**row)
+    return None
+
+
+def template_cache_invalidate(*, event_type: str, channel: str) -> None:
+    """Retire the cached templates of one event and channel. Call after the change commits."""
+    generation_key = _generation_key(event_type, channel)
+    if not cache.add(generation_key, 1, timeout=None):
+        try:
+            cache.incr(generation_key)
+        except ValueError:  # expired between add and incr
+            cache.set(generation_key, 1, timeout=None)
+    cache.delete(_key(event_type, channel))
