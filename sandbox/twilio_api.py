@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 API_VERSION = "2010-04-01"
 ACCOUNT_PREFIX = f"/{API_VERSION}/Accounts/{{account_sid}}"
 # Not a secret: the well-known token of a fake vendor that only listens on loopback.
-DEFAULT_AUTH_TOKEN = "sandbox-token"  # noqa: S105
+DEFAULT_AUTH_TOKEN = "sandbox-token"
 IDEMPOTENCY_HEADERS = ("I-Twilio-Idempotency-Token", "Idempotency-Key")
 # Twilio's default and maximum page sizes for list requests.
 DEFAULT_PAGE_SIZE = 50

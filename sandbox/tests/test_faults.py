@@ -12,9 +12,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
 from sandbox.testing import SandboxHandle
-from sandbox.tests.conftest import RECIPIENT, SENDER, twilio_client
-from sandbox.tests.test_smtp import receipt
-from sandbox.tests.test_twilio_api import post_message
+from sandbox.tests.helpers import RECIPIENT, SENDER, post_message, receipt, twilio_client
 
 
 def send_sms(client: Client, body: str = "hi") -> str:

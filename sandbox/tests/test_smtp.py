@@ -1,24 +1,12 @@
 from __future__ import annotations
 
 import smtplib
-from email.message import EmailMessage
-from email.utils import make_msgid
 
 import pytest
 
 from sandbox.server import InstanceConfig
 from sandbox.testing import SandboxHandle, start_sandbox
-
-
-def receipt(to: str = "ada@example.com", message_id: str | None = None) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = "Beacon <noreply@beacon.example>"
-    message["To"] = to
-    message["Subject"] = "Your receipt"
-    message["Message-ID"] = message_id or make_msgid(domain="beacon.example")
-    message.set_content("Thanks for your order.")
-    message.add_alternative("<p>Thanks for your <b>order</b>.</p>", subtype="html")
-    return message
+from sandbox.tests.helpers import receipt
 
 
 def smtp_to(sandbox: SandboxHandle, name: str = "smtp-primary") -> smtplib.SMTP:

@@ -6,32 +6,15 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
 
 import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
 from sandbox.testing import SandboxHandle
-from sandbox.tests.conftest import ACCOUNT_SID, RECIPIENT, SENDER, twilio_client
+from sandbox.tests.helpers import ACCOUNT_SID, RECIPIENT, SENDER, post_message, twilio_client
 
 RFC2822 = re.compile(r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000$")
-
-
-def post_message(url: str, form: dict[str, str], headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """POST a create request with urllib, to see the raw status and JSON body."""
-    credentials = base64.b64encode(f"{ACCOUNT_SID}:sandbox-token".encode()).decode()
-    request = urllib.request.Request(
-        f"{url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json",
-        data=urllib.parse.urlencode(form).encode(),
-        headers={"Authorization": f"Basic {credentials}", **(headers or {})},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def test_official_client_creates_a_queued_message_in_the_sandbox(sandbox: SandboxHandle, sms: Client) -> None:
