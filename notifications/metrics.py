@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 CIRCUIT_TRANSITIONS = Counter(
     "beacon_circuit_transitions_total",
@@ -15,4 +15,37 @@ CIRCUIT_STATE = Gauge(
     "Vendor circuit breaker state last seen by this process: 0 closed, 1 half_open, 2 open.",
     ["vendor"],
     multiprocess_mode="mostrecent",
+)
+
+# --- Delivery (written by the send flow) -------------------------------------------------------
+# Buckets span a fast vendor (tens of ms) to a retried delivery (minutes).
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+DELIVERY_ATTEMPTS = Counter(
+    "beacon_delivery_attempts_total",
+    "Delivery attempts by vendor, channel and outcome (including skips for open circuits and rate limits).",
+    ["vendor", "channel", "outcome"],
+)
+VENDOR_CALL_SECONDS = Histogram(
+    "beacon_vendor_call_seconds",
+    "Duration of vendor calls.",
+    ["vendor", "outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+NOTIFICATIONS_FINISHED = Counter(
+    "beacon_notifications_total",
+    "Notifications reaching a final state (sent, failed, dead), by channel and delivering vendor.",
+    ["channel", "vendor", "status"],
+)
+NOTIFICATION_RETRIES = Counter(
+    "beacon_notification_retries_total", "Notifications scheduled for another round after every vendor failed.", ["channel"]
+)
+DELIVERY_LATENCY = Histogram(
+    "beacon_delivery_latency_seconds",
+    "From trigger creation (checkout commit) to vendor acceptance.",
+    ["channel"],
+    buckets=_LATENCY_BUCKETS,
+)
+TEMPLATE_CACHE_REQUESTS = Counter(
+    "beacon_template_cache_requests_total", "Template cache lookups by result (hit, miss).", ["result"]
 )

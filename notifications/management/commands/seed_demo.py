@@ -1,0 +1,57 @@
+"""`python manage.py seed_demo`: an admin, an API client, sandbox vendors, default templates.
+
+Safe to run again: it creates what is missing, re-points the vendors at the sandbox and
+prints a fresh API key (keys are stored hashed, so an old one cannot be shown again).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from checkout.api_keys import api_client_create
+from checkout.models import ApiClient
+from notifications.demo import demo_templates_install, demo_vendors_install
+
+SANDBOX_DEFAULT_PORTS = {"sms-primary": 1, "sms-fallback": 2, "smtp-primary": 25, "smtp-fallback": 26}
+
+
+class Command(BaseCommand):
+    help = "Seed demo data: admin user, API client (prints its key), sandbox vendors, templates."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--sandbox-host", default="127.0.0.1")
+        parser.add_argument("--sandbox-base-port", type=int, default=int(os.environ.get("SANDBOX_BASE_PORT", "8100")))
+        parser.add_argument("--admin-password", default=os.environ.get("BEACON_ADMIN_PASSWORD", ""))
+
+    @transaction.atomic
+    def handle(self, *args: object, sandbox_host: str, sandbox_base_port: int, admin_password: str, **options: object) -> None:
+        user_model = get_user_model()
+        admin = user_model.objects.filter(username="admin").first()
+        if admin is None:
+            admin_password = admin_password or secrets.token_urlsafe(12)
+            user_model.objects.create_superuser("admin", "admin@beacon.example", admin_password)
+            admin_line = f"Admin: http://127.0.0.1:8000/admin/  user admin  password {admin_password}"
+        elif admin_password:
+            admin.set_password(admin_password)
+            admin.save(update_fields=["password"])
+            admin_line = f"Admin: http://127.0.0.1:8000/admin/  user admin  password {admin_password}"
+        else:
+            admin_line = "Admin: http://127.0.0.1:8000/admin/  user admin  (password unchanged)"
+
+        ports = {name: sandbox_base_port + offset for name, offset in SANDBOX_DEFAULT_PORTS.items()}
+        vendors = demo_vendors_install(host=sandbox_host, ports=ports)
+        created_templates = demo_templates_install()
+
+        ApiClient.objects.filter(name="demo").delete()
+        _, key = api_client_create(name="demo")
+
+        self.stdout.write(admin_line)
+        self.stdout.write(f"Vendors: {', '.join(vendor.name for vendor in vendors)} (sandbox at {sandbox_host}:{sandbox_base_port})")
+        self.stdout.write(f"Templates created: {created_templates}")
+        self.stdout.write("API key of client 'demo' (shown once):")
+        self.stdout.write(key)

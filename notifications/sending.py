@@ -1,0 +1,339 @@
+"""Sending one notification: claim, render once, walk the vendors, record every attempt.
+
+Policies (each stated once, here):
+- A claim is a conditional UPDATE with a lease; no row lock is held across a vendor call.
+- Transient failure (connection error, 429, 5xx): try the next vendor at once.
+- Permanent failure (invalid number or address, a 4xx retrying cannot fix): `failed` at once.
+- Unknown outcome (a timeout after the request was sent, or a worker lost mid-call): the
+  vendor may have accepted. Policy: fail over at once (delivery first), keep the attempt as
+  `timeout`, and flag the notification `possible_duplicate` if another vendor then delivers
+  it. The same idempotency key goes to every vendor on every try, so a vendor that honours
+  it never delivers twice itself.
+- Every vendor failed: retry later (exponential backoff, full jitter with a floor, capped),
+  up to NOTIFICATION_MAX_ATTEMPTS rounds or NOTIFICATION_MAX_AGE, then `dead`.
+- Every vendor rate-limited: delay until a permit is free; never failed, never dropped, and
+  the round does not count against the retry budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from config.request_context import request_id_get
+from notifications import metrics
+from notifications.models import AttemptOutcome, DeliveryAttempt, Notification, NotificationStatus, Vendor
+from notifications.rendering import TemplateRenderError, template_render
+from notifications.routing import Route, channel_vendors, route_for
+from notifications.template_cache import template_resolve
+from notifications.vendors.base import OutboundMessage, VendorError
+
+logger = logging.getLogger(__name__)
+
+_CLAIMABLE = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What the caller should do next: nothing, or run the send again in `retry_in` seconds."""
+
+    status: str
+    retry_in: float | None = None
+
+
+def notification_send(*, notification_id: int) -> SendOutcome:
+    """Try to deliver one notification now. Safe to call any number of times, concurrently.
+
+    1. Claim it (only one caller wins; a `sent` notification is never sent again).
+    2. Stop a poison message: too many deliveries -> `dead`.
+    3. Close attempts left open by a worker that died mid-call (outcome unknown).
+    4. Render once (kept on the row, so every vendor and retry sends the same content).
+    5. Walk the channel's vendors by priority; record each attempt.
+    6. Settle: sent, failed, retrying (with a delay) or dead.
+    """
+    vendors = channel_vendors(channel=_channel_of(notification_id))
+    notification, refused = _claim(notification_id, vendors)
+    if notification is None:
+        return refused
+    if notification.delivery_count > settings.NOTIFICATION_MAX_DELIVERIES:
+        return _settle_dead(notification, f"Delivered to workers {notification.delivery_count} times; stopped as poison.")
+    uncertain_vendor_ids = _close_orphan_attempts(notification) if notification.delivery_count > 1 else set()
+    if not notification.rendered_text:
+        try:
+            _render(notification)
+        except TemplateRenderError as exc:
+            return _settle_failed(notification, str(exc))
+    return _deliver(notification, vendors, uncertain_vendor_ids)
+
+
+def _channel_of(notification_id: int) -> str:
+    return Notification.objects.filter(pk=notification_id).values_list("channel", flat=True).first() or ""
+
+
+def _lease_seconds(vendors: list[Vendor]) -> float:
+    return sum(vendor.timeout_seconds for vendor in vendors) + settings.NOTIFICATION_LEASE_MARGIN
+
+
+def _claim(notification_id: int, vendors: list[Vendor]) -> tuple[Notification | None, SendOutcome]:
+    """Take the notification for this run: one conditional UPDATE that must hit one row."""
+    now = timezone.now()
+    due = Q(status__in=_CLAIMABLE) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    expired_lease = Q(status=NotificationStatus.SENDING, lease_until__lt=now)
+    claimed = Notification.objects.filter(Q(pk=notification_id) & (due | expired_lease)).update(
+        status=NotificationStatus.SENDING,
+        lease_until=now + timedelta(seconds=_lease_seconds(vendors)),
+        delivery_count=F("delivery_count") + 1,
+        updated_at=now,
+    )
+    notification = Notification.objects.filter(pk=notification_id).first()
+    if notification is None:
+        return None, SendOutcome(status="gone")
+    if claimed:
+        return notification, SendOutcome(status=notification.status)
+    return None, _refusal(notification, now)
+
+
+def _refusal(notification: Notification, now) -> SendOutcome:
+    """Why the claim failed, and when (if ever) to look again."""
+    if notification.status == NotificationStatus.SENDING and notification.lease_until:
+        # Another run holds it, or a dead worker's lease has not run out yet.
+        return SendOutcome(status="leased", retry_in=max(0.5, (notification.lease_until - now).total_seconds() + 0.5))
+    if notification.status in _CLAIMABLE and notification.next_attempt_at:
+        return SendOutcome(status="not_due", retry_in=max(0.5, (notification.next_attempt_at - now).total_seconds()))
+    return SendOutcome(status=notification.status)
+
+
+def _close_orphan_attempts(notification: Notification) -> set[int]:
+    """Attempts begun by a run that never finished (worker killed): the vendor may have accepted."""
+    orphans = DeliveryAttempt.objects.filter(notification=notification, outcome="")
+    vendor_ids = set(orphans.values_list("vendor_id", flat=True))
+    orphans.update(outcome=AttemptOutcome.TIMEOUT, error="Worker lost during the call; outcome unknown.")
+    return {vendor_id for vendor_id in vendor_ids if vendor_id is not None}
+
+
+def _render(notification: Notification) -> None:
+    template = template_resolve(event_type=notification.event_type, channel=notification.channel, locale=notification.locale)
+    if template is None:
+        raise TemplateRenderError(f"No active template for {notification.event_type}/{notification.channel}.")
+    context = dict(notification.trigger.payload)
+    rendered = template_render(
+        subject=template.subject, body_text=template.body_text, body_html=template.body_html, context=context
+    )
+    notification.rendered_subject = rendered.subject[:255]
+    notification.rendered_text = rendered.text
+    notification.rendered_html = rendered.html
+    notification.template_version = template.version_tag
+    Notification.objects.filter(pk=notification.pk).update(
+        rendered_subject=notification.rendered_subject,
+        rendered_text=rendered.text,
+        rendered_html=rendered.html,
+        template_version=template.version_tag,
+    )
+
+
+def _message(notification: Notification) -> OutboundMessage:
+    return OutboundMessage(
+        channel=notification.channel,
+        to=notification.recipient,
+        subject=notification.rendered_subject,
+        text=notification.rendered_text,
+        html=notification.rendered_html,
+        idempotency_key=notification.idempotency_key,
+        request_id=request_id_get() if request_id_get() != "-" else notification.request_id or "-",
+    )
+
+
+def _deliver(notification: Notification, vendors: list[Vendor], uncertain_vendor_ids: set[int]) -> SendOutcome:
+    message = _message(notification)
+    skipped: list[DeliveryAttempt] = []
+    rate_limit_waits: list[float] = []
+    tried_any = False
+    last_error = "No enabled vendor for this channel."
+    for vendor in vendors:
+        route = route_for(vendor)
+        decision = route.limiter.try_acquire()
+        if not decision.allowed:
+            rate_limit_waits.append(decision.retry_after)
+            skipped.append(_skip(notification, vendor, AttemptOutcome.RATE_LIMITED, "Send-rate limit spent."))
+            continue
+        if not route.circuit.try_acquire():
+            skipped.append(_skip(notification, vendor, AttemptOutcome.SKIPPED_CIRCUIT_OPEN, "Circuit open."))
+            continue
+        tried_any = True
+        outcome, error = _attempt(notification, route, message)
+        if outcome is None:
+            if skipped:
+                DeliveryAttempt.objects.bulk_create(skipped)
+            possible_duplicate = bool(uncertain_vendor_ids - {vendor.pk})
+            return _settle_sent(notification, vendor, error, possible_duplicate)
+        if outcome == AttemptOutcome.PERMANENT_ERROR:
+            if skipped:
+                DeliveryAttempt.objects.bulk_create(skipped)
+            return _settle_failed(notification, error)
+        if outcome == AttemptOutcome.TIMEOUT:
+            uncertain_vendor_ids.add(vendor.pk)
+        last_error = error
+    if skipped:
+        DeliveryAttempt.objects.bulk_create(skipped)
+    if rate_limit_waits and not tried_any and len(rate_limit_waits) == len(skipped):
+        return _settle_rate_limited(notification, min(rate_limit_waits))
+    if not tried_any and skipped:
+        last_error = "Every vendor was skipped (circuit open or rate limited)."
+    return _settle_retry(notification, last_error)
+
+
+def _skip(notification: Notification, vendor: Vendor, outcome: str, error: str) -> DeliveryAttempt:
+    metrics.DELIVERY_ATTEMPTS.labels(vendor=vendor.name, channel=notification.channel, outcome=outcome).inc()
+    return DeliveryAttempt(
+        notification=notification, vendor=vendor, started_at=timezone.now(), duration_ms=0, outcome=outcome, error=error
+    )
+
+
+def _attempt(notification: Notification, route: Route, message: OutboundMessage) -> tuple[str | None, str]:
+    """One vendor call, written before and completed after. Returns (None, vendor id) on
+    success, else (outcome, error text)."""
+    vendor = route.vendor
+    attempt = DeliveryAttempt.objects.create(notification=notification, vendor=vendor, started_at=timezone.now())
+    started = time.perf_counter()
+    try:
+        result = route.adapter.send(message)
+    except VendorError as exc:
+        duration = time.perf_counter() - started
+        if exc.outcome_unknown:
+            outcome = AttemptOutcome.TIMEOUT
+        elif exc.permanent:
+            outcome = AttemptOutcome.PERMANENT_ERROR
+        else:
+            outcome = AttemptOutcome.TRANSIENT_ERROR
+        # A recipient the vendor refuses is not the vendor failing: only vendor faults
+        # (and configuration faults, which the adapter reports as status 401/403) trip the breaker.
+        vendor_fault = outcome != AttemptOutcome.PERMANENT_ERROR or exc.status_code in (401, 403)
+        route.circuit.record(success=not vendor_fault, duration=duration)
+        _attempt_finish(attempt, outcome, duration, status_code=exc.status_code, vendor_code=exc.vendor_code or "", error=str(exc))
+        logger.warning(
+            "delivery attempt %s via %s: %s",
+            outcome,
+            vendor.name,
+            exc,
+            extra={"notification_id": notification.pk, "vendor": vendor.name, "outcome": outcome},
+        )
+        return outcome, f"{vendor.name}: {exc}"
+    except Exception as exc:  # an adapter bug must not lose the notification: count it transient
+        duration = time.perf_counter() - started
+        route.circuit.record(success=False, duration=duration)
+        _attempt_finish(attempt, AttemptOutcome.TRANSIENT_ERROR, duration, error=f"{type(exc).__name__}: {exc}")
+        logger.exception("adapter %s raised unexpectedly", vendor.adapter, extra={"notification_id": notification.pk})
+        return AttemptOutcome.TRANSIENT_ERROR, f"{vendor.name}: {type(exc).__name__}"
+    duration = time.perf_counter() - started
+    route.circuit.record(success=True, duration=duration)
+    _attempt_finish(attempt, AttemptOutcome.SENT, duration, status_code=result.status_code, vendor_message_id=result.message_id)
+    logger.info(
+        "delivery attempt sent via %s in %.0f ms",
+        vendor.name,
+        duration * 1000,
+        extra={"notification_id": notification.pk, "vendor": vendor.name, "outcome": "sent"},
+    )
+    return None, result.message_id
+
+
+def _attempt_finish(attempt: DeliveryAttempt, outcome: str, duration: float, **fields: object) -> None:
+    DeliveryAttempt.objects.filter(pk=attempt.pk).update(outcome=outcome, duration_ms=duration * 1000, **fields)
+    vendor = attempt.vendor
+    metrics.DELIVERY_ATTEMPTS.labels(vendor=vendor.name, channel=vendor.channel, outcome=outcome).inc()
+    metrics.VENDOR_CALL_SECONDS.labels(vendor=vendor.name, outcome=outcome).observe(duration)
+
+
+def _settle(notification: Notification, **fields: object) -> int:
+    """Write the run's result, unless another run took the notification over meanwhile."""
+    fields.setdefault("updated_at", timezone.now())
+    return Notification.objects.filter(
+        pk=notification.pk, status=NotificationStatus.SENDING, delivery_count=notification.delivery_count
+    ).update(lease_until=None, **fields)
+
+
+def _settle_sent(notification: Notification, vendor: Vendor, message_id: str, possible_duplicate: bool) -> SendOutcome:
+    now = timezone.now()
+    _settle(
+        notification,
+        status=NotificationStatus.SENT,
+        vendor=vendor,
+        vendor_message_id=message_id[:255],
+        sent_at=now,
+        next_attempt_at=None,
+        possible_duplicate=possible_duplicate,
+        attempt_count=notification.attempt_count + 1,
+        last_error="",
+    )
+    metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor=vendor.name, status="sent").inc()
+    metrics.DELIVERY_LATENCY.labels(channel=notification.channel).observe(
+        (now - notification.trigger.created_at).total_seconds()
+    )
+    return SendOutcome(status=NotificationStatus.SENT)
+
+
+def _settle_failed(notification: Notification, error: str) -> SendOutcome:
+    _settle(notification, status=NotificationStatus.FAILED, last_error=error[:2000], attempt_count=notification.attempt_count + 1)
+    metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor="", status="failed").inc()
+    logger.warning("notification failed permanently: %s", error, extra={"notification_id": notification.pk})
+    return SendOutcome(status=NotificationStatus.FAILED)
+
+
+def _settle_dead(notification: Notification, error: str, *, attempt_count: int | None = None) -> SendOutcome:
+    _settle(
+        notification,
+        status=NotificationStatus.DEAD,
+        last_error=error[:2000],
+        next_attempt_at=None,
+        attempt_count=notification.attempt_count if attempt_count is None else attempt_count,
+    )
+    metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor="", status="dead").inc()
+    logger.error("notification dead: %s", error, extra={"notification_id": notification.pk})
+    return SendOutcome(status=NotificationStatus.DEAD)
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before round `attempt + 1`: full jitter over an exponential cap, with a floor.
+
+    The cap is base * 2**(attempt-1), at most NOTIFICATION_RETRY_MAX_DELAY; the floor (the
+    base delay) keeps full jitter from retrying at once.
+    """
+    base = settings.NOTIFICATION_RETRY_BASE_DELAY
+    cap = min(settings.NOTIFICATION_RETRY_MAX_DELAY, base * (2 ** max(0, attempt - 1)))
+    return random.uniform(base, max(base, cap))
+
+
+def _settle_retry(notification: Notification, error: str) -> SendOutcome:
+    attempts = notification.attempt_count + 1
+    age = (timezone.now() - notification.created_at).total_seconds()
+    if attempts >= settings.NOTIFICATION_MAX_ATTEMPTS or age >= settings.NOTIFICATION_MAX_AGE:
+        return _settle_dead(
+            notification, f"Retry budget spent after {attempts} rounds. Last error: {error}", attempt_count=attempts
+        )
+    delay = retry_delay(attempts)
+    _settle(
+        notification,
+        status=NotificationStatus.RETRYING,
+        attempt_count=attempts,
+        last_error=error[:2000],
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+    )
+    metrics.NOTIFICATION_RETRIES.labels(channel=notification.channel).inc()
+    return SendOutcome(status=NotificationStatus.RETRYING, retry_in=delay)
+
+
+def _settle_rate_limited(notification: Notification, wait: float) -> SendOutcome:
+    delay = max(0.05, wait)
+    _settle(
+        notification,
+        status=NotificationStatus.RETRYING,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        last_error="Every vendor's send-rate limit is spent; delayed.",
+    )
+    return SendOutcome(status=NotificationStatus.RETRYING, retry_in=delay)

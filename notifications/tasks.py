@@ -1,0 +1,42 @@
+"""Celery tasks: thin. Each takes ids, calls one service, and owns its retry schedule."""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+from django.conf import settings
+
+from notifications import dispatch, outbox, sending, sweeper
+
+
+@shared_task(name="notifications.tasks.trigger_dispatch")
+def trigger_dispatch(trigger_id: int) -> None:
+    dispatch.trigger_dispatch(trigger_id=trigger_id)
+
+
+def _send(task: Task, notification_id: int) -> str:
+    outcome = sending.notification_send(notification_id=notification_id)
+    # Long delays are left to the sweeper (the row says when it is due): a countdown near
+    # the broker's visibility timeout would be delivered twice (celery#2599).
+    if outcome.retry_in is not None and outcome.retry_in <= settings.NOTIFICATION_MAX_COUNTDOWN:
+        raise task.retry(countdown=outcome.retry_in, max_retries=None)
+    return outcome.status
+
+
+@shared_task(bind=True, name="notifications.tasks.notification_send_email")
+def notification_send_email(self: Task, notification_id: int) -> str:
+    return _send(self, notification_id)
+
+
+@shared_task(bind=True, name="notifications.tasks.notification_send_sms")
+def notification_send_sms(self: Task, notification_id: int) -> str:
+    return _send(self, notification_id)
+
+
+@shared_task(name="notifications.tasks.outbox_relay")
+def outbox_relay() -> int:
+    return outbox.outbox_relay()
+
+
+@shared_task(name="notifications.tasks.notifications_sweep")
+def notifications_sweep() -> int:
+    return sweeper.notifications_sweep()
