@@ -1,0 +1,81 @@
+# Beacon developer tasks. `make help` lists them.
+#
+# On a machine with only Python: `make run` starts the whole stack, `make test` runs the suite.
+# PostgreSQL and Redis come from scripts/devservices.py (embedded, in .devservices/) unless
+# DATABASE_URL / REDIS_URL are set in the environment, which then win.
+# Recipes are POSIX sh.
+
+SHELL := /bin/sh
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.beacon-requirements
+DEVSERVICES := $(VENV_PY) scripts/devservices.py
+# Base port of `make run` (the web gets it) and the process types it starts.
+PORT ?= 8000
+RUN_PROCESSES ?= web worker beat sandbox
+# Extra arguments for pytest, e.g. make test PYTEST_ARGS="-x -k checkout"
+PYTEST_ARGS ?=
+
+# Prefix of a recipe line that needs the services' variables and the venv's commands on PATH.
+IN_ENV := . .devservices/env && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" &&
+
+.PHONY: help venv .venv run test lint migrate shell services-up services-down services-status clean-services
+
+help: ## List the targets
+	@echo "Beacon make targets:"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_. -]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv .venv: $(VENV_STAMP) ## Create .venv and install requirements-dev.txt (again when requirements change)
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt
+	@if ! $(VENV_PY) -c "" 2>/dev/null; then echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv --clear $(VENV); fi
+	$(VENV_PY) -m pip install --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+services-up: venv ## Start embedded PostgreSQL/Redis (only those whose URL variable is unset)
+	$(DEVSERVICES) up
+
+services-down: ## Stop the embedded services of this checkout
+	@if [ -x $(VENV_PY) ]; then $(DEVSERVICES) down; else echo "no $(VENV): nothing to stop"; fi
+
+services-status: ## Show the embedded services
+	@if [ -x $(VENV_PY) ]; then $(DEVSERVICES) status || true; else echo "no $(VENV): nothing runs"; fi
+
+clean-services: services-down ## Stop the embedded services and delete .devservices (all their data)
+	rm -rf .devservices
+
+.env:
+	@echo "Writing .env (development settings; see .env.example for every variable)"
+	@umask 077 && { \
+	  echo "# Development settings written once by make run; real environment variables win."; \
+	  echo "DEBUG=true"; \
+	  echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')"; \
+	  echo "LOG_FORMAT=text"; \
+	} > .env.tmp && mv .env.tmp .env
+
+migrate: services-up ## Apply database migrations
+	$(IN_ENV) python manage.py migrate --noinput
+
+shell: services-up ## Django shell against the development services
+	$(IN_ENV) python manage.py shell
+
+run: services-up .env ## Start the whole stack: migrate, seed demo data, then web/worker/beat/sandbox (Ctrl-C stops)
+	$(IN_ENV) python manage.py migrate --noinput
+	$(IN_ENV) python manage.py seed_demo
+	@echo "Starting $(RUN_PROCESSES) (web on http://127.0.0.1:$(PORT)/; Ctrl-C stops all)"
+	@# --env /dev/null: config/settings.py reads .env itself, where real environment variables win;
+	@# honcho would otherwise let .env override them.
+	$(IN_ENV) exec honcho --env /dev/null start --port $(PORT) $(RUN_PROCESSES)
+
+# `python -m pytest`, not `pytest`: it puts the checkout on sys.path before pytest.ini's
+# `-p config.pytest_plugin` is imported (the bare script fails with "No module named 'config'").
+test: services-up ## Run the test suite (PYTEST_ARGS="..." passes arguments); fails on no tests too
+	@$(IN_ENV) python -m pytest $(PYTEST_ARGS) || { rc=$$?; \
+	  if [ $$rc -eq 5 ]; then why=" (no tests collected)"; else why=""; fi; \
+	  echo "make test: pytest exited with status $$rc$$why" >&2; exit $$rc; }
+
+lint: venv ## ruff check .
+	$(VENV)/bin/ruff check .
