@@ -1,0 +1,172 @@
+"""The adapter interface: the message, the result, the error and the adapter base class.
+
+Contract shared by every adapter:
+
+1. `send()` makes ONE attempt, returns a `VendorResult` when the vendor accepted the message and
+   raises `VendorError` otherwise. It never retries and never falls back.
+2. It returns or raises within roughly `timeout` seconds (no call without a timeout).
+3. A failure is classified: `permanent` (retrying cannot help), `outcome_unknown` (the request
+   went out but no answer came back: the vendor may have accepted it) or plain transient
+   (definitely not accepted; retrying later or elsewhere is safe).
+4. Secrets never appear in exception messages, log lines or reprs; recipients appear masked.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One rendered message for one recipient. Rendered once, before a vendor is chosen."""
+
+    channel: str  # "email" | "sms"
+    to: str  # email address or E.164 number
+    subject: str  # "" for sms
+    text: str
+    html: str  # "" when none
+    idempotency_key: str  # stable per notification: the same on every retry and every vendor
+    request_id: str = "-"  # sent to the vendor as X-Request-ID where the protocol allows
+
+
+@dataclass(frozen=True)
+class VendorResult:
+    """The vendor accepted the message."""
+
+    message_id: str  # the vendor's id (Twilio sid, SMTP Message-ID, ...)
+    status_code: int | None = None
+
+
+class VendorError(Exception):
+    """One attempt failed.
+
+    - `permanent`: retrying cannot help (invalid recipient, rejected credentials, other 4xx).
+    - `outcome_unknown`: the request was sent but no answer came (read timeout, reset while
+      waiting): the vendor MAY have accepted it. Never permanent.
+    - neither: transient, and the vendor definitely did not accept it (connection refused,
+      connect timeout, 429, 5xx).
+
+    The message is safe to log and store: it names no secret and no full recipient.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        status_code: int | None = None,
+        vendor_code: str | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        if permanent and outcome_unknown:
+            raise ValueError("a VendorError cannot be both permanent and of unknown outcome")
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.status_code = status_code
+        self.vendor_code = vendor_code
+        self.outcome_unknown = outcome_unknown
+
+    @property
+    def kind(self) -> str:
+        """Short label for logs and attempt rows: "permanent", "unknown" or "transient"."""
+        if self.permanent:
+            return "permanent"
+        return "unknown" if self.outcome_unknown else "transient"
+
+    def __repr__(self) -> str:
+        return (
+            f"VendorError({self.message!r}, kind={self.kind}, status_code={self.status_code}, "
+            f"vendor_code={self.vendor_code!r})"
+        )
+
+
+class VendorAdapter(ABC):
+    """Base class of all adapters. Subclasses set the class attributes and implement `send`.
+
+    Instances are cheap, hold no connection of their own and may be built per send. The
+    constructor never raises on bad configuration; `send` raises a permanent `VendorError`
+    naming the faulty fields instead (see `ensure_configured`).
+    """
+
+    key: ClassVar[str]  # registry key, stored in Vendor.adapter
+    channel: ClassVar[str]  # "email" | "sms"
+    label: ClassVar[str]  # human name for the admin
+    settings_fields: ClassVar[dict[str, str]] = {}  # non-secret setting name -> help text
+    secret_fields: ClassVar[dict[str, str]] = {}  # secret name -> help text
+
+    def __init__(self, *, settings: Mapping[str, Any], secrets: Mapping[str, str], timeout: float) -> None:
+        self.settings: Mapping[str, Any] = MappingProxyType(dict(settings))
+        # Kept private and out of __repr__; adapters read them only to authenticate or sign.
+        self._secrets: Mapping[str, str] = MappingProxyType(dict(secrets))
+        self.timeout = float(timeout)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} key={self.key} timeout={self.timeout}>"
+
+    @classmethod
+    def validate_config(cls, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:
+        """Return {field: error} for a configuration this adapter cannot work with; {} when fine.
+
+        Pure (no network). Error texts never repeat a secret's value.
+        """
+        return {}
+
+    @abstractmethod
+    def send(self, message: OutboundMessage) -> VendorResult:
+        """Make one delivery attempt; return the vendor's id or raise a classified `VendorError`."""
+
+    def supports_idempotency(self) -> bool:
+        """True when resending with the same `idempotency_key` cannot deliver twice at this vendor."""
+        return False
+
+    # Helpers for subclasses.
+
+    def ensure_configured(self, message: OutboundMessage) -> None:
+        """Raise a permanent `VendorError` if the configuration or the message's channel is wrong."""
+        if self.timeout <= 0:
+            raise VendorError(f"{self.label}: timeout must be positive", permanent=True)
+        if message.channel != self.channel:
+            raise VendorError(
+                f"{self.label}: cannot send a {message.channel!r} message (adapter channel is {self.channel!r})",
+                permanent=True,
+            )
+        errors = self.validate_config(self.settings, self._secrets)
+        if errors:
+            fields = ", ".join(f"{name}: {error}" for name, error in sorted(errors.items()))
+            raise VendorError(f"{self.label}: misconfigured ({fields})", permanent=True)
+
+
+def require(values: Mapping[str, Any], names: list[str] | tuple[str, ...], errors: dict[str, str]) -> None:
+    """Add "required" to `errors` for every name whose value in `values` is missing or blank."""
+    for name in names:
+        value = values.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            errors[name] = "required"
+
+
+_EMAIL_RE = re.compile(r"^(?P<local>[^@]*)@(?P<domain>.+)$")
+
+
+def mask_recipient(address: str) -> str:
+    """An address safe for logs: "a***@example.com", "+44******456"."""
+    if match := _EMAIL_RE.match(address):
+        local = match["local"]
+        return f"{local[:1]}***@{match['domain']}"
+    if len(address) <= 5:
+        return "*" * len(address)
+    return f"{address[:3]}{'*' * (len(address) - 6)}{address[-3:]}"
+
+
+def scrub(text: str, *values: str) -> str:
+    """`text` with every non-empty value in `values` replaced by its masked form (vendor replies
+    often echo the recipient)."""
+    for value in values:
+        if value:
+            text = text.replace(value, mask_recipient(value))
+    return text

@@ -1,0 +1,238 @@
+"""Email over SMTP, through Django's email machinery (`EmailMultiAlternatives` + SMTP backend).
+
+- Message-ID is `<{idempotency_key}@beacon>` (the key is hashed if it is not a valid msg-id
+  left part), stable across retries. The sandbox SMTP server dedupes by Message-ID; real relays
+  do NOT, so `supports_idempotency()` is False unless the `dedupes_by_message_id` setting says
+  the relay does. `X-Request-ID` is sent as a header.
+- One connection per send (connect, EHLO, STARTTLS, AUTH, one message, QUIT): a few round
+  trips more than a pooled connection, but no shared connection state between sends, no stale
+  connections to detect, and each send's timeout covers its whole session. Pool later if the
+  SMTP relay becomes the bottleneck.
+- `timeout` is one budget for the whole session: every socket operation gets only what is left.
+
+Failure classification:
+
+| failure                                              | VendorError                   |
+|------------------------------------------------------|-------------------------------|
+| authentication rejected                              | permanent (configuration)     |
+| recipient / sender / data refused with 5xx           | permanent                     |
+| the same with 4xx                                    | transient                     |
+| invalid address or header                            | permanent                     |
+| STARTTLS/AUTH not supported by the server            | permanent (configuration)     |
+| refused, connect timeout, timeout or drop before the |                               |
+| message body was sent                                | transient (not accepted)      |
+| timeout or drop after the body was sent              | outcome_unknown               |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import smtplib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend
+
+from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError, VendorResult, require, scrub
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_ID_DOMAIN = "beacon"
+# RFC 5322 dot-atom-text: what may stand left of "@" in a Message-ID without quoting.
+_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+
+
+def message_id_for(idempotency_key: str) -> str:
+    """The Message-ID of every attempt for `idempotency_key`: `<key@beacon>`, or `<sha256@beacon>`
+    when the key has characters a Message-ID cannot carry."""
+    left = idempotency_key if _DOT_ATOM.match(idempotency_key) else hashlib.sha256(idempotency_key.encode()).hexdigest()
+    return f"<{left}@{MESSAGE_ID_DOMAIN}>"
+
+
+class _BudgetedSMTPMixin:
+    """An `smtplib.SMTP` whose socket operations share one time budget, and which notes when the
+    message body has been handed to the socket (after the server's 354 answer to DATA): from
+    then on the server may accept the message even if its final answer never arrives."""
+
+    sock: Any
+
+    def __init__(self, *args: Any, timeout: float, **kwargs: Any) -> None:
+        self.deadline = time.monotonic() + timeout
+        self.body_sent = False
+        self._expecting_body = False
+        super().__init__(*args, timeout=timeout, **kwargs)  # type: ignore[call-arg]
+
+    def _shrink_timeout(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("SMTP time budget exhausted")
+        if self.sock is not None:
+            self.sock.settimeout(remaining)
+
+    def send(self, s: str | bytes) -> None:
+        self._shrink_timeout()
+        super().send(s)  # type: ignore[misc]
+        if self._expecting_body:
+            self.body_sent, self._expecting_body = True, False
+
+    def getreply(self) -> tuple[int, bytes]:
+        self._shrink_timeout()
+        code, text = super().getreply()  # type: ignore[misc]
+        self._expecting_body = code == 354  # 354 only ever answers DATA: the body goes next
+        return code, text
+
+
+class _BudgetedSMTP(_BudgetedSMTPMixin, smtplib.SMTP):
+    pass
+
+
+class _BudgetedSMTPSSL(_BudgetedSMTPMixin, smtplib.SMTP_SSL):
+    pass
+
+
+class BudgetedSMTPBackend(EmailBackend):
+    """Django's SMTP backend on the budgeted connection classes; keeps the last one in `.smtp`."""
+
+    smtp: _BudgetedSMTPMixin | None = None
+
+    @property
+    def connection_class(self) -> Callable[..., smtplib.SMTP]:
+        cls = _BudgetedSMTPSSL if self.use_ssl else _BudgetedSMTP
+
+        def connect(*args: Any, **kwargs: Any) -> smtplib.SMTP:
+            self.smtp = cls(*args, **kwargs)
+            return self.smtp
+
+        return connect
+
+
+class SmtpAdapter(VendorAdapter):
+    """Email through an SMTP relay, one connection per send."""
+
+    key = "smtp"
+    channel = "email"
+    label = "SMTP"
+    settings_fields = {
+        "host": "SMTP server host name.",
+        "port": "SMTP port (587 with use_tls, 465 with use_ssl, 25 plain).",
+        "use_tls": "Upgrade the connection with STARTTLS (true/false).",
+        "use_ssl": "Connect over implicit TLS (true/false); exclusive with use_tls.",
+        "from_email": 'Sender, e.g. "Beacon <no-reply@example.com>".',
+        "dedupes_by_message_id": "The relay drops a second message with the same Message-ID (sandbox only).",
+    }
+    secret_fields = {"username": "SMTP login (leave empty for no authentication).", "password": "SMTP password."}
+
+    @classmethod
+    def validate_config(cls, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        require(settings, ["host", "port", "from_email"], errors)
+        port = settings.get("port")
+        if "port" not in errors and not (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
+            errors["port"] = "must be an integer between 1 and 65535"
+        for flag in ("use_tls", "use_ssl", "dedupes_by_message_id"):
+            if not isinstance(settings.get(flag, False), bool):
+                errors[flag] = "must be true or false"
+        if settings.get("use_tls") is True and settings.get("use_ssl") is True:
+            errors["use_ssl"] = "use_tls and use_ssl are mutually exclusive"
+        if bool(secrets.get("username")) != bool(secrets.get("password")):
+            errors["username"] = "username and password go together"
+        return errors
+
+    def supports_idempotency(self) -> bool:
+        return self.settings.get("dedupes_by_message_id") is True
+
+    def send(self, message: OutboundMessage) -> VendorResult:
+        """Send one email over a fresh connection; return its Message-ID."""
+        self.ensure_configured(message)
+        email = self._build(message)
+        backend = get_connection(
+            f"{__name__}.BudgetedSMTPBackend",
+            fail_silently=False,
+            host=str(self.settings["host"]),
+            port=int(self.settings["port"]),
+            # "" rather than None: None would fall back to the global EMAIL_* settings.
+            username=self._secrets.get("username", ""),
+            password=self._secrets.get("password", ""),
+            use_tls=self.settings.get("use_tls") is True,
+            use_ssl=self.settings.get("use_ssl") is True,
+            timeout=self.timeout,
+        )
+        try:
+            backend.open()
+            backend.send_messages([email])
+        except (smtplib.SMTPException, OSError, ValueError) as exc:
+            smtp = backend.smtp
+            raise self._classify(exc, message, body_sent=smtp is not None and smtp.body_sent) from exc
+        finally:
+            _close_quietly(backend)
+        return VendorResult(message_id=email.extra_headers["Message-ID"])
+
+    def _build(self, message: OutboundMessage) -> EmailMultiAlternatives:
+        email = EmailMultiAlternatives(
+            subject=message.subject,
+            body=message.text,
+            from_email=str(self.settings["from_email"]),
+            to=[message.to],
+            headers={"Message-ID": message_id_for(message.idempotency_key), "X-Request-ID": message.request_id},
+        )
+        if message.html:
+            email.attach_alternative(message.html, "text/html")
+        return email
+
+    def _classify(self, exc: Exception, message: OutboundMessage, *, body_sent: bool) -> VendorError:
+        """Map one exception of an SMTP session to a `VendorError` (see the module's table)."""
+        label = self.label
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return VendorError(
+                f"{label}: authentication failed ({exc.smtp_code}): username/password rejected (configuration fault)",
+                permanent=True,
+                status_code=exc.smtp_code,
+            )
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            replies = list(exc.recipients.values()) or [(0, b"")]
+            code, text = replies[0]
+            return _reply_error(f"{label}: recipient refused", code, text, message, all(c >= 500 for c, _ in replies))
+        if isinstance(exc, smtplib.SMTPSenderRefused):
+            return _reply_error(f"{label}: sender refused (check from_email)", exc.smtp_code, exc.smtp_error, message)
+        if isinstance(exc, smtplib.SMTPResponseException):  # SMTPDataError, SMTPHeloError, SMTPConnectError
+            return _reply_error(f"{label}: {type(exc).__name__}", exc.smtp_code, exc.smtp_error, message)
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return VendorError(
+                f"{label}: server does not support a required extension (configuration fault)", permanent=True
+            )
+        if isinstance(exc, ValueError):
+            return VendorError(f"{label}: invalid address or header ({type(exc).__name__})", permanent=True)
+        # OSError: refused, reset, timeout (TimeoutError), TLS failure, SMTPServerDisconnected...
+        if body_sent:
+            return VendorError(
+                f"{label}: no final answer after the message was sent ({type(exc).__name__}); "
+                "the server may have accepted it",
+                outcome_unknown=True,
+            )
+        return VendorError(f"{label}: {type(exc).__name__} before the message was sent")
+
+
+def _reply_error(
+    what: str, code: int, text: bytes | str, message: OutboundMessage, permanent: bool | None = None
+) -> VendorError:
+    """A VendorError for a negative SMTP reply: 5xx permanent, anything else transient."""
+    reply = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+    reply = scrub(reply, message.to)[:200]
+    is_permanent = code >= 500 if permanent is None else permanent
+    return VendorError(f"{what}: {code} {reply}".rstrip(), permanent=is_permanent, status_code=code)
+
+
+def _close_quietly(backend: EmailBackend) -> None:
+    """QUIT and close; a failure here must not turn a sent message into an error."""
+    smtp = getattr(backend, "smtp", None)
+    try:
+        backend.close()
+    except (smtplib.SMTPException, OSError):
+        logger.debug("SMTP close failed", exc_info=True)
+    finally:
+        if smtp is not None:
+            smtp.close()  # type: ignore[attr-defined]
