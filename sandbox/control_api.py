@@ -11,7 +11,7 @@
     POST   /reset                          every inbox, counter and fault
 
 Errors are JSON `{"error": "..."}`: 404 for an unknown instance or route, 400 for bad JSON or
-an invalid fault.
+an invalid fault, 500 if an instance cannot listen again on its port after an outage.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason)
+    except OSError as exc:
+        # Only ending an outage binds a socket here; the instance stays down and says so.
+        return json_error(500, f"cannot listen again: {exc}")
 
 
 class ControlApi:

@@ -107,7 +107,7 @@ class InboxHandler:
             return "250 2.0.0 OK: duplicate Message-ID, already accepted"
         record = self._inbox_record(envelope, parsed)
         instance.store(record, key=key, answer=record["id"])
-        logger.info("sandbox %s accepted a message for %d recipient(s)", instance.name, len(envelope.rcpt_tos))
+        logger.debug("sandbox %s accepted a message for %d recipient(s)", instance.name, len(envelope.rcpt_tos))
         return f"250 2.0.0 OK: queued as {record['id']}"
 
     def authenticate(

@@ -153,8 +153,13 @@ class InstanceState:
             if new.outage:
                 await self.listener.close()
             else:
-                # Same port as before: senders are configured with it.
-                self.port = await self.listener.open(self.port)
+                try:
+                    # Same port as before: senders are configured with it.
+                    self.port = await self.listener.open(self.port)
+                except OSError:
+                    # Still down (e.g. someone took the port): say so instead of lying.
+                    self.faults = replace(new, outage=True)
+                    raise
 
     @property
     def hanging(self) -> bool:

@@ -9,6 +9,7 @@ every request on the instance's port.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import secrets
@@ -19,7 +20,7 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
 from sandbox.state import InstanceState
 
@@ -173,15 +174,29 @@ def fault_middleware(instance: InstanceState) -> Callable[..., Awaitable[web.Str
     return apply_faults
 
 
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """(login, password) of a Basic Authorization header; None if absent or malformed.
+
+    Parsed by hand: aiohttp 3.14 deprecates BasicAuth.
+    """
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    login, sep, password = decoded.partition(":")
+    return (login, password) if sep else None
+
+
 def authenticate(request: web.Request, auth_token: str | None) -> web.Response | None:
     """401 with Twilio's 20003 unless basic auth is `AccountSid:auth_token`; None if it is."""
-    account_sid = request.match_info["account_sid"]
-    try:
-        auth = BasicAuth.decode(request.headers.get("Authorization", ""))
-    except ValueError:
-        auth = None
-    if auth is not None and auth.login == account_sid and (auth_token is None or auth.password == auth_token):
-        return None
+    credentials = basic_credentials(request.headers.get("Authorization", ""))
+    if credentials is not None:
+        login, password = credentials
+        if login == request.match_info["account_sid"] and (auth_token is None or password == auth_token):
+            return None
     response = twilio_error(20003, "Authenticate", 401, detail="Your AccountSid or AuthToken was incorrect.")
     response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
     return response
@@ -205,7 +220,7 @@ class TwilioApi:
             return invalid
         resource = message_resource(request.match_info["account_sid"], form)
         self.instance.store(self._inbox_record(resource, form, key), key=key, answer=resource)
-        logger.info("sandbox %s accepted %s", self.instance.name, resource["sid"])
+        logger.debug("sandbox %s accepted %s", self.instance.name, resource["sid"])
         return web.json_response(resource, status=201)
 
     async def fetch(self, request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ import requests
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
+from sandbox.client import SandboxControlError
 from sandbox.testing import SandboxHandle
 from sandbox.tests.helpers import RECIPIENT, SENDER, post_message, receipt, twilio_client
 
@@ -186,3 +187,19 @@ def test_reset_empties_inboxes_zeroes_counters_and_clears_faults(sandbox: Sandbo
         }
     assert send_sms(sms)
     send_mail(sandbox, timeout=2)
+
+
+def test_ending_an_outage_on_a_port_taken_meanwhile_reports_the_instance_still_down(sandbox: SandboxHandle) -> None:
+    port = sandbox.port("sms-fallback")
+    sandbox.control.set_faults("sms-fallback", outage=True)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+
+        with pytest.raises(SandboxControlError) as caught:
+            sandbox.control.set_faults("sms-fallback", outage=False)
+
+        assert caught.value.status == 500
+        assert sandbox.control.instance("sms-fallback")["faults"]["outage"] is True
+    sandbox.control.clear_faults("sms-fallback")
+    assert sandbox.control.instance("sms-fallback")["faults"]["outage"] is False

@@ -37,7 +37,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         config = ServerConfig.default(host=options["host"], base_port=options["base_port"])
         config = replace(config, instances=tuple(self._configure(i, options) for i in config.instances))
-        logging.getLogger("aiosmtpd").setLevel(logging.WARNING)
+        # aiosmtpd logs every command of every session at INFO on "mail.log": far too chatty here.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         try:
             SandboxServer(config).serve_forever(on_ready=self._print_endpoints)
         except OSError as exc:
