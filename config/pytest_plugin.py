@@ -14,3 +14,18 @@ os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
 os.environ.setdefault("LOG_FORMAT", "text")
 os.environ.setdefault("CACHE_KEY_PREFIX", "beacon-test")
+# `make run` writes a development `.env` (DEBUG=true); the suite runs as production would.
+os.environ.setdefault("DEBUG", "false")
+
+
+def _broker_url_for_tests() -> str:
+    """The tests' broker: its own Redis database (REDIS_URL's db + 2), so a test run's queue
+    never mixes with a development stack's and can be purged freely."""
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    base, _, db = redis_url.rpartition("/")
+    if base.startswith("redis") and db.isdigit():
+        return f"{base}/{int(db) + 2}"
+    return redis_url
+
+
+os.environ.setdefault("CELERY_BROKER_URL", _broker_url_for_tests())

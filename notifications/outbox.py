@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.request_context import request_id_get
+from notifications import metrics
 from notifications.models import NotificationTrigger
 from notifications.publisher import task_publish_bounded
 
@@ -51,7 +52,12 @@ def trigger_publish(
         relay_after=timezone.now() + timedelta(seconds=settings.OUTBOX_RELAY_GRACE),
     )
     trigger_id = trigger.pk
-    transaction.on_commit(lambda: trigger_handoff(trigger_id=trigger_id))
+
+    def committed() -> None:
+        metrics.TRIGGERS_CREATED.labels(event_type=event_type).inc()
+        trigger_handoff(trigger_id=trigger_id)
+
+    transaction.on_commit(committed)
     return trigger
 
 
@@ -72,7 +78,7 @@ def outbox_relay(*, batch_size: int = 500) -> int:
     `FOR UPDATE SKIP LOCKED` and leased (relay_after moves forward) before publishing, and
     published after the claim commits, so no lock is held while talking to the broker.
     """
-    from notifications.tasks import trigger_dispatch
+    from config.celery import app
 
     now = timezone.now()
     with transaction.atomic():
@@ -90,11 +96,11 @@ def outbox_relay(*, batch_size: int = 500) -> int:
     published = 0
     for trigger_id in ids:
         try:
-            trigger_dispatch.apply_async(args=[trigger_id])
+            app.send_task(TRIGGER_DISPATCH_TASK, args=[trigger_id])
         except Exception as exc:
             # Broker gone mid-batch: give the rest back so the next run takes them at once.
             NotificationTrigger.objects.filter(pk__in=ids[published:], dispatched_at__isnull=True).update(relay_after=now)
-            logger.warning("relay stopped after %d of %d triggers: %s", published, len(ids), type(exc).__name__)
+            logger.warning("relay stopped after %d of %d triggers: %r", published, len(ids), exc)
             break
         published += 1
     logger.info("relay handed over %d triggers", published)

