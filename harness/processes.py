@@ -6,6 +6,7 @@ output to a log file (path printed on failure) and is stopped when its owner is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -33,11 +34,9 @@ def free_port() -> int:
 def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(Exception):  # not up yet
             if check():
                 return
-        except Exception:  # not up yet
-            pass
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
