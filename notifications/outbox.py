@@ -57,7 +57,9 @@ def trigger_publish(
         metrics.TRIGGERS_CREATED.labels(event_type=event_type).inc()
         trigger_handoff(trigger_id=trigger_id)
 
-    transaction.on_commit(committed)
+    # robust: the order is committed by now; nothing that goes wrong in the hand-off may turn
+    # that into an error for the client (the relay hands the trigger over later anyway).
+    transaction.on_commit(committed, robust=True)
     return trigger
 
 

@@ -232,3 +232,16 @@ def test_openapi_schema_and_docs_are_served() -> None:
     assert "/api/v1/checkouts/" in paths
     assert "post" in paths["/api/v1/checkouts/"]
     assert client.get("/api/docs/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_hand_off_after_commit_still_answers_201(api: APIClient, monkeypatch) -> None:  # noqa: ANN001
+    def broken_publish(*args: object, **kwargs: object) -> bool:
+        raise RuntimeError("hand-off exploded")
+
+    monkeypatch.setattr("notifications.outbox.task_publish_bounded", broken_publish)
+
+    response = api.post(URL, VALID, format="json")
+
+    assert response.status_code == 201
+    assert NotificationTrigger.objects.filter(dispatched_at__isnull=True).count() == 1  # left for the relay
