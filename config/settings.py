@@ -111,7 +111,8 @@ CACHE_URL = env.str("CACHE_URL", default=_redis_url_with_next_db(REDIS_URL))
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.25)
 CACHES = {
     "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
+        # django_redis with django-prometheus's hit/miss counters (django_cache_*).
+        "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
         "LOCATION": CACHE_URL,
         "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="beacon"),
         "OPTIONS": {
@@ -272,9 +273,12 @@ LOGGING = {
         "redact": {"()": "config.logging.RedactingFilter"},
     },
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"},
+        "text": {
+            "()": "config.logging.RedactingTextFormatter",
+            "format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s",
+        },
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "config.logging.RedactingJsonFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
@@ -290,6 +294,13 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "celery": {"level": "INFO"},
+        # Per-task "received"/"succeeded" lines and beat's "sending due task" every two seconds
+        # drown what matters; Beacon logs each checkout and each delivery attempt itself.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
+        # aiosmtpd logs every SMTP command of the sandbox at INFO.
+        "mail.log": {"level": "WARNING"},
     },
 }
 
