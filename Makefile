@@ -79,3 +79,10 @@ test: services-up ## Run the test suite (PYTEST_ARGS="..." passes arguments); fa
 
 lint: venv ## ruff check .
 	$(VENV)/bin/ruff check .
+
+# The admin driven in headless Chromium (Debian's /usr/bin/chromium) with a real Celery worker.
+# `make test` runs them too; they skip, saying why, only when /usr/bin/chromium is missing.
+# Screenshots: artifacts/screenshots/.
+.PHONY: test-browser
+test-browser: services-up ## Run only the browser tests of the admin (needs apt-get install chromium)
+	@$(IN_ENV) python -m pytest -m browser tests/browser $(PYTEST_ARGS)
