@@ -222,13 +222,14 @@ class NotificationAdmin(admin.ModelAdmin):
     inlines = (DeliveryAttemptInline,)
     actions = ("resend", "requeue_dead_since")
     change_list_template = "admin/notifications/notification/change_list.html"
-    exclude = ("trigger",)
-    readonly_fields = (
-        "public_id", "order", "event_type", "channel", "recipient", "locale", "status", "vendor", "vendor_message_id",
-        "attempt_count", "delivery_count", "next_attempt_at", "lease_until", "possible_duplicate", "last_error",
-        "template_version", "rendered_subject", "rendered_text", "rendered_html", "request_id", "created_at",
-        "updated_at", "sent_at",
+    fieldsets = (
+        (None, {"fields": ("status", "vendor", "channel", "recipient", "event_type", "locale", "order", "last_error")}),
+        ("Delivery", {"fields": ("attempt_count", "delivery_count", "sent_at", "next_attempt_at", "lease_until",
+                                 "vendor_message_id", "possible_duplicate")}),
+        ("Content", {"classes": ("collapse",), "fields": ("template_version", "rendered_subject", "rendered_text", "rendered_html")}),
+        ("Identifiers", {"classes": ("collapse",), "fields": ("public_id", "request_id", "created_at", "updated_at")}),
     )
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
 
     def get_urls(self) -> list:
         wrap = self.admin_site.admin_view

@@ -1,0 +1,239 @@
+"""Fixtures of the browser tests: headless Debian Chromium, the sandbox vendors, a real Celery
+worker on the test database, and the admin users.
+
+The worker is a subprocess (`celery -A config worker`) pointed at the test database and the
+broker the tests publish to, so a send the admin queues is delivered for real. Its log is kept
+at artifacts/browser-worker.log.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import redis
+from django.apps import apps as django_apps
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.test import override_settings
+
+from notifications.demo import demo_templates_install, demo_vendors_install
+from notifications.models import Vendor
+from notifications.overview import CELERY_QUEUES
+from notifications.routing import vendor_circuit
+from sandbox.testing import SandboxHandle, start_sandbox
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+ADMIN_PASSWORD = "browser-admin-pw"
+# Seconds the worker gets to say "ready", and a send to reach the sandbox.
+WORKER_START_TIMEOUT = 60
+DELIVERY_TIMEOUT = 30
+# The browser session's private broker: REDIS_URL's database plus this (the other suites use + 2).
+BROWSER_BROKER_DB_OFFSET = 3
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread from here on; the ORM
+    # calls of the tests themselves (setup, polling, flushes) are still plain synchronous code,
+    # so Django's async-safety guard is lifted while the browser runs, and restored after.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser, live_server) -> Iterator[object]:
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxHandle]:
+    with start_sandbox() as handle:
+        yield handle
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxHandle) -> SandboxHandle:
+    sandbox_server.control.reset()
+    return sandbox_server
+
+
+def _test_database_url() -> str:
+    db = settings.DATABASES["default"]
+    auth = quote(db.get("USER") or "", safe="")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def _private_broker_url() -> str:
+    """The browser session's own broker database (REDIS_URL's db + BROWSER_BROKER_DB_OFFSET).
+
+    Other suites' workers listen on the shared test broker (db + 2); a task of ours taken by
+    one of them is looked up in their database, found missing and dropped, so a browser run
+    beside another test run would hang. BROWSER_TEST_BROKER_URL overrides it.
+    """
+    base, _, db = settings.REDIS_URL.rpartition("/")
+    default = f"{base}/{int(db) + BROWSER_BROKER_DB_OFFSET}" if db.isdigit() else settings.CELERY_BROKER_URL
+    return os.environ.get("BROWSER_TEST_BROKER_URL", default)
+
+
+@contextmanager
+def _publishing_to(broker_url: str) -> Iterator[None]:
+    """Point this process's Celery app (what the live server enqueues with) at `broker_url`."""
+    from config.celery import app
+
+    previous, previous_env = app.conf.broker_url, os.environ.get("CELERY_BROKER_URL")
+    overridden = override_settings(CELERY_BROKER_URL=broker_url)
+    overridden.enable()
+
+    def repoint(url: str) -> None:
+        # Celery reads the CELERY_BROKER_URL environment variable before its own setting.
+        os.environ["CELERY_BROKER_URL"] = url
+        app.conf.broker_url = url
+        # Drop the pools built for the old URL; the next publish builds them for the new one.
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    repoint(broker_url)
+    try:
+        yield
+    finally:
+        repoint(previous)
+        if previous_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = previous_env
+        overridden.disable()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup) -> Iterator[subprocess.Popen]:
+    """A real worker on every queue, on the test database; stopped before the database is dropped."""
+    broker_url = _private_broker_url()
+    broker = redis.Redis.from_url(broker_url, socket_timeout=2)
+    broker.delete(*CELERY_QUEUES)  # purge: nothing left over from an earlier run
+    broker.close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "browser-worker.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": broker_url,
+        "SECRET_KEY": settings.SECRET_KEY,  # vendor secrets are encrypted with a key derived from it
+        "CACHE_KEY_PREFIX": f"beacon-browser-{uuid.uuid4().hex[:8]}",
+        "NOTIFICATION_RETRY_BASE_DELAY": "0.5",
+    }
+    celery = Path(sys.executable).with_name("celery")
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(
+            [str(celery), "-A", "config", "worker", "-Q", ",".join(CELERY_QUEUES), "--pool", "threads", "-c", "4",
+             "--loglevel", "INFO", "-n", f"browser-{uuid.uuid4().hex[:6]}@%h", "--without-mingle", "--without-gossip"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "ready." in log_path.read_text() or worker.poll() is not None,
+                   timeout=WORKER_START_TIMEOUT, what=f"the Celery worker ({log_path})")
+        if worker.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited with {worker.returncode}; see {log_path}")
+        with _publishing_to(broker_url):
+            yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+@pytest.fixture
+def admin_user(transactional_db) -> User:
+    return User.objects.create_superuser("admin", "admin@beacon.example", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def support_user(transactional_db) -> User:
+    # The tables are flushed between browser tests, so the migration's group is installed again.
+    migration = importlib.import_module("notifications.migrations.0002_support_group")
+    migration.support_group_install(django_apps, None)
+    user = User.objects.create_user("sam", "sam@beacon.example", ADMIN_PASSWORD, is_staff=True)
+    user.groups.add(Group.objects.get(name=migration.SUPPORT_GROUP))
+    return user
+
+
+@pytest.fixture
+def vendors(transactional_db, sandbox: SandboxHandle) -> dict[str, Vendor]:
+    ports = {name: sandbox.port(name) for name in ("smtp-primary", "smtp-fallback", "sms-primary", "sms-fallback")}
+    installed = {vendor.name: vendor for vendor in demo_vendors_install(host="127.0.0.1", ports=ports, timeout=2.0)}
+    for vendor in installed.values():
+        vendor_circuit(vendor).reset()  # ids repeat across test databases; breaker keys live on in Redis
+    yield installed
+    for vendor in installed.values():
+        vendor_circuit(vendor).reset()
+
+
+@pytest.fixture
+def templates(transactional_db) -> None:
+    demo_templates_install()
+
+
+@pytest.fixture
+def screenshot(page) -> Callable[[str], Path]:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(name: str) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
+        return path
+
+    return take
+
+
+def login(page, username: str, password: str = ADMIN_PASSWORD) -> None:
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
