@@ -68,7 +68,8 @@ run: services-up .env ## Start the whole stack: migrate, seed demo data, then we
 	@echo "Starting $(RUN_PROCESSES) (web on http://127.0.0.1:$(PORT)/; Ctrl-C stops all)"
 	@# --env /dev/null: config/settings.py reads .env itself, where real environment variables win;
 	@# honcho would otherwise let .env override them.
-	$(IN_ENV) exec honcho --env /dev/null start --port $(PORT) $(RUN_PROCESSES)
+	@# Metrics: web and worker each get a fresh multiprocess directory under here (deploy/with-metrics-dir).
+	$(IN_ENV) export PROMETHEUS_MULTIPROC_ROOT="$(CURDIR)/.devservices/metrics" && exec honcho --env /dev/null start --port $(PORT) $(RUN_PROCESSES)
 
 # `python -m pytest`, not `pytest`: it puts the checkout on sys.path before pytest.ini's
 # `-p config.pytest_plugin` is imported (the bare script fails with "No module named 'config'").

@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from checkout.currencies import ISO_4217_CODES, ZERO_DECIMAL_CURRENCIES
 from checkout.idempotency import idempotency_key_validate, request_fingerprint
+from checkout.metrics import checkout_observed
 from checkout.models import Order
 from checkout.serializers import OrderOutputSerializer
 from checkout.services import Customer, LineItem, checkout_create
@@ -143,6 +144,7 @@ class CheckoutListCreateApi(APIView):
             503: ErrorBody,
         },
     )
+    @checkout_observed
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

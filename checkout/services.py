@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -88,6 +89,7 @@ def _charge_and_record(
     idempotency_key: str | None,
     record: IdempotencyRecord | None,
 ) -> CheckoutOutcome:
+    started = time.perf_counter()
     total = sum((line.unit_price * line.quantity for line in lines), Decimal("0"))
     payment_reference, payment_error = "", ""
     try:
@@ -146,7 +148,13 @@ def _charge_and_record(
     logger.info(
         "checkout %s",
         order.status,
-        extra={"order_id": str(order.pk), "client_id": client.pk, "total": str(total), "currency": currency},
+        extra={
+            "order_id": str(order.pk),
+            "client_id": client.pk,
+            "total": str(total),
+            "currency": currency,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
     )
     return CheckoutOutcome(status=status, body=body)
 

@@ -8,7 +8,11 @@ from functools import cache
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django_prometheus.exports import ExportToDjangoView
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from config.metrics_collectors import CeleryQueueDepthCollector
+from config.metrics_export import metrics_registry
+from notifications.collectors import OutboxCollector
 
 
 @cache
@@ -32,6 +36,9 @@ def metrics_request_allowed(request: HttpRequest) -> bool:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
+    """The web's metrics (every gunicorn worker's, merged; see config/metrics_export.py) plus the
+    scrape-time gauges of the outbox, dead letters and Celery queues, which only the web exposes."""
     if not metrics_request_allowed(request):
         return HttpResponse("Forbidden: /metrics needs an allowed network or the metrics token.\n", status=403)
-    return ExportToDjangoView(request)
+    registry = metrics_registry(OutboxCollector(), CeleryQueueDepthCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

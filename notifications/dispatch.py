@@ -7,6 +7,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from notifications import metrics
 from notifications.models import Channel, Notification, NotificationStatus, NotificationTrigger
 from notifications.template_cache import template_resolve
 
@@ -55,7 +56,11 @@ def trigger_dispatch_create(*, trigger_id: int) -> dict[int, str]:
     ]
     with transaction.atomic():
         Notification.objects.bulk_create(wanted, ignore_conflicts=True)
-        NotificationTrigger.objects.filter(pk=trigger.pk, dispatched_at__isnull=True).update(dispatched_at=timezone.now())
+        first_dispatch = NotificationTrigger.objects.filter(pk=trigger.pk, dispatched_at__isnull=True).update(
+            dispatched_at=timezone.now()
+        )
+    if first_dispatch:
+        metrics.TRIGGERS_DISPATCHED.labels(event_type=trigger.event_type).inc()
     return dict(
         Notification.objects.filter(trigger=trigger, status=NotificationStatus.PENDING).values_list("pk", "channel")
     )

@@ -49,3 +49,14 @@ DELIVERY_LATENCY = Histogram(
 TEMPLATE_CACHE_REQUESTS = Counter(
     "beacon_template_cache_requests_total", "Template cache lookups by result (hit, miss).", ["result"]
 )
+
+# --- Outbox (web writes triggers, workers dispatch them) -----------------------------------------
+TRIGGERS_CREATED = Counter(
+    "beacon_triggers_created_total", "Notification triggers committed to the outbox, by event type.", ["event_type"]
+)
+TRIGGERS_DISPATCHED = Counter(
+    "beacon_triggers_dispatched_total",
+    "Notification triggers turned into notifications (first dispatch only), by event type.",
+    ["event_type"],
+)
+# Scrape-time gauges (oldest undispatched trigger, dead letters) come from notifications/collectors.py.

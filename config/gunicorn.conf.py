@@ -1,0 +1,19 @@
+"""Gunicorn settings: `gunicorn -c config/gunicorn.conf.py config.wsgi:application ...`.
+
+Bind address, workers and threads stay on the command line (Procfile). This file holds the
+server hooks Beacon needs: with prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR,
+set by deploy/with-metrics-dir), a worker that exits must be marked dead so its live gauges
+leave the merged /metrics; its counters stay, so totals never go backwards.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
