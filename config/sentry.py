@@ -23,6 +23,9 @@ def sentry_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str,
 
 
 def sentry_init(*, dsn: str, environment: str, release: str | None, traces_sample_rate: float) -> None:
+    """Initialise sentry-sdk for this process (web, worker, beat): Django, Celery and Redis
+    integrations; no default PII (no user, cookies, request bodies' personal fields); every
+    event and transaction passes through `sentry_before_send`."""
     import sentry_sdk
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.django import DjangoIntegration
@@ -35,5 +38,7 @@ def sentry_init(*, dsn: str, environment: str, release: str | None, traces_sampl
         traces_sample_rate=traces_sample_rate,
         send_default_pii=False,
         before_send=sentry_before_send,
+        # Spans carry SQL, Redis commands and URLs: scrub transactions the same way.
+        before_send_transaction=sentry_before_send,
         integrations=[DjangoIntegration(), CeleryIntegration(), RedisIntegration()],
     )
