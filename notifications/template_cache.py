@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from django.core.cache import cache
 
 from notifications import metrics
 from notifications.models import NotificationTemplate
+from notifications.redis_client import breaker_redis
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,14 @@ REBUILD_LOCK_SECONDS = 5
 # How long other processes wait for the rebuilder before reading the database themselves.
 REBUILD_WAIT_SECONDS = 1.0
 REBUILD_POLL_SECONDS = 0.02
+# Hits and misses are also summed across processes in Redis, per hour, for the admin overview;
+# each process adds its counts in one pipeline at most this often (seconds).
+STATS_FLUSH_SECONDS = 5.0
+STATS_KEY_TTL_SECONDS = 3 * 3600
+
+_stats_lock = threading.Lock()
+_stats_pending = {"hit": 0, "miss": 0}
+_stats_next_flush = 0.0
 
 
 @dataclass(frozen=True)
@@ -85,9 +95,9 @@ def _templates_for(event_type: str, channel: str) -> dict[str, dict]:
     generation = found.get(generation_key, 0)
     entry = found.get(key)
     if entry is not None and entry.get("generation") == generation:
-        metrics.TEMPLATE_CACHE_REQUESTS.labels(result="hit").inc()
+        _count("hit")
         return entry["templates"]
-    metrics.TEMPLATE_CACHE_REQUESTS.labels(result="miss").inc()
+    _count("miss")
     lock = _try_lock(key)
     if lock is None:
         deadline = time.monotonic() + REBUILD_WAIT_SECONDS
@@ -147,3 +157,44 @@ def template_cache_invalidate(*, event_type: str, channel: str) -> None:
         except ValueError:  # expired between add and incr
             cache.set(generation_key, 1, timeout=None)
     cache.delete(_key(event_type, channel))
+
+
+def _stats_key(hour: int) -> str:
+    # Namespaced like the cache itself, so two deployments (or test runs) sharing a Redis never mix.
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    return f"beacon:template_cache:stats:{prefix}:{hour}"
+
+
+def _count(result: str) -> None:
+    global _stats_next_flush
+    metrics.TEMPLATE_CACHE_REQUESTS.labels(result=result).inc()
+    now = time.monotonic()
+    with _stats_lock:
+        _stats_pending[result] += 1
+        if now < _stats_next_flush:
+            return
+        counts = dict(_stats_pending)
+        _stats_pending.update(hit=0, miss=0)
+        _stats_next_flush = now + STATS_FLUSH_SECONDS
+    key = _stats_key(int(time.time() // 3600))
+    try:
+        pipe = breaker_redis().pipeline(transaction=False)
+        for name, count in counts.items():
+            pipe.hincrby(key, name, count)
+        pipe.expire(key, STATS_KEY_TTL_SECONDS)
+        pipe.execute()
+    except Exception as exc:  # statistics only: losing a batch is acceptable
+        logger.debug("template cache stats not recorded: %s", type(exc).__name__)
+
+
+def template_cache_stats_recent() -> tuple[int, int]:
+    """(hits, misses) of every process over this hour and the last; raises RedisError."""
+    hour = int(time.time() // 3600)
+    pipe = breaker_redis().pipeline(transaction=False)
+    for key in (_stats_key(hour - 1), _stats_key(hour)):
+        pipe.hgetall(key)
+    hits = misses = 0
+    for counts in pipe.execute():
+        hits += int(counts.get(b"hit", 0))
+        misses += int(counts.get(b"miss", 0))
+    return hits, misses
