@@ -235,7 +235,7 @@ def test_openapi_schema_and_docs_are_served() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failing_hand_off_after_commit_still_answers_201(api: APIClient, monkeypatch) -> None:  # noqa: ANN001
+def test_a_failing_hand_off_after_commit_still_answers_201(api: APIClient, monkeypatch) -> None:
     def broken_publish(*args: object, **kwargs: object) -> bool:
         raise RuntimeError("hand-off exploded")
 

@@ -21,7 +21,7 @@ def _sms_template() -> NotificationTemplate:
     )
 
 
-def test_a_second_lookup_is_served_from_redis_without_a_query(django_assert_num_queries) -> None:  # noqa: ANN001
+def test_a_second_lookup_is_served_from_redis_without_a_query(django_assert_num_queries) -> None:
     _sms_template()
     template_resolve(event_type="order_confirmed", channel="sms", locale="en")
 
@@ -34,16 +34,16 @@ def test_a_second_lookup_is_served_from_redis_without_a_query(django_assert_num_
 def test_an_entry_built_from_rows_read_before_a_change_is_never_served_after_it() -> None:
     template = _sms_template()
     template_resolve(event_type="order_confirmed", channel="sms", locale="en")
-    stale_entry = cache.get(template_cache._key("order_confirmed", "sms"))  # noqa: SLF001
+    stale_entry = cache.get(template_cache._key("order_confirmed", "sms"))
     NotificationTemplate.objects.filter(pk=template.pk).update(body_text="v2")
     template_cache_invalidate(event_type="order_confirmed", channel="sms")
     # A slow rebuilder that read the old rows writes its entry after the invalidation:
-    cache.set(template_cache._key("order_confirmed", "sms"), stale_entry)  # noqa: SLF001
+    cache.set(template_cache._key("order_confirmed", "sms"), stale_entry)
 
     assert template_resolve(event_type="order_confirmed", channel="sms", locale="en").body_text == "v2"
 
 
-def test_lookups_fall_back_to_the_database_when_redis_is_down(settings) -> None:  # noqa: ANN001
+def test_lookups_fall_back_to_the_database_when_redis_is_down(settings) -> None:
     _sms_template()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -55,7 +55,7 @@ def test_lookups_fall_back_to_the_database_when_redis_is_down(settings) -> None:
     assert found is not None and found.body_text == "v1 {{ order_ref }}"
 
 
-def test_hits_and_misses_are_summed_in_redis_for_every_process(monkeypatch) -> None:  # noqa: ANN001
+def test_hits_and_misses_are_summed_in_redis_for_every_process(monkeypatch) -> None:
     _sms_template()
     before_hits, before_misses = template_cache_stats_recent()
     monkeypatch.setattr(template_cache, "_stats_pending", {"hit": 0, "miss": 0})  # earlier tests' counts
