@@ -176,6 +176,9 @@ OUTBOX_RELAY_GRACE = env.float("OUTBOX_RELAY_GRACE", default=10.0)
 # How often beat runs the relay and the retry sweeper (seconds).
 OUTBOX_RELAY_INTERVAL = env.float("OUTBOX_RELAY_INTERVAL", default=2.0)
 NOTIFICATION_SWEEP_INTERVAL = env.float("NOTIFICATION_SWEEP_INTERVAL", default=5.0)
+# A due notification untouched this long is taken to have lost its queued message and is
+# queued again by the sweeper (seconds). Lower only where messages are lost on purpose (chaos).
+NOTIFICATION_SWEEP_STALE_SECONDS = env.float("NOTIFICATION_SWEEP_STALE_SECONDS", default=60.0)
 # Retry budget of one notification when every vendor failed.
 NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=8)
 NOTIFICATION_MAX_AGE = env.float("NOTIFICATION_MAX_AGE", default=6 * 3600)

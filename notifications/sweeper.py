@@ -3,7 +3,7 @@
 A retry message can be lost (the broker was down when Celery tried to publish it), a send
 message can be lost (Redis lost data), a worker can die with its lease held. The database
 says what is due; this queues it. Each notification is re-queued at most once per
-SWEEP_STALE_SECONDS, so a long queue is not flooded with copies.
+NOTIFICATION_SWEEP_STALE_SECONDS (setting, default 60), so a long queue is not flooded with copies.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -19,13 +20,17 @@ from notifications.models import Notification, NotificationStatus
 
 logger = logging.getLogger(__name__)
 
-# A notification untouched this long while due is taken to have lost its queued message.
-SWEEP_STALE_SECONDS = 60
 SWEEP_BATCH = 1000
 
 
-def notifications_sweep(*, stale_seconds: float = SWEEP_STALE_SECONDS) -> int:
-    """Queue every notification that is due but forgotten; returns how many were queued."""
+def notifications_sweep(*, stale_seconds: float | None = None) -> int:
+    """Queue every notification that is due but forgotten; returns how many were queued.
+
+    A notification untouched for `stale_seconds` (default: NOTIFICATION_SWEEP_STALE_SECONDS)
+    while due is taken to have lost its queued message.
+    """
+    if stale_seconds is None:
+        stale_seconds = settings.NOTIFICATION_SWEEP_STALE_SECONDS
     now = timezone.now()
     stale = now - timedelta(seconds=stale_seconds)
     forgotten = (
