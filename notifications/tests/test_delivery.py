@@ -274,3 +274,24 @@ def test_a_vendor_whose_secrets_cannot_be_read_is_skipped_for_the_fallback(
     attempt = DeliveryAttempt.objects.get(notification=final, vendor__name="sms-primary")
     assert attempt.outcome == AttemptOutcome.TRANSIENT_ERROR
     assert "misconfigured" in attempt.error
+
+
+def test_a_template_edited_in_the_admin_is_used_by_the_very_next_send(
+    vendors: dict, templates: None, sandbox: SandboxHandle, admin_client, django_capture_on_commit_callbacks
+) -> None:
+    from django.urls import reverse
+
+    run_until_settled(dispatch(make_trigger())["sms"].pk)  # the old text is cached now
+    template = NotificationTemplate.objects.get(event_type="order_confirmed", channel="sms", locale="en")
+    form = {
+        "event_type": "order_confirmed", "channel": "sms", "locale": "en", "is_active": "on", "subject": "",
+        "body_text": "Edited in the admin: {{ order_ref }}", "body_html": "",
+        "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0",
+    }
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:notifications_notificationtemplate_change", args=[template.pk]), form)
+    assert response.status_code == 302
+    run_until_settled(dispatch(make_trigger())["sms"].pk)
+
+    assert sandbox.control.messages("sms-primary")[-1]["body"] == "Edited in the admin: AB12CD34"
