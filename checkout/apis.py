@@ -6,6 +6,7 @@ import re
 from uuid import UUID
 
 import phonenumbers
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -47,6 +48,44 @@ ErrorBody = inline_serializer(
 )
 
 
+OrderPage = inline_serializer(
+    name="PaginatedOrderList",
+    fields={
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": OrderOutputSerializer(many=True),
+    },
+)
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", int, OpenApiParameter.QUERY, description="Orders per page (at most 200)."),
+    OpenApiParameter("offset", int, OpenApiParameter.QUERY, description="Orders to skip."),
+]
+
+
+PaymentDeclinedBody = inline_serializer(
+    name="PaymentDeclined",
+    fields={
+        "error": inline_serializer(
+            name="PaymentDeclinedDetail", fields={"code": serializers.CharField(), "message": serializers.CharField()}
+        ),
+        "order": OrderOutputSerializer(),
+    },
+)
+_LOCALE_MESSAGE = "Enter a locale such as en, pt or pt-BR."
+_PHONE_MESSAGE = "Enter a phone number in E.164 format, e.g. +447911123456."
+
+
+@extend_schema_field({"type": "string", "enum": sorted(ISO_4217_CODES), "example": "EUR"})
+class CurrencyField(serializers.CharField):
+    """A CharField the schema declares as the ISO 4217 codes (validated in the serializer)."""
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": r"^\d{1,10}(\.\d{1,2})?$", "example": "19.90"})
+class UnitPriceField(serializers.DecimalField):
+    """A non-negative amount with at most two decimals, declared as such in the schema."""
+
+
 class NotificationStatusSerializer(serializers.Serializer):
     channel = serializers.CharField()
     status = serializers.CharField()
@@ -78,8 +117,12 @@ class CheckoutListCreateApi(APIView):
         class CustomerInput(serializers.Serializer):
             name = serializers.CharField(max_length=200)
             email = serializers.EmailField(max_length=254)
-            phone = serializers.CharField(max_length=16, help_text="E.164, e.g. +447911123456")
-            locale = serializers.CharField(max_length=16, default="en", help_text="e.g. en, pt, pt-BR")
+            phone = serializers.CharField(
+                max_length=16, help_text="E.164, e.g. +447911123456", validators=[RegexValidator(_E164, _PHONE_MESSAGE)]
+            )
+            locale = serializers.CharField(
+                max_length=16, default="en", help_text="e.g. en, pt, pt-BR", validators=[RegexValidator(_LOCALE, _LOCALE_MESSAGE)]
+            )
 
             def validate_phone(self, value: str) -> str:
                 try:
@@ -87,23 +130,23 @@ class CheckoutListCreateApi(APIView):
                 except phonenumbers.NumberParseException:
                     number = None
                 if not _E164.match(value) or number is None or not phonenumbers.is_possible_number(number):
-                    raise serializers.ValidationError("Enter a phone number in E.164 format, e.g. +447911123456.")
+                    raise serializers.ValidationError(_PHONE_MESSAGE)
                 return value
 
             def validate_locale(self, value: str) -> str:
                 if not _LOCALE.match(value):
-                    raise serializers.ValidationError("Enter a locale such as en, pt or pt-BR.")
+                    raise serializers.ValidationError(_LOCALE_MESSAGE)
                 return value
 
         class LineInput(serializers.Serializer):
             sku = serializers.CharField(max_length=64)
             name = serializers.CharField(max_length=200)
             quantity = serializers.IntegerField(min_value=1, max_value=10_000)
-            unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+            unit_price = UnitPriceField(max_digits=12, decimal_places=2, min_value=0)
 
         customer = CustomerInput()
-        lines = LineInput(many=True, allow_empty=False, max_length=MAX_LINES)
-        currency = serializers.CharField(min_length=3, max_length=3, help_text="ISO 4217, e.g. EUR")
+        lines = LineInput(many=True, allow_empty=False, min_length=1, max_length=MAX_LINES)
+        currency = CurrencyField(min_length=3, max_length=3, help_text="ISO 4217, e.g. EUR")
         payment_token = serializers.CharField(max_length=64, help_text="Sandbox: tok_ok, tok_declined, tok_error")
 
         def validate_currency(self, value: str) -> str:
@@ -135,7 +178,7 @@ class CheckoutListCreateApi(APIView):
             201: OrderOutputSerializer,
             400: ErrorBody,
             401: ErrorBody,
-            402: OpenApiResponse(description="Payment declined; the failed order is in `order`."),
+            402: OpenApiResponse(PaymentDeclinedBody, description="Payment declined; the failed order is in `order`."),
             409: ErrorBody,
             413: ErrorBody,
             422: ErrorBody,
@@ -162,7 +205,11 @@ class CheckoutListCreateApi(APIView):
         headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
         return Response(outcome.body, status=outcome.status, headers=headers)
 
-    @extend_schema(operation_id="checkout_list", responses={200: OrderOutputSerializer(many=True), 401: ErrorBody})
+    @extend_schema(
+        operation_id="checkout_list",
+        parameters=PAGE_PARAMETERS,
+        responses={200: OrderPage, 401: ErrorBody, 429: ErrorBody, 503: ErrorBody},
+    )
     def get(self, request: Request) -> Response:
         orders = Order.objects.filter(client=request.user).prefetch_related("lines").order_by("-created_at", "id")
         paginator = self.Pagination()
