@@ -6,19 +6,29 @@ from typing import Any
 
 from config.logging import mask_text
 
+# Keys whose values are secrets wherever they appear in an event (extra, contexts, headers, frame
+# variables): vendor auth tokens, passwords, API keys. Matched case-insensitively as substrings.
+_SECRET_KEY_PARTS = ("auth_token", "authorization", "password", "secret", "api_key", "apikey", "token", "credential")
+REDACTED = "[redacted]"
+
+
+def _secret_key(key: Any) -> bool:
+    return isinstance(key, str) and any(part in key.lower() for part in _SECRET_KEY_PARTS)
+
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return mask_text(value)
     if isinstance(value, dict):
-        return {key: _scrub(item) for key, item in value.items()}
-    if isinstance(value, list):
+        return {key: REDACTED if _secret_key(key) and item else _scrub(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
         return [_scrub(item) for item in value]
     return value
 
 
 def sentry_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
-    """Mask emails, phone numbers and secret assignments anywhere in the event."""
+    """Mask emails, phone numbers and secret assignments anywhere in the event, and drop the
+    value of every secret-named key (`auth_token`, `Authorization`, ...)."""
     return _scrub(event)
 
 
