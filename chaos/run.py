@@ -56,14 +56,14 @@ def seed(stack: ChaosStack) -> str:
 
 def table(results: list) -> str:
     header = (
-        "| # | scenario | checkouts | answers | notifications expected | delivered | duplicated "
+        "| # | scenario | checkouts | answers | notifications expected | delivered | duplicated (flagged) "
         "| max checkout latency | result |\n|---|---|---:|---|---:|---:|---:|---:|---|\n"
     )
     rows = []
     for r in results:
         answers = ", ".join(f"{status}×{n}" for status, n in r.statuses.items()) or "-"
         rows.append(
-            f"| {r.number} | {r.name} | {r.checkouts} | {answers} | {r.expected} | {r.delivered} | {r.duplicated} "
+            f"| {r.number} | {r.name} | {r.checkouts} | {answers} | {r.expected} | {r.delivered} | {r.duplicated} ({r.flagged}) "
             f"| {r.max_latency_ms:.0f} ms | {'PASS' if r.passed else 'FAIL'} |"
         )
     return header + "\n".join(rows) + "\n"

@@ -56,12 +56,12 @@ STACK_SETTINGS = {
     "DEBUG": "false",
 }
 # Vendors: short timeouts and small, fast breakers (Resilience4j semantics, see circuit_breaker.py).
-VENDOR_TIMEOUT_SECONDS = 1.0
+VENDOR_TIMEOUT_SECONDS = 2.0
 BREAKER = {
     "breaker_window_size": 10,
     "breaker_minimum_calls": 4,
     "breaker_failure_rate": 50.0,
-    "breaker_slow_call_seconds": 0.9,
+    "breaker_slow_call_seconds": 1.8,
     "breaker_slow_call_rate": 100.0,
     "breaker_open_seconds": 2.0,
     "breaker_half_open_trials": 2,
