@@ -149,7 +149,8 @@ class ChaosStack:
         wait_until(self.sandbox.healthy, timeout=30, what="sandbox vendors")
 
     def start_processes(self) -> None:
-        self._start("web", gunicorn(self.env(via_proxy=True), port=self.web_port, workers=2, threads=8, log_dir=self.log_dir))
+        # Few threads: every thread holds a PostgreSQL connection, and the server is shared.
+        self._start("web", gunicorn(self.env(via_proxy=True), port=self.web_port, workers=2, threads=4, log_dir=self.log_dir))
         for name in ("worker-a", "worker-b"):
             self.worker_start(name)
         self._start("beat", celery_beat(self.env(), log_dir=self.log_dir))
@@ -160,7 +161,7 @@ class ChaosStack:
     def worker_start(self, name: str) -> ManagedProcess:
         port = self.worker_metrics_ports.setdefault(name, free_port())
         env = self.env(WORKER_METRICS_PORT=str(port), WORKER_METRICS_HOST="127.0.0.1")
-        worker = celery_worker(env, name=name, concurrency=8, log_dir=self.log_dir)
+        worker = celery_worker(env, name=name, concurrency=4, log_dir=self.log_dir)
         worker.log_path = self.log_dir / f"{name}-{int(time.time() * 1000)}.log"
         return self._start(name, worker)
 

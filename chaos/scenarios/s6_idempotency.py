@@ -32,8 +32,9 @@ def run(chaos: Chaos) -> ScenarioResult:
     result.checkouts = CONCURRENT
     result.statuses = dict(sorted(statuses.items()))
     result.max_latency_ms = max(a[3] for a in answers) * 1000
+    errors = [a[1] for a in answers if a[0] >= 500]
     result.check("no 5xx; each answer is 201 (first or replay) or 409 (in flight)", set(statuses) <= {"201", "409"},
-                 f"statuses {result.statuses}")
+                 f"statuses {result.statuses}" + (f"; e.g. {errors[0]}" if errors else ""))
     order_ids = {a[1]["id"] for a in answers if a[0] == 201}
     result.check("every 201 names the same order", len(order_ids) == 1, f"{len(order_ids)} distinct orders")
     orders = list(Order.objects.filter(customer_email=recipient.email))
