@@ -93,3 +93,13 @@ test-browser: services-up ## Run only the browser tests of the admin (needs apt-
 .PHONY: chaos
 chaos: services-up ## Break Beacon on purpose under load (Redis, workers, vendors, PostgreSQL, idempotency)
 	@$(IN_ENV) python -m chaos.run $(CHAOS_ARGS)
+
+# The benchmark of issue 6 (bench/run.py): its own database (beacon_bench on DATABASE_URL's
+# server), Redis, sandbox, gunicorn, workers and beat; load from locust (fixed rate) and
+# Debian's hey (closed loop: apt-get install hey). Results: bench/results/<timestamp>/.
+.PHONY: bench bench-quick
+bench: services-up ## Run the full benchmark (about 25 minutes); results in bench/results/<timestamp>/
+	$(IN_ENV) python -m bench.run
+
+bench-quick: services-up ## Run a CI-sized benchmark (under 3 minutes)
+	$(IN_ENV) python -m bench.run --quick

@@ -1,0 +1,170 @@
+"""summary.md and PNG plots from the results dict of one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(target, measured, how far, met) for each target of issue 6 present in `results`."""
+    rows = []
+    s1, s2, s5 = results.get("floor"), results.get("sync_vs_async"), results.get("daily_volume")
+    if s2:
+        red = s2["p99_reduction_pct"]
+        rows.append(("async p99 >= 97% below sync p99 (300 ms vendors)", f"{red:.1f}% below "
+                     f"({s2['async_fixed']['p99_ms']:.0f} vs {s2['sync_fixed']['p99_ms']:.0f} ms at {s2['rate']:g}/s)",
+                     f"{red - 97:+.1f} points", red >= 97))
+        ratio = s2["max_throughput_ratio"]
+        rows.append(("async max throughput >= 10x sync", f"{ratio:.1f}x ({s2['async_max']['achieved_rps']:.0f} vs "
+                     f"{s2['sync_max']['achieved_rps']:.0f} req/s)", f"{ratio / 10:.0%} of target", ratio >= 10))
+    if s1:
+        frac = s1["checkout_fraction_of_floor"]
+        rows.append(("checkout throughput >= 60% of floor", f"{frac:.1%} ({s1['checkout_max']['achieved_rps']:.0f} vs "
+                     f"{s1['floor_max']['achieved_rps']:.0f} req/s)", f"{frac / 0.6:.0%} of target", frac >= 0.6))
+        p50 = s1["checkout_at_half_max"]["p50_ms"]
+        rows.append(("checkout p50 < 10 ms at half max throughput", f"{p50:.1f} ms at {s1['half_rate']:g}/s",
+                     f"{p50 - 10:+.1f} ms", p50 < 10))
+    if s5:
+        sus = s5["sustained_rps"]
+        rows.append((f"sustain {s5['target_rps']:g} checkouts/s, all delivered, delivery p99 < 1 s",
+                     f"{sus:g}/s sustained ({s5['per_day'] / 1e6:.2f} M/day)", f"{sus / s5['target_rps']:.0%} of target",
+                     sus >= s5["target_rps"]))
+        burst = s5["burst"]
+        rows.append(("60 s burst at 2x the target rate drained within 60 s",
+                     f"burst at {s5['burst_rate']:g}/s drained {burst['drain_after_load_s'] or 0:.0f} s after load",
+                     "burst run at 2x the sustained rate, not 2x 116/s" if s5["burst_rate"] < 2 * s5["target_rps"] else "",
+                     bool(s5["burst_drained_within_60s"]) and s5["burst_rate"] >= 2 * s5["target_rps"]))
+    lost = sum(results[key]["delivery"]["lost"] for key in ("floor", "sync_vs_async", "outage") if key in results)
+    lost += sum(p["lost_total"] for p in results.get("pipeline", {}).get("points", []))
+    if s5:
+        lost += sum(p["lost"] for p in s5["ladder"]) + s5["burst"]["lost"]
+    rows.append(("zero lost notifications in every scenario", f"{lost} lost", "", lost == 0))
+    return rows
+
+
+def summary_markdown(results: dict[str, Any]) -> str:
+    lines = [f"# Beacon benchmark — {results['started']} ({results['profile']})", ""]
+    lines += ["Machine: " + results["machine"], "", "Stack: " + "; ".join(f"{k}: {v}" for k, v in results["stack"].items()
+                                                                          if k != "pid"), ""]
+    lines += ["## Targets", "", "| target | measured | distance | |", "|---|---|---|---|"]
+    for target, measured, distance, ok in targets(results):
+        lines.append(f"| {target} | {measured} | {distance} | {_mark(ok)} |")
+    lines += ["", "## Latency and throughput (medians of the repetitions)", "",
+              "| scenario | offered req/s | achieved req/s | p50 ms | p95 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
+
+    def row(name: str, m: dict[str, Any]) -> None:
+        offered = f"{m['offered_rps']:g}" if m.get("offered_rps") else "closed loop"
+        lines.append(f"| {name} | {offered} | {m['achieved_rps']:.1f} | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} | "
+                     f"{m['p99_ms']:.1f} | {m['errors']:g} |")
+
+    if s1 := results.get("floor"):
+        row("1. floor /healthz, max", s1["floor_max"])
+        row("1. checkout, max", s1["checkout_max"])
+        row("1. floor /healthz at half checkout max", s1["floor_at_half_max"])
+        row("1. checkout at half its max", s1["checkout_at_half_max"])
+    if s2 := results.get("sync_vs_async"):
+        row("2. sync (300 ms vendors), max", s2["sync_max"])
+        row("2. async (300 ms vendors), max", s2["async_max"])
+        row("2. sync, fixed rate", s2["sync_fixed"])
+        row("2. async, same rate", s2["async_fixed"])
+        lines.append(f"\nSync -> async at {s2['rate']:g}/s: p50 -{s2['p50_reduction_pct']:.1f}%, "
+                     f"p99 -{s2['p99_reduction_pct']:.1f}% (case study: -75%).")
+    if s3 := results.get("outage"):
+        lines += ["", f"## 3. SMS primary outage ({s3['rate']:g} checkouts/s)", "", "| phase | requests | p50 ms | p95 ms | p99 ms |",
+                  "|---|---|---|---|---|"]
+        for phase, m in s3["phases"].items():
+            lines.append(f"| {phase} | {m['requests']} | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} | {m['p99_ms']:.1f} |")
+        opened = s3["circuit_open_after_s"]
+        lines.append(f"\nSMS sent by the fallback: {s3['failed_over_sms']}; circuit open "
+                     f"{f'{opened:.1f} s' if opened is not None else 'never'} after the outage began; lost: "
+                     f"{s3['delivery']['lost']}.")
+    if s4 := results.get("pipeline"):
+        lines += ["", "## 4. Pipeline (vendors at 50 ms)", "",
+                  "| workers | offered/s | checkout p50/p99 ms | delivered/s | delivery p50 ms | delivery p99 ms | "
+                  "max queue | drain after load s | lost |", "|---|---|---|---|---|---|---|---|---|"]
+        for p in s4["points"]:
+            rate = p["runs"][0]["rate"]
+            drain = f"{p['drain_after_load_s']:.1f}" if p["drain_after_load_s"] is not None else "-"
+            lines.append(f"| {p['pool']} x{p['processes']} | {rate:g} | {p['checkout_p50_ms']:.1f}/{p['checkout_p99_ms']:.1f} | "
+                         f"{p['delivered_per_s']:.1f} | {p['delivery_p50_ms']:.0f} | {p['delivery_p99_ms']:.0f} | "
+                         f"{p['max_queue_depth']:.0f} | {drain} | {p['lost_total']} |")
+    if s5 := results.get("daily_volume"):
+        lines += ["", "## 5. Daily volume", ""]
+        for p in s5["ladder"]:
+            lines.append(f"- {p['rate']:g}/s: delivered {p['delivered_per_s']:.1f}/s, delivery p99 "
+                         f"{p['delivery_p99_ms']:.0f} ms, max queue {p['max_queue_depth']}, "
+                         f"{'sustained' if p['sustained'] else 'not sustained'}")
+        lines.append(f"\nSustained: {s5['sustained_rps']:g} checkouts/s = {s5['per_day'] / 1e6:.2f} million/day "
+                     f"({s5['fraction_of_case_study']:.0%} of the case study's 10 million). Burst at "
+                     f"{s5['burst_rate']:g}/s: drained {s5['burst']['drain_after_load_s'] or 0:.0f} s after it ended, "
+                     f"lost {s5['burst']['lost']}.")
+    lines += ["", "Plots: " + ", ".join(results.get("plots", [])), ""]
+    return "\n".join(lines)
+
+
+def plots(results: dict[str, Any], out: Path) -> list[str]:
+    made = []
+    s1, s2 = results.get("floor"), results.get("sync_vs_async")
+    if s1 and s2:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        names = ["sync", "async"]
+        for offset, key in ((-0.2, "p50_ms"), (0.2, "p99_ms")):
+            values = [s2["sync_fixed"][key], s2["async_fixed"][key]]
+            left.bar([i + offset for i in range(2)], values, width=0.4, label=key.replace("_ms", ""))
+        left.set_xticks(range(2), names)
+        left.set_yscale("log")
+        left.set_ylabel("checkout latency, ms (log)")
+        left.set_title(f"Checkout at {s2['rate']:g}/s, vendors 300 ms")
+        left.legend()
+        labels = ["floor", "checkout", "sync\n300 ms", "async\n300 ms"]
+        values = [s1["floor_max"]["achieved_rps"], s1["checkout_max"]["achieved_rps"], s2["sync_max"]["achieved_rps"],
+                  s2["async_max"]["achieved_rps"]]
+        right.bar(labels, values, color=["grey", "tab:blue", "tab:red", "tab:green"])
+        right.set_ylabel("max throughput, req/s (closed loop)")
+        right.set_title("Maximum throughput")
+        fig.tight_layout()
+        fig.savefig(out / "latency_throughput.png", dpi=110)
+        plt.close(fig)
+        made.append("latency_throughput.png")
+    if s3 := results.get("outage"):
+        fig, ax = plt.subplots(figsize=(11, 3.5))
+        t0 = s3["marks"]["outage_start"]
+        xs = [t - t0 for t, _ in s3["latencies_raw"]]
+        ax.scatter(xs, [lat for _, lat in s3["latencies_raw"]], s=3)
+        ax.axvspan(0, s3["marks"]["outage_end"] - t0, color="red", alpha=0.15, label="sms-primary down")
+        ax.set_yscale("log")
+        ax.set_xlabel("seconds from outage start")
+        ax.set_ylabel("checkout latency, ms (log)")
+        ax.set_title(f"Checkout latency through an SMS vendor outage ({s3['rate']:g}/s)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "outage.png", dpi=110)
+        plt.close(fig)
+        made.append("outage.png")
+    if s4 := results.get("pipeline"):
+        fig, ax = plt.subplots(figsize=(11, 3.5))
+        for point in s4["points"]:
+            run = point["runs"][0]
+            samples = run["queue_samples"]
+            if samples:
+                t0 = samples[0][0]
+                ax.plot([t - t0 for t, _ in samples], [d for _, d in samples], label=f"{point['pool']} x{point['processes']}")
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("queued tasks")
+        ax.set_title("Broker queue depth during scenario 4")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "pipeline_queue.png", dpi=110)
+        plt.close(fig)
+        made.append("pipeline_queue.png")
+    return made

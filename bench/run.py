@@ -1,0 +1,101 @@
+"""`make bench` / `make bench-quick`: start a private Beacon stack, run the scenarios of issue 6,
+write bench/results/<timestamp>/ (results.json, summary.md, PNG plots, process logs).
+
+    python -m bench.run [--quick] [--only floor,sync,outage,pipeline,daily]
+
+Needs DATABASE_URL's PostgreSQL server (the database beacon_bench is dropped and created there)
+and Debian's `hey` (closed-loop maximum throughput); locust comes from requirements-dev.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from bench import report, scenarios
+from bench.stack import Stack
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ALL = ("floor", "sync", "pipeline", "daily", "outage")
+# Offered rate of the outage scenario (checkouts/s): comfortably below what this box sustains.
+OUTAGE_RATE = 15.0
+
+_t0 = time.monotonic()
+
+
+def echo(message: str) -> None:
+    print(f"[{time.monotonic() - _t0:6.0f}s] {message}", flush=True)
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal"))) / 1024 / 1024
+    load = os.getloadavg()
+    return (f"{os.cpu_count()} vCPU ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}; load average at start {load[0]:.1f} (shared, noisy machine: "
+            f"load generator, web, workers, sandbox, PostgreSQL and Redis share the same cores)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="CI-sized run (under 3 minutes)")
+    parser.add_argument("--only", default=",".join(ALL), help="comma-separated scenarios: " + ",".join(ALL))
+    args = parser.parse_args()
+    profile = scenarios.QUICK if args.quick else scenarios.FULL
+    wanted = [name.strip() for name in args.only.split(",") if name.strip()]
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = RESULTS / f"{stamp}{'-quick' if args.quick else ''}"
+    logs = out / "logs"
+    logs.mkdir(parents=True)
+    # A TERM (make interrupted, CI timeout) must still stop every process we started.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    server_url = os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon")
+    stack = Stack(server_url=server_url, log_dir=logs)
+    results: dict[str, object] = {"started": stamp, "profile": profile.name, "machine": machine()}
+    echo(f"results in {out}")
+    try:
+        stack.start(progress=echo)
+        results["stack"] = stack.describe()
+        stack.workers_start("threads", 2)
+        if "floor" in wanted:
+            results["floor"] = scenarios.floor(stack, profile, logs, echo)
+        if "sync" in wanted:
+            results["sync_vs_async"] = scenarios.sync_vs_async(stack, profile, logs, echo)
+        best = ("threads", 2)
+        if "pipeline" in wanted:
+            results["pipeline"] = pipeline = scenarios.pipeline(stack, profile, logs, echo)
+            top = max(pipeline["points"], key=lambda p: (p["lost_total"] == 0, p["delivered_per_s"],
+                                                         -(p["delivery_p99_ms"] or 0)))
+            best = (top["pool"], top["processes"])
+            results["best_workers"] = list(best)
+        if "daily" in wanted:
+            results["daily_volume"] = scenarios.daily_volume(stack, profile, best[0], best[1], logs, echo)
+        if "outage" in wanted:
+            stack.workers_start(*best)
+            results["outage"] = scenarios.outage(stack, profile, OUTAGE_RATE, logs, echo)
+    except KeyboardInterrupt:
+        echo("interrupted: stopping the stack")
+        results["interrupted"] = True
+    finally:
+        echo("stopping the stack")
+        stack.stop()
+    results["plots"] = report.plots(results, out)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    summary = report.summary_markdown(results)
+    (out / "summary.md").write_text(summary)
+    print(summary)
+    echo(f"done: {out}")
+    return 1 if results.get("interrupted") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
