@@ -18,6 +18,7 @@ from contextvars import Token
 from typing import Any
 
 from celery import signals
+from django.db import close_old_connections
 from prometheus_client import Counter, Histogram
 
 from config.metrics_export import process_mark_dead, worker_metrics_serve
@@ -59,6 +60,20 @@ def task_request_id(task: Any) -> str:
     request = task.request
     value = getattr(request, REQUEST_ID_HEADER, None) or (getattr(request, "headers", None) or {}).get(REQUEST_ID_HEADER)
     return str(value) if value else "-"
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def task_db_connections_recycle(task: Any = None, **_: Any) -> None:
+    """Around each task, what Django does around each request: drop this thread's database
+    connection if it is broken or older than CONN_MAX_AGE, keep it otherwise.
+
+    Celery's own per-task close is off (CELERY_DB_REUSE_MAX): reconnecting for every task
+    forked a PostgreSQL backend per task. Eager runs share the caller's transaction: untouched.
+    """
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    close_old_connections()
 
 
 @signals.task_prerun.connect

@@ -158,6 +158,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # a broker outage adds at most about this much to a checkout, once per cool-down window.
 BEACON_PUBLISH_TIMEOUT = env.float("BEACON_PUBLISH_TIMEOUT", default=0.05)
 BEACON_PUBLISH_COOLDOWN = env.float("BEACON_PUBLISH_COOLDOWN", default=5.0)
+# Celery's Django fixup closes the database connection before and after every task unless
+# this is set: a new PostgreSQL backend per task (fork + auth) cost more CPU than the task on
+# the benchmark's 2-core box. With it, tasks recycle connections the way requests do
+# (config/celery_signals.py: close_old_connections honours CONN_MAX_AGE and health checks).
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 100
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
