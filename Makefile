@@ -97,9 +97,13 @@ chaos: services-up ## Break Beacon on purpose under load (Redis, workers, vendor
 # The benchmark of issue 6 (bench/run.py): its own database (beacon_bench on DATABASE_URL's
 # server), Redis, sandbox, gunicorn, workers and beat; load from locust (fixed rate) and
 # Debian's hey (closed loop: apt-get install hey). Results: bench/results/<timestamp>/.
-.PHONY: bench bench-quick
-bench: services-up ## Run the full benchmark (about 25 minutes); results in bench/results/<timestamp>/
+.PHONY: bench bench-quick bench-tools
+bench: services-up bench-tools ## Run the full benchmark (about 25 minutes); results in bench/results/<timestamp>/
 	$(IN_ENV) python -m bench.run
 
-bench-quick: services-up ## Run a CI-sized benchmark (under 3 minutes)
+bench-quick: services-up bench-tools ## Run a CI-sized benchmark (under 3 minutes)
 	$(IN_ENV) python -m bench.run --quick
+
+bench-tools: ## Install Debian's hey (the closed-loop load tool) if it is missing
+	@command -v hey >/dev/null 2>&1 || { echo "Installing hey (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; }

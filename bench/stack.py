@@ -38,6 +38,9 @@ WEB_WORKERS = 3
 WEB_THREADS = 4
 # Threads per Celery worker process (the Procfile's worker line).
 WORKER_THREADS = 16
+# Workers run at a lower CPU priority than the web, as the Procfile starts them: on one shared
+# box the checkout is served first and the queue absorbs the difference.
+WORKER_NICE = 10
 # A rate limit no benchmark reaches (requests per minute).
 BENCH_CLIENT_RATE_LIMIT = 100_000_000
 # Sandbox instance ports relative to the base port (sandbox/README.md).
@@ -182,13 +185,13 @@ class Stack:
         if pool == "threads":
             self.workers = [
                 celery_worker(self.env, name=f"worker-threads-{i}", pool="threads", concurrency=WORKER_THREADS,
-                              log_dir=self.log_dir).start()
+                              log_dir=self.log_dir, nice=WORKER_NICE).start()
                 for i in range(processes)
             ]
         else:
             self.workers = [
                 celery_worker(self.env, name="worker-prefork", pool="prefork", concurrency=processes,
-                              log_dir=self.log_dir).start()
+                              log_dir=self.log_dir, nice=WORKER_NICE).start()
             ]
         self.worker_spec = (pool, processes, WORKER_THREADS if pool == "threads" else 1)
         self._wait_workers_ready()

@@ -148,8 +148,11 @@ def stack_env(*, database_url: str, redis_url: str, broker_url: str | None = Non
 
 
 def celery_worker(env: dict[str, str], *, name: str = "worker", queues: str = "default,email,sms",
-                  pool: str = "threads", concurrency: int = 8, log_dir: Path | None = None) -> ManagedProcess:
+                  pool: str = "threads", concurrency: int = 8, log_dir: Path | None = None,
+                  nice: int = 0) -> ManagedProcess:
+    """A Celery worker; `nice` > 0 runs it at a lower CPU priority than the web (see the Procfile)."""
     command = [
+        *(["nice", "-n", str(nice)] if nice else []),
         str(BIN / "celery"), "-A", "config", "worker", "-Q", queues, "--pool", pool, "--concurrency", str(concurrency),
         "--hostname", f"{name}-{os.getpid()}-{free_port()}@%h", "--loglevel", "INFO", "--without-gossip",
         "--without-mingle", "--without-heartbeat",
