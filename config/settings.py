@@ -8,6 +8,7 @@ DEBUG off and real secrets set.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import environ
@@ -24,7 +25,13 @@ TESTING = env.bool("BEACON_TESTING", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not (DEBUG or TESTING):
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+        message = (
+            "SECRET_KEY must be set when DEBUG is off. For development, `make run` writes a .env "
+            "(DEBUG=true and a random key); see .env.example for every variable."
+        )
+        # Django's command runner can hide a settings error behind a later one: say it here too.
+        sys.stderr.write(f"Beacon configuration error: {message}\n")
+        raise ImproperlyConfigured(message)
     SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production-0123456789"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
