@@ -64,7 +64,7 @@ shell: services-up ## Django shell against the development services
 
 run: services-up .env ## Start the whole stack: migrate, seed demo data, then web/worker/beat/sandbox (Ctrl-C stops)
 	$(IN_ENV) python manage.py migrate --noinput
-	$(IN_ENV) python manage.py seed_demo
+	$(IN_ENV) PORT=$(PORT) python manage.py seed_demo
 	@echo "Starting $(RUN_PROCESSES) (web on http://127.0.0.1:$(PORT)/; Ctrl-C stops all)"
 	@# --env /dev/null: config/settings.py reads .env itself, where real environment variables win;
 	@# honcho would otherwise let .env override them.

@@ -27,21 +27,24 @@ class Command(BaseCommand):
         parser.add_argument("--sandbox-host", default="127.0.0.1")
         parser.add_argument("--sandbox-base-port", type=int, default=int(os.environ.get("SANDBOX_BASE_PORT", "8100")))
         parser.add_argument("--admin-password", default=os.environ.get("BEACON_ADMIN_PASSWORD", ""))
+        parser.add_argument("--web-url", default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}", help="For the printed links.")
 
     @transaction.atomic
-    def handle(self, *args: object, sandbox_host: str, sandbox_base_port: int, admin_password: str, **options: object) -> None:
+    def handle(
+        self, *args: object, sandbox_host: str, sandbox_base_port: int, admin_password: str, web_url: str, **options: object
+    ) -> None:
         user_model = get_user_model()
         admin = user_model.objects.filter(username="admin").first()
         if admin is None:
             admin_password = admin_password or secrets.token_urlsafe(12)
             user_model.objects.create_superuser("admin", "admin@beacon.example", admin_password)
-            admin_line = f"Admin: http://127.0.0.1:8000/admin/  user admin  password {admin_password}"
+            admin_line = f"Admin: {web_url}/admin/  user admin  password {admin_password}"
         elif admin_password:
             admin.set_password(admin_password)
             admin.save(update_fields=["password"])
-            admin_line = f"Admin: http://127.0.0.1:8000/admin/  user admin  password {admin_password}"
+            admin_line = f"Admin: {web_url}/admin/  user admin  password {admin_password}"
         else:
-            admin_line = "Admin: http://127.0.0.1:8000/admin/  user admin  (password unchanged)"
+            admin_line = f"Admin: {web_url}/admin/  user admin  (password unchanged)"
 
         ports = {name: sandbox_base_port + offset for name, offset in SANDBOX_DEFAULT_PORTS.items()}
         vendors = demo_vendors_install(host=sandbox_host, ports=ports)
