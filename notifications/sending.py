@@ -48,7 +48,7 @@ class SendOutcome:
     retry_in: float | None = None
 
 
-def notification_send(*, notification_id: int) -> SendOutcome:
+def notification_send(*, notification_id: int, channel: str | None = None) -> SendOutcome:
     """Try to deliver one notification now. Safe to call any number of times, concurrently.
 
     1. Claim it (only one caller wins; a `sent` notification is never sent again).
@@ -58,7 +58,7 @@ def notification_send(*, notification_id: int) -> SendOutcome:
     5. Walk the channel's vendors by priority; record each attempt.
     6. Settle: sent, failed, retrying (with a delay) or dead.
     """
-    vendors = channel_vendors(channel=_channel_of(notification_id))
+    vendors = channel_vendors(channel=channel or _channel_of(notification_id))
     notification, refused = _claim(notification_id, vendors)
     if notification is None:
         return refused
@@ -92,7 +92,7 @@ def _claim(notification_id: int, vendors: list[Vendor]) -> tuple[Notification | 
         delivery_count=F("delivery_count") + 1,
         updated_at=now,
     )
-    notification = Notification.objects.filter(pk=notification_id).first()
+    notification = Notification.objects.select_related("trigger").filter(pk=notification_id).first()
     if notification is None:
         return None, SendOutcome(status="gone")
     if claimed:

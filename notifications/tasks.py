@@ -13,8 +13,8 @@ def trigger_dispatch(trigger_id: int) -> None:
     dispatch.trigger_dispatch(trigger_id=trigger_id)
 
 
-def _send(task: Task, notification_id: int) -> str:
-    outcome = sending.notification_send(notification_id=notification_id)
+def _send(task: Task, notification_id: int, channel: str) -> str:
+    outcome = sending.notification_send(notification_id=notification_id, channel=channel)
     # Long delays are left to the sweeper (the row says when it is due): a countdown near
     # the broker's visibility timeout would be delivered twice (celery#2599).
     if outcome.retry_in is not None and outcome.retry_in <= settings.NOTIFICATION_MAX_COUNTDOWN:
@@ -24,12 +24,12 @@ def _send(task: Task, notification_id: int) -> str:
 
 @shared_task(bind=True, name="notifications.tasks.notification_send_email")
 def notification_send_email(self: Task, notification_id: int) -> str:
-    return _send(self, notification_id)
+    return _send(self, notification_id, "email")
 
 
 @shared_task(bind=True, name="notifications.tasks.notification_send_sms")
 def notification_send_sms(self: Task, notification_id: int) -> str:
-    return _send(self, notification_id)
+    return _send(self, notification_id, "sms")
 
 
 @shared_task(name="notifications.tasks.outbox_relay")

@@ -295,3 +295,17 @@ def test_a_template_edited_in_the_admin_is_used_by_the_very_next_send(
     run_until_settled(dispatch(make_trigger())["sms"].pk)
 
     assert sandbox.control.messages("sms-primary")[-1]["body"] == "Edited in the admin: AB12CD34"
+
+
+def test_a_successful_send_stays_within_its_query_budget(
+    vendors: dict, templates: None, sandbox: SandboxHandle, django_assert_max_num_queries
+) -> None:
+    """The send path is the workers' hot loop: vendors, claim, fetch (with its trigger), render
+    once, the attempt written before and completed after, the result. A regression shows here."""
+    run_until_settled(dispatch(make_trigger())["sms"].pk)  # warm: template cache and adapter built
+    notification = dispatch(make_trigger())["sms"]
+
+    with django_assert_max_num_queries(7):
+        outcome = notification_send(notification_id=notification.pk, channel="sms")
+
+    assert outcome.status == "sent"
