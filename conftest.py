@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from checkout.api_keys import api_client_create
 from checkout.models import ApiClient
+from sandbox.testing import SandboxHandle, start_sandbox
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +25,20 @@ def _isolated_cache(settings) -> Iterator[None]:
     }
     yield
     cache.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxHandle]:
+    """The fake vendors (real SMTP and Twilio-compatible HTTP servers) on free loopback ports."""
+    with start_sandbox() as handle:
+        yield handle
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxHandle) -> SandboxHandle:
+    """The sandbox with empty inboxes and no faults."""
+    sandbox_server.control.reset()
+    return sandbox_server
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -12,19 +11,7 @@ from notifications.dispatch import trigger_dispatch_create
 from notifications.models import Notification, NotificationStatus, NotificationTrigger, Vendor
 from notifications.sending import notification_send
 from notifications.services import trigger_publish
-from sandbox.testing import SandboxHandle, start_sandbox
-
-
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[SandboxHandle]:
-    with start_sandbox() as handle:
-        yield handle
-
-
-@pytest.fixture
-def sandbox(sandbox_server: SandboxHandle) -> SandboxHandle:
-    sandbox_server.control.reset()
-    return sandbox_server
+from sandbox.testing import SandboxHandle
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
@@ -26,11 +25,12 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.test import override_settings
 
+from harness.testdb import current_database_url
 from notifications.demo import demo_templates_install, demo_vendors_install
 from notifications.models import Vendor
 from notifications.overview import CELERY_QUEUES
 from notifications.routing import vendor_circuit
-from sandbox.testing import SandboxHandle, start_sandbox
+from sandbox.testing import SandboxHandle
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -85,26 +85,6 @@ def page(browser, live_server) -> Iterator[object]:
     context.close()
 
 
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[SandboxHandle]:
-    with start_sandbox() as handle:
-        yield handle
-
-
-@pytest.fixture
-def sandbox(sandbox_server: SandboxHandle) -> SandboxHandle:
-    sandbox_server.control.reset()
-    return sandbox_server
-
-
-def _test_database_url() -> str:
-    db = settings.DATABASES["default"]
-    auth = quote(db.get("USER") or "", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
-
-
 def _private_broker_url() -> str:
     """The browser session's own broker database (REDIS_URL's db + BROWSER_BROKER_DB_OFFSET).
 
@@ -157,7 +137,7 @@ def celery_worker(django_db_setup) -> Iterator[subprocess.Popen]:
     log_path = ARTIFACTS / "browser-worker.log"
     env = {
         **os.environ,
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": current_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_BROKER_URL": broker_url,
         "SECRET_KEY": settings.SECRET_KEY,  # vendor secrets are encrypted with a key derived from it
