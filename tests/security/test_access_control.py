@@ -28,7 +28,7 @@ from config.sentry import sentry_before_send
 from notifications.configuration import vendor_upsert
 from notifications.models import DeliveryAttempt
 from notifications.sending import notification_send
-from notifications.tests.conftest import dispatch, make_trigger, sandbox, sandbox_server, templates, vendors  # noqa: F401
+from notifications.tests.conftest import dispatch, make_trigger, templates, vendors  # noqa: F401
 from sandbox.testing import SandboxHandle
 
 ROOT = Path(__file__).resolve().parents[2]

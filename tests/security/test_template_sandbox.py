@@ -10,7 +10,7 @@ from notifications.configuration import template_save
 from notifications.models import NotificationTemplate
 from notifications.rendering import TemplateRenderError, template_render
 from notifications.sending import notification_send
-from notifications.tests.conftest import dispatch, make_trigger, sandbox, sandbox_server, vendors  # noqa: F401 - fixtures
+from notifications.tests.conftest import dispatch, make_trigger, vendors  # noqa: F401 - fixtures
 from sandbox.testing import SandboxHandle
 
 # Each must fail to render (TemplateRenderError) or render nothing that reveals or changes anything.
