@@ -26,6 +26,7 @@ from harness.processes import (
     celery_worker,
     free_port,
     gunicorn,
+    sandbox_base_port,
     sandbox_vendors,
     stack_env,
     wait_until,
@@ -66,29 +67,6 @@ def database_recreate(server_url: str) -> str:
         if os.environ.get("BENCH_SYNCHRONOUS_COMMIT"):
             conn.execute(f'ALTER DATABASE "{BENCH_DATABASE}" SET synchronous_commit = {os.environ["BENCH_SYNCHRONOUS_COMMIT"]}')
     return bench
-
-
-def _sandbox_base_port() -> int:
-    """A base port whose control, Twilio and SMTP ports are all free."""
-    for _ in range(50):
-        base = free_port()
-        if base > 60000:
-            continue
-        ports = [base, *(base + offset for offset in SANDBOX_OFFSETS.values())]
-        if all(_port_free(port) for port in ports):
-            return base
-    raise RuntimeError("no free port range for the sandbox")
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class Stack:
@@ -134,7 +112,7 @@ class Stack:
         import django
 
         django.setup()
-        self.sandbox_port = _sandbox_base_port()
+        self.sandbox_port = sandbox_base_port()
         self.sandbox_proc = sandbox_vendors(self.env, base_port=self.sandbox_port, log_dir=self.log_dir).start()
         self.control = SandboxControl(f"http://127.0.0.1:{self.sandbox_port}")
         wait_until(self.control.healthy, timeout=30, what="sandbox vendors")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import time
 import urllib.request
@@ -30,6 +29,7 @@ from harness.processes import (
     celery_worker,
     free_port,
     gunicorn,
+    sandbox_base_port,
     sandbox_vendors,
     stack_env,
     wait_until,
@@ -37,7 +37,6 @@ from harness.processes import (
 from sandbox.client import SandboxControl
 
 CHAOS_DATABASE = "beacon_chaos"
-SANDBOX_OFFSETS = (0, 1, 2, 25, 26)
 
 # Tunables of the chaos stack: short enough that each fault plays out in seconds.
 STACK_SETTINGS = {
@@ -66,23 +65,6 @@ BREAKER = {
     "breaker_open_seconds": 2.0,
     "breaker_half_open_trials": 2,
 }
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def sandbox_base_port() -> int:
-    for _ in range(200):
-        base = free_port()
-        if base + 26 < 65535 and all(_port_free(base + offset) for offset in SANDBOX_OFFSETS):
-            return base
-    raise RuntimeError("no free port range for the sandbox")
 
 
 def _with_database(url: str, name: str, *, port: int | None = None, host: str | None = None) -> str:

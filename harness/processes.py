@@ -31,6 +31,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+# The sandbox's default layout (sandbox/server.py): control at the base port, the Twilio
+# instances at +1 and +2, the SMTP instances at +25 and +26.
+SANDBOX_PORT_OFFSETS = (0, 1, 2, 25, 26)
+
+
+def sandbox_base_port() -> int:
+    """A base port whose control, Twilio and SMTP ports are all free (for `--base-port`)."""
+    for _ in range(200):
+        base = free_port()
+        if base <= 60000 and all(port_free(base + offset) for offset in SANDBOX_PORT_OFFSETS):
+            return base
+    raise RuntimeError("no free port range for the sandbox")
+
+
 def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
