@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from checkout.api_keys import api_client_create
 from checkout.models import ApiClient
+from notifications.routing import vendors_forget
 from sandbox.testing import SandboxHandle, start_sandbox
 
 
@@ -23,6 +24,7 @@ def _isolated_cache(settings) -> Iterator[None]:
         **settings.CACHES,
         "default": {**settings.CACHES["default"], "KEY_PREFIX": f"beacon-test-{uuid.uuid4().hex[:12]}"},
     }
+    vendors_forget()  # this process's vendor lists: each test sees its own vendor rows
     yield
     cache.close()
 

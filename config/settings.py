@@ -202,6 +202,9 @@ NOTIFICATION_MAX_COUNTDOWN = env.float("NOTIFICATION_MAX_COUNTDOWN", default=300
 NOTIFICATION_MAX_DELIVERIES = env.int("NOTIFICATION_MAX_DELIVERIES", default=20)
 # Extra seconds a send's claim lasts beyond the sum of its vendors' timeouts.
 NOTIFICATION_LEASE_MARGIN = env.float("NOTIFICATION_LEASE_MARGIN", default=5.0)
+# Seconds a worker process keeps a channel's vendor list before reading it again (an
+# operator's vendor edit reaches other processes within this time; 0 reads it for every send).
+NOTIFICATION_VENDOR_CACHE_SECONDS = env.float("NOTIFICATION_VENDOR_CACHE_SECONDS", default=2.0)
 DEFAULT_LOCALE = env.str("BEACON_DEFAULT_LOCALE", default="en")
 TEMPLATE_CACHE_TTL = env.int("TEMPLATE_CACHE_TTL", default=300)
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).

@@ -168,7 +168,8 @@ class Notification(models.Model):
     delivery_count = models.PositiveIntegerField(default=0)
     lease_until = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # Rendered once, on the first claim, so every vendor and retry sends identical content.
+    # Rendered once, at dispatch (or on the first claim of a row stored without content), so
+    # every vendor and retry sends identical content.
     template_version = models.CharField(max_length=32, blank=True)
     rendered_subject = models.CharField(max_length=255, blank=True)
     rendered_text = models.TextField(blank=True)

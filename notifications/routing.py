@@ -6,7 +6,10 @@ Routing never names a vendor: everything comes from the Vendor rows and the adap
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
+
+from django.conf import settings
 
 from notifications.circuit_breaker import BreakerConfig, VendorCircuit
 from notifications.models import Vendor
@@ -71,6 +74,27 @@ def route_for(vendor: Vendor) -> Route:
     return route
 
 
+# channel -> (monotonic time loaded, the channel's enabled vendors in fallback order).
+_vendors_by_channel: dict[str, tuple[float, list[Vendor]]] = {}
+
+
 def channel_vendors(*, channel: str) -> list[Vendor]:
-    """The channel's enabled vendors, in fallback order."""
-    return list(Vendor.objects.filter(channel=channel, enabled=True).order_by("priority", "id"))
+    """The channel's enabled vendors, in fallback order.
+
+    Read once per NOTIFICATION_VENDOR_CACHE_SECONDS per process, not once per send: every
+    send needs the list, and it changes only when an operator edits a vendor. A change made
+    in this process applies at once (`vendors_forget`, on save); one made elsewhere within
+    that many seconds. Circuit state lives in Redis and is never cached here.
+    """
+    now = time.monotonic()
+    cached = _vendors_by_channel.get(channel)
+    if cached is not None and now - cached[0] < settings.NOTIFICATION_VENDOR_CACHE_SECONDS:
+        return cached[1]
+    vendors = list(Vendor.objects.filter(channel=channel, enabled=True).order_by("priority", "id"))
+    _vendors_by_channel[channel] = (now, vendors)
+    return vendors
+
+
+def vendors_forget() -> None:
+    """Drop this process's cached vendor lists (a vendor row changed)."""
+    _vendors_by_channel.clear()

@@ -22,14 +22,22 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db import connection
 from django.utils import timezone
 
 from config.request_context import request_id_get
 from notifications import metrics
-from notifications.models import AttemptOutcome, DeliveryAttempt, Notification, NotificationStatus, Vendor
+from notifications.models import (
+    AttemptOutcome,
+    DeliveryAttempt,
+    Notification,
+    NotificationStatus,
+    NotificationTrigger,
+    Vendor,
+)
 from notifications.rendering import TemplateRenderError, template_render
 from notifications.routing import Route, channel_vendors, route_for
 from notifications.template_cache import template_resolve
@@ -54,7 +62,8 @@ def notification_send(*, notification_id: int, channel: str | None = None) -> Se
     1. Claim it (only one caller wins; a `sent` notification is never sent again).
     2. Stop a poison message: too many deliveries -> `dead`.
     3. Close attempts left open by a worker that died mid-call (outcome unknown).
-    4. Render once (kept on the row, so every vendor and retry sends the same content).
+    4. Render once (dispatch stored the content with the row, so every vendor and retry
+       sends the same content; only a row stored without content is rendered here).
     5. Walk the channel's vendors by priority; record each attempt.
     6. Settle: sent, failed, retrying (with a delay) or dead.
     """
@@ -82,22 +91,47 @@ def _lease_seconds(vendors: list[Vendor]) -> float:
 
 
 def _claim(notification_id: int, vendors: list[Vendor]) -> tuple[Notification | None, SendOutcome]:
-    """Take the notification for this run: one conditional UPDATE that must hit one row."""
+    """Take the notification for this run: one conditional UPDATE that must hit one row, and
+    returns it (with its trigger's creation time) in the same round trip."""
     now = timezone.now()
-    due = Q(status__in=_CLAIMABLE) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-    expired_lease = Q(status=NotificationStatus.SENDING, lease_until__lt=now)
-    claimed = Notification.objects.filter(Q(pk=notification_id) & (due | expired_lease)).update(
-        status=NotificationStatus.SENDING,
-        lease_until=now + timedelta(seconds=_lease_seconds(vendors)),
-        delivery_count=F("delivery_count") + 1,
-        updated_at=now,
-    )
-    notification = Notification.objects.select_related("trigger").filter(pk=notification_id).first()
+    lease_until = now + timedelta(seconds=_lease_seconds(vendors))
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(), {"id": notification_id, "now": now, "lease_until": lease_until})
+        row = cursor.fetchone()
+    if row is not None:
+        notification = Notification.from_db(connection.alias, _notification_columns(), row[:-1])
+        notification.trigger_created_at = row[-1]
+        return notification, SendOutcome(status=notification.status)
+    notification = Notification.objects.filter(pk=notification_id).first()
     if notification is None:
         return None, SendOutcome(status="gone")
-    if claimed:
-        return notification, SendOutcome(status=notification.status)
     return None, _refusal(notification, now)
+
+
+@cache
+def _notification_columns() -> list[str]:
+    return [field.attname for field in Notification._meta.concrete_fields]
+
+
+@cache
+def _claim_sql() -> str:
+    """UPDATE ... RETURNING for _claim: claimable when due (pending/retrying and its time has
+    come) or when a dead run's lease ran out (sending, lease_until past)."""
+    table = Notification._meta.db_table
+    triggers = NotificationTrigger._meta.db_table
+    returned = ", ".join(f"n.{connection.ops.quote_name(Notification._meta.get_field(name).column)}"
+                         for name in _notification_columns())
+    claimable = ", ".join(f"'{status}'" for status in _CLAIMABLE)
+    # Built from the model's own metadata and status constants; every value is a bound parameter.
+    return f"""
+        UPDATE {table} AS n
+           SET status = '{NotificationStatus.SENDING}', lease_until = %(lease_until)s,
+               delivery_count = n.delivery_count + 1, updated_at = %(now)s
+          FROM {triggers} AS t
+         WHERE n.id = %(id)s AND t.id = n.trigger_id
+           AND ((n.status IN ({claimable}) AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= %(now)s))
+                OR (n.status = '{NotificationStatus.SENDING}' AND n.lease_until < %(now)s))
+     RETURNING {returned}, t.created_at"""  # noqa: S608
 
 
 def _refusal(notification: Notification, now) -> SendOutcome:
@@ -118,23 +152,34 @@ def _close_orphan_attempts(notification: Notification) -> set[int]:
     return {vendor_id for vendor_id in vendor_ids if vendor_id is not None}
 
 
-def _render(notification: Notification) -> None:
-    template = template_resolve(event_type=notification.event_type, channel=notification.channel, locale=notification.locale)
+def notification_render(*, notification: Notification, payload: dict, template=None) -> None:
+    """Fill the notification's rendered_* fields from its active template (in memory only).
+
+    `template` is the resolved template when the caller has it at hand. Raises
+    TemplateRenderError when there is none or it fails to render.
+    """
+    if template is None:
+        template = template_resolve(event_type=notification.event_type, channel=notification.channel, locale=notification.locale)
     if template is None:
         raise TemplateRenderError(f"No active template for {notification.event_type}/{notification.channel}.")
-    context = dict(notification.trigger.payload)
     rendered = template_render(
-        subject=template.subject, body_text=template.body_text, body_html=template.body_html, context=context
+        subject=template.subject, body_text=template.body_text, body_html=template.body_html, context=dict(payload)
     )
     notification.rendered_subject = rendered.subject[:255]
     notification.rendered_text = rendered.text
     notification.rendered_html = rendered.html
     notification.template_version = template.version_tag
+
+
+def _render(notification: Notification) -> None:
+    """Render a notification created without content (an operator's resend after a template
+    error): dispatch renders every other one before it is stored."""
+    notification_render(notification=notification, payload=notification.trigger.payload)
     Notification.objects.filter(pk=notification.pk).update(
         rendered_subject=notification.rendered_subject,
-        rendered_text=rendered.text,
-        rendered_html=rendered.html,
-        template_version=template.version_tag,
+        rendered_text=notification.rendered_text,
+        rendered_html=notification.rendered_html,
+        template_version=notification.template_version,
     )
 
 
@@ -282,7 +327,7 @@ def _settle_sent(notification: Notification, vendor: Vendor, message_id: str, po
     )
     metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor=vendor.name, status="sent").inc()
     metrics.DELIVERY_LATENCY.labels(channel=notification.channel).observe(
-        (now - notification.trigger.created_at).total_seconds()
+        (now - notification.trigger_created_at).total_seconds()
     )
     return SendOutcome(status=NotificationStatus.SENT)
 

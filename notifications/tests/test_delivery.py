@@ -300,12 +300,69 @@ def test_a_template_edited_in_the_admin_is_used_by_the_very_next_send(
 def test_a_successful_send_stays_within_its_query_budget(
     vendors: dict, templates: None, sandbox: SandboxHandle, django_assert_max_num_queries
 ) -> None:
-    """The send path is the workers' hot loop: vendors, claim, fetch (with its trigger), render
-    once, the attempt written before and completed after, the result. A regression shows here."""
-    run_until_settled(dispatch(make_trigger())["sms"].pk)  # warm: template cache and adapter built
+    """The send path is the workers' hot loop: the claim (which returns the row), the attempt
+    written before and completed after, the result. The vendor list is cached per process
+    and the content was rendered at dispatch. A regression shows here."""
+    run_until_settled(dispatch(make_trigger())["sms"].pk)  # warm: vendor list, adapter built
     notification = dispatch(make_trigger())["sms"]
 
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(4):
         outcome = notification_send(notification_id=notification.pk, channel="sms")
 
     assert outcome.status == "sent"
+
+
+def test_dispatch_stores_the_rendered_text_and_later_template_edits_do_not_change_it(
+    vendors: dict, templates: None, sandbox: SandboxHandle, django_capture_on_commit_callbacks
+) -> None:
+    notification = dispatch(make_trigger())["sms"]
+    assert notification.rendered_text == "Beacon Shop: order AB12CD34 confirmed, total 47.30 EUR. Thank you, Ana!"
+    assert notification.template_version
+
+    template = NotificationTemplate.objects.get(event_type="order_confirmed", channel="sms", locale="en")
+    template.body_text = "Changed after dispatch"
+    with django_capture_on_commit_callbacks(execute=True):  # the template cache is invalidated too
+        template_save(template=template, saved_by="operator")
+    final = run_until_settled(notification.pk)
+
+    assert final.status == "sent"
+    assert sandbox.control.messages("sms-primary")[-1]["body"] == notification.rendered_text
+
+
+def test_a_second_dispatch_creates_nothing_and_queues_only_what_is_still_pending(
+    vendors: dict, templates: None, sandbox: SandboxHandle
+) -> None:
+    trigger = make_trigger()
+    first = trigger_dispatch_create(trigger_id=trigger.pk)
+    sms = next(pk for pk, channel in first.items() if channel == "sms")
+    run_until_settled(sms)
+
+    again = trigger_dispatch_create(trigger_id=trigger.pk)
+
+    assert Notification.objects.filter(trigger=trigger).count() == 2
+    assert set(again) == set(first) - {sms}
+
+
+def test_a_vendor_disabled_in_this_process_is_skipped_by_the_very_next_send(
+    vendors: dict, templates: None, sandbox: SandboxHandle
+) -> None:
+    run_until_settled(dispatch(make_trigger())["sms"].pk)  # the vendor list is cached now
+    primary = Vendor.objects.get(name="sms-primary")
+    primary.enabled = False
+    primary.save()
+
+    final = run_until_settled(dispatch(make_trigger())["sms"].pk)
+
+    assert final.vendor.name == "sms-fallback"
+
+
+def test_a_vendor_change_made_by_another_process_arrives_within_the_cache_time(
+    vendors: dict, templates: None, sandbox: SandboxHandle, settings
+) -> None:
+    settings.NOTIFICATION_VENDOR_CACHE_SECONDS = 3600
+    run_until_settled(dispatch(make_trigger())["sms"].pk)
+    Vendor.objects.filter(name="sms-primary").update(enabled=False)  # no signal here: as from another process
+
+    assert run_until_settled(dispatch(make_trigger())["sms"].pk).vendor.name == "sms-primary"  # still cached
+    settings.NOTIFICATION_VENDOR_CACHE_SECONDS = 0
+    assert run_until_settled(dispatch(make_trigger())["sms"].pk).vendor.name == "sms-fallback"

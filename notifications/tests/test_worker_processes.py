@@ -96,7 +96,7 @@ def test_a_worker_killed_mid_send_leaves_the_notification_sent_exactly_once(
     start_worker, sandbox: SandboxHandle
 ) -> None:
     Vendor.objects.filter(channel="sms").update(timeout_seconds=5)
-    sandbox.control.set_faults("sms-primary", latency_ms=2500)
+    sandbox.control.set_faults("sms-primary", latency_ms=4000)
     worker = start_worker()
     trigger = make_trigger()
     from notifications.dispatch import trigger_dispatch
@@ -107,6 +107,10 @@ def test_a_worker_killed_mid_send_leaves_the_notification_sent_exactly_once(
         timeout=20,
         what="an sms attempt in flight",
     )
+    # The email goes out meanwhile; once it has, the SMS is the only notification the sweeper
+    # can find (on a slow machine the kill could otherwise come first, and the sweep below
+    # would re-queue the email and return before the SMS's lease ran out).
+    wait_for_inbox(sandbox, ("smtp-primary",), 1)
 
     worker.kill()  # SIGKILL mid-call: no result, no acknowledgement
     sandbox.control.clear_faults("sms-primary")

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 
 from notifications.configuration import template_save
-from notifications.models import NotificationTemplate
+from notifications.models import Notification, NotificationTemplate
 from notifications.rendering import TemplateRenderError, template_render
 from notifications.sending import notification_send
 from notifications.tests.conftest import dispatch, make_trigger, vendors  # noqa: F401 - fixtures
@@ -86,9 +86,11 @@ def test_saving_a_hostile_template_is_harmless_its_notifications_fail_without_se
         ),
         saved_by="attacker",
     )
-    notification = dispatch(make_trigger())["sms"]
+    trigger = make_trigger()
+    assert "sms" not in dispatch(trigger)  # failed at dispatch: never queued for sending
+    notification = Notification.objects.get(trigger=trigger, channel="sms")
 
-    notification_send(notification_id=notification.pk)
+    notification_send(notification_id=notification.pk)  # a stray send changes nothing
 
     notification.refresh_from_db()
     assert notification.status == "failed"
