@@ -96,6 +96,15 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
 # A broken database must answer quickly (503), not hang a request.
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3))
+# Server-side parameter binding: psycopg sends the values apart from the SQL instead of quoting
+# them into it in Python, and prepares a statement the fifth time a connection runs it, so
+# PostgreSQL stops parsing and planning the checkout's and the send's few statements again and
+# again. Turn off (false) behind a pooler in transaction mode (PgBouncer < 1.21), which cannot
+# keep prepared statements.
+if env.bool("DATABASE_SERVER_SIDE_BINDING", default=True):
+    DATABASES["default"]["OPTIONS"].setdefault("server_side_binding", True)
+    # Django turns psycopg's automatic preparing off unless told a threshold.
+    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, cache, breakers ------------------------------------------------------
