@@ -69,7 +69,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2, help="threaded Celery worker processes")
     parser.add_argument("--vendor-ms", type=float, default=scenarios.VENDOR_LATENCY_FAST_MS)
-    parser.add_argument("--py-spy", action="store_true", help="record flame graphs of a worker and a web process")
+    parser.add_argument("--py-spy", action="store_true", help="record py-spy samples of a worker, a web process and the sandbox")
     args = parser.parse_args()
     out = RESULTS / f"{datetime.now():%Y%m%d-%H%M%S}-cpu"
     (out / "logs").mkdir(parents=True)
@@ -87,7 +87,8 @@ def main() -> int:
         if args.py_spy:
             spy = shutil.which("py-spy") or str(Path(os.sys.executable).parent / "py-spy")
             web_child = next(p for p in groups["web (gunicorn)"] if p.pid != stack.web.pid)
-            for name, pid in (("worker", stack.workers[0].pid), ("web", web_child.pid)):
+            for name, pid in (("worker", stack.workers[0].pid), ("web", web_child.pid),
+                              ("sandbox", stack.sandbox_proc.pid)):
                 spies.append(subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100", "--gil",
                                                "-o", str(out / f"py-spy-{name}.txt"), "--format", "raw", "--nonblocking"],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

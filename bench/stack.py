@@ -113,7 +113,10 @@ class Stack:
 
         django.setup()
         self.sandbox_port = sandbox_base_port()
-        self.sandbox_proc = sandbox_vendors(self.env, base_port=self.sandbox_port, log_dir=self.log_dir).start()
+        # The sandbox stands for vendors on other machines: it runs at the workers' lower
+        # priority, so the simulated outside world does not take the web's CPU either.
+        self.sandbox_proc = sandbox_vendors(self.env, base_port=self.sandbox_port, log_dir=self.log_dir,
+                                            nice=WORKER_NICE).start()
         self.control = SandboxControl(f"http://127.0.0.1:{self.sandbox_port}")
         wait_until(self.control.healthy, timeout=30, what="sandbox vendors")
         self._seed()

@@ -215,9 +215,10 @@ def gunicorn(env: dict[str, str], *, port: int, workers: int = 2, threads: int =
     return ManagedProcess(f"web-{port}", command, env=env, log_dir=log_dir)
 
 
-def sandbox_vendors(env: dict[str, str], *, base_port: int, log_dir: Path | None = None) -> ManagedProcess:
-    command = [PYTHON, "manage.py", "sandbox_vendors", "--base-port", str(base_port)]
-    return ManagedProcess(f"sandbox-{base_port}", command, env=env, log_dir=log_dir)
+def sandbox_vendors(env: dict[str, str], *, base_port: int, log_dir: Path | None = None, nice: int = 0) -> ManagedProcess:
+    command = [*(["nice", "-n", str(nice)] if nice else []), PYTHON, "manage.py", "sandbox_vendors", "--base-port",
+               str(base_port)]
+    return ManagedProcess(f"sandbox-{base_port}", command, env=env, log_dir=log_dir, nice=nice)
 
 
 def broker_purge(broker_url: str, queues: tuple[str, ...] = ("default", "email", "sms")) -> None:

@@ -20,6 +20,11 @@ INSTANCE_KINDS: tuple[str, ...] = ("smtp", "twilio")
 MAX_LATENCY_MS = 120_000
 
 
+# A stored message may hold, under this key, a function that returns its remaining fields;
+# `InstanceState.inbox` calls it once, on the first read (see sandbox/smtp.py).
+COMPLETE_KEY = "_complete"
+
+
 class FaultError(ValueError):
     """A fault update that cannot be applied (unknown key, wrong type, out of range)."""
 
@@ -200,6 +205,10 @@ class InstanceState:
             self._accepted_keys[key] = answer
 
     def inbox(self, *, to: str | None = None) -> list[dict[str, Any]]:
+        for message in self.messages:
+            complete = message.pop(COMPLETE_KEY, None)
+            if complete is not None:  # parts left to parse until someone reads them
+                message.update(complete())
         if to is None:
             return list(self.messages)
         return [m for m in self.messages if _addressed_to(m, to)]
