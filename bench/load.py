@@ -53,6 +53,10 @@ class LoadResult:
     window_start: float
     window_end: float
     statuses: dict[str, int] = field(default_factory=dict)
+    # The same requests timed inside gunicorn (its access log): the checkout without the load
+    # tool's own overhead, which on this box adds several milliseconds (docs/performance.md).
+    server_p50_ms: float | None = None
+    server_p99_ms: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -83,8 +87,39 @@ def _summarise(label: str, tool: str, offered: float | None, rows: list[tuple[fl
     )
 
 
+class ServerLog:
+    """The lines gunicorn appends to its access log (harness ACCESS_LOG_FORMAT) during one run."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path is not None and path.exists() else 0
+
+    def latencies_ms(self, request_path: str, *, skip_fraction: float) -> list[float]:
+        """Server-side milliseconds of the run's requests to `request_path`, without the first
+        `skip_fraction` of them (the warm-up's share, in the order they finished)."""
+        if self.path is None or not self.path.exists():
+            return []
+        with open(self.path, "rb") as log:
+            log.seek(self.offset)
+            lines = log.read().decode(errors="replace").splitlines()
+        found = []
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 4 and parts[1] == request_path and parts[3].isdigit():
+                found.append(int(parts[3]) / 1000)
+        return found[int(len(found) * skip_fraction):]
+
+    def attach(self, result: LoadResult, request_path: str, *, skip_fraction: float) -> LoadResult:
+        latencies = self.latencies_ms(request_path, skip_fraction=skip_fraction)
+        if latencies:
+            result.server_p50_ms = percentile(latencies, 50)
+            result.server_p99_ms = percentile(latencies, 99)
+        return result
+
+
 def fixed_rate(*, base_url: str, path: str, rate: float, warmup: float, duration: float, label: str,
-               out_dir: Path, api_key: str = "", body: dict | None = None, echo=print) -> LoadResult:
+               out_dir: Path, api_key: str = "", body: dict | None = None, echo=print,
+               server_log: Path | None = None) -> LoadResult:
     """Offer `rate` requests per second for warmup + duration seconds with locust; the
     requests started in the last `duration` seconds are the result."""
     users = max(4, math.ceil(rate * USER_PERIOD_SECONDS))
@@ -102,16 +137,19 @@ def fixed_rate(*, base_url: str, path: str, rate: float, warmup: float, duration
         "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "30", "--exit-code-on-error", "0",
     ]
     started = time.time()
+    server = ServerLog(server_log)
     _run_streaming(command, env=env, log=out_dir / f"{label}.locust.log", timeout=total + OVERRUN_SECONDS, echo=echo)
     samples = json.loads(raw.read_text())["samples"]
     window_start = started + warmup
     window_end = min(started + total, max((s[0] for s in samples), default=started + total))
     rows = [tuple(s) for s in samples if window_start <= s[0] < window_end]
-    return _summarise(label, "locust", rate, rows, window_start, window_end)
+    result = _summarise(label, "locust", rate, rows, window_start, window_end)
+    return server.attach(result, path, skip_fraction=warmup / total)
 
 
 def closed_loop(*, base_url: str, path: str, concurrency: int, warmup: float, duration: float, label: str,
-                out_dir: Path, api_key: str = "", body: dict | None = None, echo=print) -> LoadResult:
+                out_dir: Path, api_key: str = "", body: dict | None = None, echo=print,
+                server_log: Path | None = None) -> LoadResult:
     """Maximum throughput: hey with `concurrency` connections, each sending as soon as the last
     answer arrived (closed loop); the requests started after the warm-up are the result."""
     hey = shutil.which("hey")
@@ -127,6 +165,7 @@ def closed_loop(*, base_url: str, path: str, concurrency: int, warmup: float, du
     command.append(base_url + path)
     echo(f"[load] {label}: hey closed loop, {concurrency} connections, {warmup:g}s warm-up + {duration:g}s")
     started = time.time()
+    server = ServerLog(server_log)
     result = subprocess.run(command, capture_output=True, text=True, timeout=warmup + duration + OVERRUN_SECONDS,
                             check=True)
     (out_dir / f"{label}.hey.csv").write_text(result.stdout)
@@ -135,7 +174,8 @@ def closed_loop(*, base_url: str, path: str, concurrency: int, warmup: float, du
         offset = float(record["offset"])
         if warmup <= offset < warmup + duration:
             rows.append((started + offset, float(record["response-time"]) * 1000, int(record["status-code"])))
-    summary = _summarise(label, "hey", None, rows, started + warmup, started + warmup + duration)
+    summary = server.attach(_summarise(label, "hey", None, rows, started + warmup, started + warmup + duration), path,
+                            skip_fraction=warmup / (warmup + duration))
     echo(f"[load] {label}: {summary.achieved_rps:.0f} req/s, p50 {summary.p50_ms:.1f} ms, p99 {summary.p99_ms:.1f} ms")
     return summary
 

@@ -36,9 +36,10 @@ class Profile:
 
 
 FULL = Profile("full", reps=3, warmup=4, duration=10, closed_concurrency=24, outage=(20, 30, 20),
-               pipeline_seconds=60, pipeline_rate=40, ladder=(20, 30, 40, 50), target_rate=116, drain_timeout=300)
+               pipeline_seconds=60, pipeline_rate=30, ladder=(15, 20, 25, 30, 40, 50), target_rate=116,
+               drain_timeout=300)
 QUICK = Profile("quick", reps=1, warmup=2, duration=5, closed_concurrency=24, outage=(4, 10, 4),
-                pipeline_seconds=8, pipeline_rate=30, ladder=(30,), target_rate=116, drain_timeout=90)
+                pipeline_seconds=8, pipeline_rate=20, ladder=(20,), target_rate=116, drain_timeout=90)
 
 CASE_STUDY_DAILY = 10_000_000
 VENDOR_LATENCY_FAST_MS = 50
@@ -51,8 +52,12 @@ def median(values: list[float]) -> float:
 
 def medians(results: list[load.LoadResult]) -> dict[str, Any]:
     """The median of each number over the repetitions, plus the repetitions themselves."""
-    keys = ("achieved_rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "errors", "requests")
-    out: dict[str, Any] = {key: median([getattr(r, key) for r in results]) for key in keys}
+    keys = ("achieved_rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "errors", "requests", "server_p50_ms",
+            "server_p99_ms")
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [value for r in results if (value := getattr(r, key)) is not None]
+        out[key] = median(values) if values else None
     out["offered_rps"] = results[0].offered_rps if results else None
     out["runs"] = [r.as_dict() for r in results]
     return out
@@ -171,7 +176,7 @@ def floor(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, Any]:
     echo("== 1. floor: /healthz vs checkout on the same gunicorn (vendors at 50 ms)")
     sandbox_fresh(stack, VENDOR_LATENCY_FAST_MS)
     since = time.time()
-    common = dict(base_url=stack.base_url, concurrency=profile.closed_concurrency, warmup=profile.warmup / 2,
+    common = dict(base_url=stack.base_url, server_log=stack.access_log, concurrency=profile.closed_concurrency, warmup=profile.warmup / 2,
                   duration=profile.duration, out_dir=out_dir, echo=echo)
     floor_max = [load.closed_loop(path=load.FLOOR_PATH, label=f"s1-floor-max-{i}", **common) for i in range(profile.reps)]
     checkout_max = []
@@ -180,7 +185,7 @@ def floor(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, Any]:
                                              body=load.CHECKOUT_BODY, **common))
         deliveries_settle(stack, since=since, timeout=profile.drain_timeout, echo=echo)  # start each rep drained
     half = max(1.0, round(median([r.achieved_rps for r in checkout_max]) / 2))
-    fixed = dict(base_url=stack.base_url, rate=half, warmup=profile.warmup, duration=profile.duration, out_dir=out_dir,
+    fixed = dict(base_url=stack.base_url, server_log=stack.access_log, rate=half, warmup=profile.warmup, duration=profile.duration, out_dir=out_dir,
                  echo=echo)
     checkout_half = [load.fixed_rate(path=load.CHECKOUT_PATH, label=f"s1-checkout-half-{i}", api_key=stack.api_key,
                                      body=load.CHECKOUT_BODY, **fixed) for i in range(profile.reps)]
@@ -200,7 +205,7 @@ def sync_vs_async(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, An
     echo("== 2. synchronous vs asynchronous sending (vendors at 300 ms)")
     sandbox_fresh(stack, VENDOR_LATENCY_SLOW_MS)
     since = time.time()
-    closed = dict(base_url=stack.base_url, path=load.CHECKOUT_PATH, api_key=stack.api_key, body=load.CHECKOUT_BODY,
+    closed = dict(base_url=stack.base_url, server_log=stack.access_log, path=load.CHECKOUT_PATH, api_key=stack.api_key, body=load.CHECKOUT_BODY,
                   concurrency=profile.closed_concurrency, warmup=profile.warmup / 2, duration=profile.duration,
                   out_dir=out_dir, echo=echo)
     results: dict[str, Any] = {}
@@ -208,7 +213,7 @@ def sync_vs_async(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, An
     try:
         sync_max = [load.closed_loop(label=f"s2-sync-max-{i}", **closed) for i in range(profile.reps)]
         rate = max(1.0, round(median([r.achieved_rps for r in sync_max]) / 2))
-        fixed = dict(base_url=stack.base_url, path=load.CHECKOUT_PATH, api_key=stack.api_key, body=load.CHECKOUT_BODY,
+        fixed = dict(base_url=stack.base_url, server_log=stack.access_log, path=load.CHECKOUT_PATH, api_key=stack.api_key, body=load.CHECKOUT_BODY,
                      rate=rate, warmup=profile.warmup, duration=profile.duration, out_dir=out_dir, echo=echo)
         sync_fixed = [load.fixed_rate(label=f"s2-sync-fixed-{i}", **fixed) for i in range(profile.reps)]
     finally:
@@ -256,7 +261,7 @@ def outage(stack: Stack, profile: Profile, rate: float, out_dir, echo) -> dict[s
 
     injector = threading.Thread(target=inject, daemon=True)
     injector.start()
-    result = load.fixed_rate(base_url=stack.base_url, path=load.CHECKOUT_PATH, api_key=stack.api_key,
+    result = load.fixed_rate(base_url=stack.base_url, server_log=stack.access_log, path=load.CHECKOUT_PATH, api_key=stack.api_key,
                              body=load.CHECKOUT_BODY, rate=rate, warmup=profile.warmup, duration=before + during + after,
                              label="s3-outage", out_dir=out_dir, echo=echo)
     injector.join(timeout=during + 30)
@@ -294,7 +299,7 @@ def pipeline_point(stack: Stack, profile: Profile, *, rate: float, seconds: floa
     sandbox_fresh(stack, VENDOR_LATENCY_FAST_MS)
     since = time.time()
     with QueueSampler(stack) as sampler:
-        result = load.fixed_rate(base_url=stack.base_url, path=load.CHECKOUT_PATH, api_key=stack.api_key,
+        result = load.fixed_rate(base_url=stack.base_url, server_log=stack.access_log, path=load.CHECKOUT_PATH, api_key=stack.api_key,
                                  body=load.CHECKOUT_BODY, rate=rate, warmup=profile.warmup, duration=seconds,
                                  label=label, out_dir=out_dir, echo=echo)
         load_end = time.time()

@@ -83,6 +83,8 @@ class Stack:
         self.sandbox_proc: ManagedProcess | None = None
         self.web: ManagedProcess | None = None
         self.web_sync = False
+        # gunicorn's access log: the time each request spent in the server (bench/load.py reads it).
+        self.access_log = log_dir / "web-access.log"
         self.workers: list[ManagedProcess] = []
         self.worker_spec = ("threads", 1, WORKER_THREADS)
         self.beat: ManagedProcess | None = None
@@ -148,7 +150,8 @@ class Stack:
         if self.web is not None:
             self.web.stop()
         env = dict(self.env, BEACON_SYNC_SEND="true" if sync else "false")
-        self.web = gunicorn(env, port=self.web_port, workers=WEB_WORKERS, threads=WEB_THREADS, log_dir=self.log_dir)
+        self.web = gunicorn(env, port=self.web_port, workers=WEB_WORKERS, threads=WEB_THREADS, log_dir=self.log_dir,
+                            access_log=self.access_log)
         self.web.name = f"web-{'sync' if sync else 'async'}"
         self.web.start()
         self.web_sync = sync

@@ -206,12 +206,19 @@ def celery_beat(env: dict[str, str], *, log_dir: Path | None = None) -> ManagedP
     return ManagedProcess("beat", command, env=env, log_dir=log_dir)
 
 
+# An access-log line the benchmark can parse: method, path, status, microseconds in gunicorn.
+ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(D)s"
+
+
 def gunicorn(env: dict[str, str], *, port: int, workers: int = 2, threads: int = 4,
-             log_dir: Path | None = None) -> ManagedProcess:
+             log_dir: Path | None = None, access_log: Path | None = None) -> ManagedProcess:
+    """gunicorn on loopback; `access_log` gets one ACCESS_LOG_FORMAT line per request."""
     command = [
         str(BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
         "--threads", str(threads), "--worker-class", "gthread", "--log-level", "warning",
     ]
+    if access_log is not None:
+        command += ["--access-logfile", str(access_log), "--access-logformat", ACCESS_LOG_FORMAT]
     return ManagedProcess(f"web-{port}", command, env=env, log_dir=log_dir)
 
 

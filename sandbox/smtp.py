@@ -17,9 +17,9 @@ import asyncio
 import email
 import email.policy
 import logging
-from email.parser import BytesHeaderParser
 import warnings
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
