@@ -70,6 +70,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="threaded Celery worker processes")
     parser.add_argument("--vendor-ms", type=float, default=scenarios.VENDOR_LATENCY_FAST_MS)
     parser.add_argument("--py-spy", action="store_true", help="record py-spy samples of a worker, a web process and the sandbox")
+    parser.add_argument("--wall-clock", action="store_true",
+                        help="with --py-spy: sample every thread, waiting ones too (where the time goes, not the CPU)")
     args = parser.parse_args()
     out = RESULTS / f"{datetime.now():%Y%m%d-%H%M%S}-cpu"
     (out / "logs").mkdir(parents=True)
@@ -79,9 +81,10 @@ def main() -> int:
         stack.workers_start("threads", args.workers)
         scenarios.sandbox_fresh(stack, args.vendor_ms)
         # Warm every process (connections, caches, compiled templates) before counting.
+        warm_since = time.time()
         load.closed_loop(base_url=stack.base_url, path=load.CHECKOUT_PATH, concurrency=4, warmup=0, duration=3,
                          label="cpu-warmup", out_dir=out, api_key=stack.api_key, body=load.CHECKOUT_BODY)
-        scenarios.deliveries_settle(stack, since=0, timeout=120, echo=print)
+        scenarios.deliveries_settle(stack, since=warm_since, timeout=120, echo=print)
         groups = processes_by_type(stack)
         spies = []
         if args.py_spy:
@@ -89,7 +92,7 @@ def main() -> int:
             web_child = next(p for p in groups["web (gunicorn)"] if p.pid != stack.web.pid)
             for name, pid in (("worker", stack.workers[0].pid), ("web", web_child.pid),
                               ("sandbox", stack.sandbox_proc.pid)):
-                spies.append(subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100", "--gil",
+                spies.append(subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100", *(["--idle"] if args.wall_clock else ["--gil"]),
                                                "-o", str(out / f"py-spy-{name}.txt"), "--format", "raw", "--nonblocking"],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         before = snapshot(groups)

@@ -7,6 +7,7 @@ dropped and created on the DATABASE_URL server, and Redis is a private server on
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -42,6 +43,14 @@ WORKER_THREADS = 16
 # Workers run at a lower CPU priority than the web, as the Procfile starts them: on one shared
 # box the checkout is served first and the queue absorbs the difference.
 WORKER_NICE = 10
+# Checkouts sent to a freshly started web before it is measured (see Stack._web_warm).
+WEB_WARM_CHECKOUTS = 120
+WARM_CHECKOUT_BODY = {
+    "customer": {"name": "Warm Up", "email": "warm@example.com", "phone": "+447911123456", "locale": "en"},
+    "lines": [{"sku": "WARM", "name": "Warm-up", "quantity": 1, "unit_price": "1.00"}],
+    "currency": "EUR",
+    "payment_token": "tok_ok",
+}
 # A rate limit no benchmark reaches (requests per minute).
 BENCH_CLIENT_RATE_LIMIT = 100_000_000
 # Sandbox instance ports relative to the base port (sandbox/README.md).
@@ -122,8 +131,8 @@ class Stack:
         self.control = SandboxControl(f"http://127.0.0.1:{self.sandbox_port}")
         wait_until(self.control.healthy, timeout=30, what="sandbox vendors")
         self._seed()
+        self.workers_start("threads", 1)  # before the web, so its warm-up checkouts are delivered at once
         self.web_start(sync=False)
-        self.workers_start("threads", 1)
         self.beat = celery_beat(self.env, log_dir=self.log_dir).start()
         progress(
             f"stack up: web :{self.web_port} ({WEB_WORKERS} gthread workers x {WEB_THREADS} threads), "
@@ -157,6 +166,32 @@ class Stack:
         self.web_sync = sync
         wait_until(lambda: urllib.request.urlopen(self.base_url + "/healthz", timeout=1).status == 200,
                    timeout=60, what="gunicorn")
+        if self.api_key:
+            self._web_warm()
+
+    def _web_warm(self) -> None:
+        """Checkouts through every gunicorn thread before anything is measured: each thread's
+        first requests open its database connection, prepare its statements and connect its
+        publisher, which a fresh web would otherwise put into the first measured point."""
+        body = self.log_dir / "warm-body.json"
+        body.write_text(json.dumps(WARM_CHECKOUT_BODY))
+        subprocess.run(
+            ["hey", "-n", str(WEB_WARM_CHECKOUTS), "-c", str(WEB_WORKERS * WEB_THREADS), "-m", "POST", "-T",
+             "application/json", "-D", str(body), "-H", f"Authorization: Bearer {self.api_key}",
+             self.base_url + "/api/v1/checkouts/"],
+            capture_output=True, timeout=120, check=True,
+        )
+        self.deliveries_idle_wait()
+
+    def deliveries_idle_wait(self, timeout: float = 180) -> None:
+        """Wait until every trigger is dispatched and no notification waits to be sent, so the
+        next measurement does not share the CPU with an earlier backlog."""
+        from notifications.models import Notification, NotificationStatus, NotificationTrigger
+
+        busy = (NotificationStatus.PENDING, NotificationStatus.SENDING, NotificationStatus.RETRYING)
+        wait_until(lambda: not NotificationTrigger.objects.filter(dispatched_at__isnull=True).exists()
+                   and not Notification.objects.filter(status__in=busy).exists(),
+                   timeout=timeout, interval=0.5, what="the notification backlog to drain")
 
     # --- workers ----------------------------------------------------------------------------
     def workers_start(self, pool: str, processes: int) -> None:
