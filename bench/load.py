@@ -94,9 +94,9 @@ class ServerLog:
         self.path = path
         self.offset = path.stat().st_size if path is not None and path.exists() else 0
 
-    def latencies_ms(self, request_path: str, *, skip_fraction: float) -> list[float]:
+    def latencies_ms(self, request_path: str, *, skip: int) -> list[float]:
         """Server-side milliseconds of the run's requests to `request_path`, without the first
-        `skip_fraction` of them (the warm-up's share, in the order they finished)."""
+        `skip` of them (the load tool's warm-up requests; the log is in the order they finished)."""
         if self.path is None or not self.path.exists():
             return []
         with open(self.path, "rb") as log:
@@ -107,10 +107,10 @@ class ServerLog:
             parts = line.split()
             if len(parts) == 4 and parts[1] == request_path and parts[3].isdigit():
                 found.append(int(parts[3]) / 1000)
-        return found[int(len(found) * skip_fraction):]
+        return found[skip:]
 
-    def attach(self, result: LoadResult, request_path: str, *, skip_fraction: float) -> LoadResult:
-        latencies = self.latencies_ms(request_path, skip_fraction=skip_fraction)
+    def attach(self, result: LoadResult, request_path: str, *, skip: int) -> LoadResult:
+        latencies = self.latencies_ms(request_path, skip=skip)
         if latencies:
             result.server_p50_ms = percentile(latencies, 50)
             result.server_p99_ms = percentile(latencies, 99)
@@ -144,7 +144,7 @@ def fixed_rate(*, base_url: str, path: str, rate: float, warmup: float, duration
     window_end = min(started + total, max((s[0] for s in samples), default=started + total))
     rows = [tuple(s) for s in samples if window_start <= s[0] < window_end]
     result = _summarise(label, "locust", rate, rows, window_start, window_end)
-    return server.attach(result, path, skip_fraction=warmup / total)
+    return server.attach(result, path, skip=sum(1 for sample in samples if sample[0] < window_start))
 
 
 def closed_loop(*, base_url: str, path: str, concurrency: int, warmup: float, duration: float, label: str,
@@ -170,12 +170,14 @@ def closed_loop(*, base_url: str, path: str, concurrency: int, warmup: float, du
                             check=True)
     (out_dir / f"{label}.hey.csv").write_text(result.stdout)
     rows = []
+    warming = 0
     for record in csv.DictReader(io.StringIO(result.stdout)):
         offset = float(record["offset"])
+        warming += offset < warmup
         if warmup <= offset < warmup + duration:
             rows.append((started + offset, float(record["response-time"]) * 1000, int(record["status-code"])))
     summary = server.attach(_summarise(label, "hey", None, rows, started + warmup, started + warmup + duration), path,
-                            skip_fraction=warmup / (warmup + duration))
+                            skip=warming)
     echo(f"[load] {label}: {summary.achieved_rps:.0f} req/s, p50 {summary.p50_ms:.1f} ms, p99 {summary.p99_ms:.1f} ms")
     return summary
 

@@ -59,7 +59,7 @@ def main() -> int:
     # A TERM (make interrupted, CI timeout) must still stop every process we started.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     server_url = os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon")
-    stack = Stack(server_url=server_url, log_dir=logs)
+    stack = Stack(server_url=server_url, log_dir=logs, warm_checkouts=profile.warm_checkouts)
     results: dict[str, object] = {"started": stamp, "profile": profile.name, "machine": machine()}
     echo(f"results in {out}")
     try:

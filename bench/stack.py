@@ -81,8 +81,9 @@ def database_recreate(server_url: str) -> str:
 class Stack:
     """Owns every process of one benchmark run; `stop()` ends them all."""
 
-    def __init__(self, *, server_url: str, log_dir: Path) -> None:
+    def __init__(self, *, server_url: str, log_dir: Path, warm_checkouts: int = WEB_WARM_CHECKOUTS) -> None:
         self.log_dir = log_dir
+        self.warm_checkouts = warm_checkouts
         self.server_url = server_url
         self.redis = RedisServer(log_dir=log_dir)
         self.database_url = ""
@@ -175,7 +176,7 @@ class Stack:
         publisher, which a fresh web would otherwise put into the first measured point."""
         body = self.log_dir / "warm-body.json"
         body.write_text(json.dumps(WARM_CHECKOUT_BODY))
-        command = ["hey", "-n", str(WEB_WARM_CHECKOUTS), "-c", str(WEB_WORKERS * WEB_THREADS), "-m", "POST", "-T",
+        command = ["hey", "-n", str(self.warm_checkouts), "-c", str(WEB_WORKERS * WEB_THREADS), "-m", "POST", "-T",
                    "application/json", "-D", str(body), "-H", f"Authorization: Bearer {self.api_key}",
                    self.base_url + "/api/v1/checkouts/"]
         try:
@@ -203,7 +204,10 @@ class Stack:
 
         threads: that many Celery workers with WORKER_THREADS threads each.
         prefork: one Celery worker with `processes` child processes (one task at a time each).
+        Workers of that shape that are already running are kept.
         """
+        if self.workers and self.worker_spec[:2] == (pool, processes) and all(w.alive() for w in self.workers):
+            return
         self.workers_stop()
         if pool == "threads":
             self.workers = [

@@ -22,12 +22,12 @@ def test_it_reads_only_the_lines_written_during_the_run_for_the_path(tmp_path: P
             handle.write(f"POST /api/v1/checkouts/ 201 {micros}\n")
         handle.write("garbage line\n")
 
-    assert server.latencies_ms("/api/v1/checkouts/", skip_fraction=0) == [4.0, 8.0, 12.0, 16.0]
-    assert server.latencies_ms("/api/v1/checkouts/", skip_fraction=0.5) == [12.0, 16.0]  # warm-up share dropped
-    result = server.attach(_result(), "/healthz", skip_fraction=0)
+    assert server.latencies_ms("/api/v1/checkouts/", skip=0) == [4.0, 8.0, 12.0, 16.0]
+    assert server.latencies_ms("/api/v1/checkouts/", skip=3) == [16.0]  # the warm-up's requests dropped
+    result = server.attach(_result(), "/healthz", skip=0)
     assert (result.server_p50_ms, result.server_p99_ms) == (1.5, 1.5)
 
 
 def test_without_a_log_the_result_has_no_server_numbers(tmp_path: Path) -> None:
-    result = ServerLog(tmp_path / "missing.log").attach(_result(), "/healthz", skip_fraction=0)
+    result = ServerLog(tmp_path / "missing.log").attach(_result(), "/healthz", skip=0)
     assert result.server_p50_ms is None and result.server_p99_ms is None
