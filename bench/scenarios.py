@@ -65,6 +65,11 @@ def medians(results: list[load.LoadResult]) -> dict[str, Any]:
     return out
 
 
+def _web(stack: Stack) -> dict[str, Any]:
+    """Where load goes, and the access log that times the same requests inside gunicorn."""
+    return {"base_url": stack.base_url, "server_log": stack.access_log}
+
+
 def vendors_latency(stack: Stack, latency_ms: float) -> None:
     assert stack.control is not None
     for name in VENDOR_NAMES:
@@ -178,7 +183,7 @@ def floor(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, Any]:
     echo("== 1. floor: /healthz vs checkout on the same gunicorn (vendors at 50 ms)")
     sandbox_fresh(stack, VENDOR_LATENCY_FAST_MS)
     since = time.time()
-    common = dict(base_url=stack.base_url, server_log=stack.access_log, concurrency=profile.closed_concurrency, warmup=profile.warmup / 2,
+    common = dict(**_web(stack), concurrency=profile.closed_concurrency, warmup=profile.warmup / 2,
                   duration=profile.duration, out_dir=out_dir, echo=echo)
     floor_max = [load.closed_loop(path=load.FLOOR_PATH, label=f"s1-floor-max-{i}", **common) for i in range(profile.reps)]
     checkout_max = []
@@ -187,7 +192,7 @@ def floor(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, Any]:
                                              body=load.CHECKOUT_BODY, **common))
         deliveries_settle(stack, since=since, timeout=profile.drain_timeout, echo=echo)  # start each rep drained
     half = max(1.0, round(median([r.achieved_rps for r in checkout_max]) / 2))
-    fixed = dict(base_url=stack.base_url, server_log=stack.access_log, rate=half, warmup=profile.warmup, duration=profile.duration, out_dir=out_dir,
+    fixed = dict(**_web(stack), rate=half, warmup=profile.warmup, duration=profile.duration, out_dir=out_dir,
                  echo=echo)
     checkout_half = [load.fixed_rate(path=load.CHECKOUT_PATH, label=f"s1-checkout-half-{i}", api_key=stack.api_key,
                                      body=load.CHECKOUT_BODY, **fixed) for i in range(profile.reps)]
@@ -207,7 +212,7 @@ def sync_vs_async(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, An
     echo("== 2. synchronous vs asynchronous sending (vendors at 300 ms)")
     sandbox_fresh(stack, VENDOR_LATENCY_SLOW_MS)
     since = time.time()
-    closed = dict(base_url=stack.base_url, server_log=stack.access_log, path=load.CHECKOUT_PATH, api_key=stack.api_key, body=load.CHECKOUT_BODY,
+    closed = dict(**_web(stack), path=load.CHECKOUT_PATH, api_key=stack.api_key, body=load.CHECKOUT_BODY,
                   concurrency=profile.closed_concurrency, warmup=profile.warmup / 2, duration=profile.duration,
                   out_dir=out_dir, echo=echo)
     results: dict[str, Any] = {}
@@ -215,7 +220,7 @@ def sync_vs_async(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, An
     try:
         sync_max = [load.closed_loop(label=f"s2-sync-max-{i}", **closed) for i in range(profile.reps)]
         rate = max(1.0, round(median([r.achieved_rps for r in sync_max]) / 2))
-        fixed = dict(base_url=stack.base_url, server_log=stack.access_log, path=load.CHECKOUT_PATH, api_key=stack.api_key, body=load.CHECKOUT_BODY,
+        fixed = dict(**_web(stack), path=load.CHECKOUT_PATH, api_key=stack.api_key, body=load.CHECKOUT_BODY,
                      rate=rate, warmup=profile.warmup, duration=profile.duration, out_dir=out_dir, echo=echo)
         sync_fixed = [load.fixed_rate(label=f"s2-sync-fixed-{i}", **fixed) for i in range(profile.reps)]
     finally:
@@ -263,7 +268,7 @@ def outage(stack: Stack, profile: Profile, rate: float, out_dir, echo) -> dict[s
 
     injector = threading.Thread(target=inject, daemon=True)
     injector.start()
-    result = load.fixed_rate(base_url=stack.base_url, server_log=stack.access_log, path=load.CHECKOUT_PATH, api_key=stack.api_key,
+    result = load.fixed_rate(**_web(stack), path=load.CHECKOUT_PATH, api_key=stack.api_key,
                              body=load.CHECKOUT_BODY, rate=rate, warmup=profile.warmup, duration=before + during + after,
                              label="s3-outage", out_dir=out_dir, echo=echo)
     injector.join(timeout=during + 30)
@@ -301,7 +306,7 @@ def pipeline_point(stack: Stack, profile: Profile, *, rate: float, seconds: floa
     sandbox_fresh(stack, VENDOR_LATENCY_FAST_MS)
     since = time.time()
     with QueueSampler(stack) as sampler:
-        result = load.fixed_rate(base_url=stack.base_url, server_log=stack.access_log, path=load.CHECKOUT_PATH, api_key=stack.api_key,
+        result = load.fixed_rate(**_web(stack), path=load.CHECKOUT_PATH, api_key=stack.api_key,
                                  body=load.CHECKOUT_BODY, rate=rate, warmup=profile.warmup, duration=seconds,
                                  label=label, out_dir=out_dir, echo=echo)
         load_end = time.time()

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from bench.load import CHECKOUT_BODY
 from harness.processes import (
     PYTHON,
     ROOT,
@@ -45,12 +46,6 @@ WORKER_THREADS = 16
 WORKER_NICE = 10
 # Checkouts sent to a freshly started web before it is measured (see Stack._web_warm).
 WEB_WARM_CHECKOUTS = 120
-WARM_CHECKOUT_BODY = {
-    "customer": {"name": "Warm Up", "email": "warm@example.com", "phone": "+447911123456", "locale": "en"},
-    "lines": [{"sku": "WARM", "name": "Warm-up", "quantity": 1, "unit_price": "1.00"}],
-    "currency": "EUR",
-    "payment_token": "tok_ok",
-}
 # A rate limit no benchmark reaches (requests per minute).
 BENCH_CLIENT_RATE_LIMIT = 100_000_000
 # Sandbox instance ports relative to the base port (sandbox/README.md).
@@ -175,7 +170,7 @@ class Stack:
         first requests open its database connection, prepare its statements and connect its
         publisher, which a fresh web would otherwise put into the first measured point."""
         body = self.log_dir / "warm-body.json"
-        body.write_text(json.dumps(WARM_CHECKOUT_BODY))
+        body.write_text(json.dumps(CHECKOUT_BODY))
         command = ["hey", "-n", str(self.warm_checkouts), "-c", str(WEB_WORKERS * WEB_THREADS), "-m", "POST", "-T",
                    "application/json", "-D", str(body), "-H", f"Authorization: Bearer {self.api_key}",
                    self.base_url + "/api/v1/checkouts/"]

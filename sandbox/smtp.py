@@ -76,7 +76,9 @@ def message_id_of(raw: bytes) -> str | None:
     read (`parse_message`), so it takes little CPU from the system it stands beside.
     """
     value = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw).get("Message-ID")
-    return str(value).strip() or None if value is not None else None
+    if value is None:
+        return None
+    return str(value).strip() or None
 
 
 class InboxHandler:
