@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from checkout.api_keys import api_client_create
 from checkout.models import ApiClient
 from notifications.routing import vendors_forget
+from notifications.vendors.smtp import smtp_sessions
 from sandbox.testing import SandboxHandle, start_sandbox
 
 
@@ -25,6 +26,7 @@ def _isolated_cache(settings) -> Iterator[None]:
         "default": {**settings.CACHES["default"], "KEY_PREFIX": f"beacon-test-{uuid.uuid4().hex[:12]}"},
     }
     vendors_forget()  # this process's vendor lists: each test sees its own vendor rows
+    smtp_sessions.close_all()  # and opens its own SMTP sessions
     yield
     cache.close()
 

@@ -214,6 +214,9 @@ NOTIFICATION_LEASE_MARGIN = env.float("NOTIFICATION_LEASE_MARGIN", default=5.0)
 # Seconds a worker process keeps a channel's vendor list before reading it again (an
 # operator's vendor edit reaches other processes within this time; 0 reads it for every send).
 NOTIFICATION_VENDOR_CACHE_SECONDS = env.float("NOTIFICATION_VENDOR_CACHE_SECONDS", default=2.0)
+# Seconds an SMTP session (connected, EHLO/STARTTLS/AUTH done) waits in a worker for its next
+# email before it is closed; 0 opens and QUITs a session for every email.
+SMTP_SESSION_IDLE_SECONDS = env.float("SMTP_SESSION_IDLE_SECONDS", default=15.0)
 DEFAULT_LOCALE = env.str("BEACON_DEFAULT_LOCALE", default="en")
 TEMPLATE_CACHE_TTL = env.int("TEMPLATE_CACHE_TTL", default=300)
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).

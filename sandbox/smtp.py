@@ -164,6 +164,7 @@ class SandboxSMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._live.add(self)
+        self._instance.counters.connections += 1
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:

@@ -91,6 +91,7 @@ class Counters:
     """What an instance saw since the last reset; read by the benchmark and chaos suite."""
 
     requests: int = 0
+    connections: int = 0  # SMTP sessions opened
     accepted: int = 0
     duplicates_suppressed: int = 0
     failures_injected: int = 0

@@ -20,6 +20,7 @@ import pytest
 
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError
 from notifications.vendors.registry import VENDOR_ADAPTERS, adapter_choices, adapter_class, build_adapter
+from notifications.vendors.smtp import smtp_sessions
 from notifications.vendors.webhook import sign
 from sandbox.server import InstanceConfig
 from sandbox.testing import SandboxHandle, start_sandbox
@@ -77,6 +78,7 @@ def sandbox() -> Iterator[SandboxHandle]:
 
 @pytest.fixture(autouse=True)
 def clean_sandbox(request: pytest.FixtureRequest) -> None:
+    smtp_sessions.close_all()
     if "sandbox" in request.fixturenames:
         request.getfixturevalue("sandbox").control.reset()
 
@@ -433,6 +435,93 @@ def test_smtp_rejected_login_is_permanent_and_not_leaked(sandbox: SandboxHandle)
     assert "authentication failed" in str(error)
     assert wrong_password not in str(error) + repr(error) + repr(adapter)
     assert sandbox.control.messages("smtp-auth") == []
+
+
+def smtp_connections(sandbox: SandboxHandle, name: str = "smtp-primary") -> int:
+    return sandbox.control.instance(name)["counters"]["connections"]
+
+
+def test_smtp_sends_reuse_one_session(sandbox: SandboxHandle) -> None:
+    adapter = smtp(sandbox.port("smtp-primary"))
+
+    for _ in range(3):
+        adapter.send(email())
+
+    assert len(sandbox.control.messages("smtp-primary")) == 3
+    assert smtp_connections(sandbox) == 1
+
+
+def test_smtp_session_is_shared_only_with_the_same_login(sandbox: SandboxHandle) -> None:
+    right = smtp(sandbox.port("smtp-auth"), secrets={"username": SMTP_USER, "password": SMTP_PASSWORD})
+    right.send(email())
+    wrong = smtp(sandbox.port("smtp-auth"), secrets={"username": SMTP_USER, "password": "not-the-password"})
+
+    error, _ = send_expecting_error(wrong, email())
+
+    assert error.permanent and "authentication failed" in str(error)
+    assert len(sandbox.control.messages("smtp-auth")) == 1
+
+
+def test_smtp_session_closed_by_the_server_is_replaced_and_the_email_sent(sandbox: SandboxHandle) -> None:
+    adapter = smtp(sandbox.port("smtp-primary"))
+    adapter.send(email())
+    # An outage resets every open connection; the pooled session is now dead.
+    sandbox.control.set_faults("smtp-primary", outage=True)
+    sandbox.control.clear_faults("smtp-primary")
+
+    adapter.send(email(key="after-the-reset"))
+
+    assert [m["message_id"] for m in sandbox.control.messages("smtp-primary")][-1] == "<after-the-reset@beacon>"
+    assert smtp_connections(sandbox) == 2
+
+
+def test_smtp_session_that_saw_an_error_is_not_reused(sandbox: SandboxHandle) -> None:
+    adapter = smtp(sandbox.port("smtp-primary"))
+    adapter.send(email())
+    sandbox.control.set_faults("smtp-primary", failure_rate=1.0)
+    send_expecting_error(adapter, email())
+    sandbox.control.clear_faults("smtp-primary")
+
+    adapter.send(email())
+
+    assert smtp_connections(sandbox) == 2
+    assert len(sandbox.control.messages("smtp-primary")) == 2
+
+
+def test_smtp_pooled_session_gets_a_fresh_time_budget(sandbox: SandboxHandle) -> None:
+    adapter = smtp(sandbox.port("smtp-primary"))
+    adapter.send(email())
+    time.sleep(TIMEOUT)  # longer than one send's budget
+    sandbox.control.set_faults("smtp-primary", latency_ms=3000)
+
+    error, elapsed = send_expecting_error(adapter, email())
+
+    # The body went out on the pooled session (a spent budget would fail before MAIL FROM).
+    assert (error.permanent, error.outcome_unknown) == (False, True)
+    assert elapsed < TIMEOUT + TIMEOUT_SLACK
+    assert smtp_connections(sandbox) == 1
+
+
+def test_smtp_session_idle_past_the_limit_is_closed(sandbox: SandboxHandle, settings) -> None:
+    settings.SMTP_SESSION_IDLE_SECONDS = 0.2
+    adapter = smtp(sandbox.port("smtp-primary"))
+    adapter.send(email())
+    time.sleep(0.3)
+
+    adapter.send(email())
+
+    assert smtp_connections(sandbox) == 2
+
+
+def test_smtp_without_session_reuse_quits_after_each_email(sandbox: SandboxHandle, settings) -> None:
+    settings.SMTP_SESSION_IDLE_SECONDS = 0
+    adapter = smtp(sandbox.port("smtp-primary"))
+
+    adapter.send(email())
+    adapter.send(email())
+
+    assert smtp_connections(sandbox) == 2
+    assert smtp_sessions.take(adapter._session_key(), idle_seconds=60) is None
 
 
 def test_smtp_refuses_an_sms_message() -> None:

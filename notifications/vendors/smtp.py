@@ -4,11 +4,15 @@
   left part), stable across retries. The sandbox SMTP server dedupes by Message-ID; real relays
   do NOT, so `supports_idempotency()` is False unless the `dedupes_by_message_id` setting says
   the relay does. `X-Request-ID` is sent as a header.
-- One connection per send (connect, EHLO, STARTTLS, AUTH, one message, QUIT): a few round
-  trips more than a pooled connection, but no shared connection state between sends, no stale
-  connections to detect, and each send's timeout covers its whole session. Pool later if the
-  SMTP relay becomes the bottleneck.
-- `timeout` is one budget for the whole session: every socket operation gets only what is left.
+- Sessions are reused: after a successful send the open session (connected, EHLO, STARTTLS,
+  AUTH done) goes back to a per-process pool, keyed by relay and login, and the next send to
+  that relay skips the handshake. A session idle longer than `SMTP_SESSION_IDLE_SECONDS`
+  (0: one session per send, QUIT after it) or used for `SESSION_MAX_MESSAGES` messages is
+  closed; a session that saw any error is closed, never pooled.
+- A pooled session the server has closed meanwhile (its idle timeout, a restart) fails at MAIL
+  FROM, before anything was sent: that send goes again at once on a fresh session, within the
+  same time budget. Nothing else is retried here.
+- `timeout` is one budget for each send: every socket operation gets only what is left.
 
 Failure classification:
 
@@ -30,10 +34,12 @@ import hashlib
 import logging
 import re
 import smtplib
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.smtp import EmailBackend
 
@@ -61,10 +67,15 @@ class _BudgetedSMTPMixin:
     sock: Any
 
     def __init__(self, *args: Any, timeout: float, **kwargs: Any) -> None:
+        self.messages_sent = 0
+        self.budget_start(timeout)
+        super().__init__(*args, timeout=timeout, **kwargs)  # type: ignore[call-arg]
+
+    def budget_start(self, timeout: float) -> None:
+        """A new send on this session: a fresh time budget, no body handed over yet."""
         self.deadline = time.monotonic() + timeout
         self.body_sent = False
         self._expecting_body = False
-        super().__init__(*args, timeout=timeout, **kwargs)  # type: ignore[call-arg]
 
     def _shrink_timeout(self) -> None:
         remaining = self.deadline - time.monotonic()
@@ -110,8 +121,66 @@ class BudgetedSMTPBackend(EmailBackend):
         return connect
 
 
+SESSION_MAX_MESSAGES = 100  # then QUIT and open a new session (relays cap messages per session)
+SESSIONS_IDLE_PER_RELAY = 32  # idle sessions kept per relay; more are closed
+QUIT_SECONDS = 1.0  # the budget of the QUIT that ends a pooled session
+
+
+class SessionPool:
+    """Open SMTP sessions (`BudgetedSMTPBackend`s) waiting for their next message, per relay key.
+
+    Thread-safe; a session is used by one send at a time (taken out, then put back). The
+    newest idle session is reused first, so the oldest ones age out.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[tuple, list[tuple[float, BudgetedSMTPBackend]]] = {}
+
+    def take(self, key: tuple, *, idle_seconds: float) -> BudgetedSMTPBackend | None:
+        now = time.monotonic()
+        stale: list[BudgetedSMTPBackend] = []
+        found = None
+        with self._lock:
+            for other_key, sessions in list(self._idle.items()):
+                fresh = [(since, backend) for since, backend in sessions if now - since <= idle_seconds]
+                stale.extend(backend for since, backend in sessions if now - since > idle_seconds)
+                if fresh:
+                    self._idle[other_key] = fresh
+                else:
+                    del self._idle[other_key]
+            sessions = self._idle.get(key)
+            if sessions:
+                found = sessions.pop()[1]
+        for backend in stale:
+            _session_close(backend)
+        return found
+
+    def give_back(self, key: tuple, backend: BudgetedSMTPBackend) -> None:
+        smtp = backend.smtp
+        if smtp is None or backend.connection is None or smtp.messages_sent >= SESSION_MAX_MESSAGES:
+            _close_quietly(backend)
+            return
+        with self._lock:
+            sessions = self._idle.setdefault(key, [])
+            if len(sessions) < SESSIONS_IDLE_PER_RELAY:
+                sessions.append((time.monotonic(), backend))
+                return
+        _session_close(backend)
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions = [backend for idle in self._idle.values() for _, backend in idle]
+            self._idle.clear()
+        for backend in sessions:
+            _session_close(backend)
+
+
+smtp_sessions = SessionPool()
+
+
 class SmtpAdapter(VendorAdapter):
-    """Email through an SMTP relay, one connection per send."""
+    """Email through an SMTP relay, reusing open sessions (see the module's notes)."""
 
     key = "smtp"
     channel = "email"
@@ -146,10 +215,54 @@ class SmtpAdapter(VendorAdapter):
         return self.settings.get("dedupes_by_message_id") is True
 
     def send(self, message: OutboundMessage) -> VendorResult:
-        """Send one email over a fresh connection; return its Message-ID."""
+        """Send one email, on a pooled session when one is open; return its Message-ID."""
         self.ensure_configured(message)
         email = self._build(message)
-        backend = get_connection(
+        idle_seconds = float(django_settings.SMTP_SESSION_IDLE_SECONDS)
+        key = self._session_key()
+        deadline = time.monotonic() + self.timeout
+        backend = smtp_sessions.take(key, idle_seconds=idle_seconds) if idle_seconds > 0 else None
+        if backend is not None:
+            try:
+                self._send_on(backend, email, timeout=self.timeout)
+            except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                # Closed by the server while idle; nothing of this message went out (a drop
+                # after the body is outcome-unknown and never sent again here).
+                if backend.smtp is not None and backend.smtp.body_sent:
+                    _close_quietly(backend)
+                    raise self._classify(exc, message, body_sent=True) from exc
+                _close_quietly(backend)
+                backend = None
+            except (smtplib.SMTPException, OSError, ValueError) as exc:
+                _close_quietly(backend)
+                raise self._classify(exc, message, body_sent=_body_sent(backend)) from exc
+        if backend is None:
+            backend = self._backend(timeout=max(deadline - time.monotonic(), 0.001))
+            try:
+                self._send_on(backend, email, timeout=None)
+            except (smtplib.SMTPException, OSError, ValueError) as exc:
+                _close_quietly(backend)
+                raise self._classify(exc, message, body_sent=_body_sent(backend)) from exc
+        if idle_seconds > 0:
+            smtp_sessions.give_back(key, backend)
+        else:
+            _close_quietly(backend)
+        return VendorResult(message_id=email.extra_headers["Message-ID"])
+
+    def _session_key(self) -> tuple:
+        """Sessions are shared only between sends to the same relay with the same login."""
+        password = self._secrets.get("password", "")
+        return (
+            str(self.settings["host"]),
+            int(self.settings["port"]),
+            self.settings.get("use_tls") is True,
+            self.settings.get("use_ssl") is True,
+            self._secrets.get("username", ""),
+            hashlib.sha256(password.encode()).hexdigest() if password else "",
+        )
+
+    def _backend(self, *, timeout: float) -> BudgetedSMTPBackend:
+        return get_connection(
             f"{__name__}.BudgetedSMTPBackend",
             fail_silently=False,
             host=str(self.settings["host"]),
@@ -159,17 +272,19 @@ class SmtpAdapter(VendorAdapter):
             password=self._secrets.get("password", ""),
             use_tls=self.settings.get("use_tls") is True,
             use_ssl=self.settings.get("use_ssl") is True,
-            timeout=self.timeout,
+            timeout=timeout,
         )
-        try:
-            backend.open()
-            backend.send_messages([email])
-        except (smtplib.SMTPException, OSError, ValueError) as exc:
-            smtp = backend.smtp
-            raise self._classify(exc, message, body_sent=smtp is not None and smtp.body_sent) from exc
-        finally:
-            _close_quietly(backend)
-        return VendorResult(message_id=email.extra_headers["Message-ID"])
+
+    @staticmethod
+    def _send_on(backend: BudgetedSMTPBackend, email: EmailMultiAlternatives, *, timeout: float | None) -> None:
+        """One message on `backend`: a pooled session (`timeout`: its new budget) or a new one
+        (`timeout` None: the budget it was opened with)."""
+        if backend.smtp is not None and timeout is not None:
+            backend.smtp.budget_start(timeout)
+        backend.open()
+        backend.send_messages([email])
+        assert backend.smtp is not None
+        backend.smtp.messages_sent += 1
 
     def _build(self, message: OutboundMessage) -> EmailMultiAlternatives:
         email = EmailMultiAlternatives(
@@ -224,6 +339,17 @@ def _reply_error(
     reply = scrub(reply, message.to)[:200]
     is_permanent = code >= 500 if permanent is None else permanent
     return VendorError(f"{what}: {code} {reply}".rstrip(), permanent=is_permanent, status_code=code)
+
+
+def _body_sent(backend: BudgetedSMTPBackend) -> bool:
+    return backend.smtp is not None and backend.smtp.body_sent
+
+
+def _session_close(backend: BudgetedSMTPBackend) -> None:
+    """QUIT a session that finished its work (idle too long, pool full): a short budget of its own."""
+    if backend.smtp is not None:
+        backend.smtp.budget_start(QUIT_SECONDS)
+    _close_quietly(backend)
 
 
 def _close_quietly(backend: EmailBackend) -> None:

@@ -38,6 +38,17 @@ def test_inbox_can_be_filtered_by_recipient(sandbox: SandboxHandle) -> None:
     assert [m["to"] for m in sandbox.control.messages("smtp-primary", to="BOB@example.com")] == [["bob@example.com"]]
 
 
+def test_counters_tell_sessions_from_transactions(sandbox: SandboxHandle) -> None:
+    with smtp_to(sandbox) as smtp:
+        smtp.send_message(receipt("ada@example.com"))
+        smtp.send_message(receipt("bob@example.com"))
+    with smtp_to(sandbox) as smtp:
+        smtp.send_message(receipt("cy@example.com"))
+
+    counters = sandbox.control.instance("smtp-primary")["counters"]
+    assert (counters["connections"], counters["requests"], counters["accepted"]) == (2, 3, 3)
+
+
 def test_a_repeated_message_id_is_answered_250_but_stored_once(sandbox: SandboxHandle) -> None:
     message = receipt()
     with smtp_to(sandbox) as smtp:
