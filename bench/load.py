@@ -133,7 +133,7 @@ def fixed_rate(*, base_url: str, path: str, rate: float, warmup: float, duration
     total = warmup + duration
     command = [
         str(BIN / "locust"), "-f", str(LOCUSTFILE), "--headless", "--users", str(users),
-        "--spawn-rate", str(max(1.0, rate)), "--run-time", f"{math.ceil(total)}s", "--host", base_url,
+        "--spawn-rate", str(users), "--run-time", f"{math.ceil(total)}s", "--host", base_url,
         "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "30", "--exit-code-on-error", "0",
     ]
     started = time.time()

@@ -1,22 +1,25 @@
 """Locust at a fixed offered rate (open loop), driven by bench/load.py through environment variables.
 
-Every user runs `constant_throughput(rate / users)`; users are spawned at `rate` per second, so
-their phases spread evenly over one period and the whole swarm offers `rate` requests per
-second, as long as an answer takes less than one period (users x 1/rate seconds; load.py
-sizes it at several times the expected latency, and reports the achieved rate beside the
-offered one, so a saturated point shows). Every request is recorded raw (start time, latency,
-status) and written to BENCH_OUT as JSON when locust quits.
+Every user sends one request per period (users / rate seconds) on a fixed schedule, user number
+i at i / rate seconds into each period, so the whole swarm offers `rate` evenly spaced requests
+per second, as long as an answer takes less than one period (load.py sizes it at several times
+the expected latency, and reports the achieved rate beside the offered one, so a saturated point
+shows). Neither locust's spawning nor its `constant_throughput` keeps the phases apart: users
+started in the same second, or realigned by `constant_throughput`'s first wait, fire together in
+bursts. Every request is recorded raw (start time, latency, status) and written to BENCH_OUT as
+JSON when locust quits.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 import time
 
 import gevent
-from locust import FastHttpUser, constant_throughput, events, task
+from locust import FastHttpUser, events, task
 
 PATH = os.environ.get("BENCH_PATH", "/healthz")
 METHOD = os.environ.get("BENCH_METHOD", "GET")
@@ -31,6 +34,7 @@ PROGRESS_EVERY = 5.0
 
 samples: list[tuple[float, float, int]] = []
 _started = time.time()
+_user_numbers = itertools.count()
 
 
 @events.request.add_listener
@@ -69,10 +73,18 @@ def _dump(environment, **kwargs) -> None:
 
 
 class BenchUser(FastHttpUser):
-    wait_time = constant_throughput(RATE / USERS)
     # A request that takes this long counts as failed (seconds).
     network_timeout = 30.0
     connection_timeout = 10.0
+
+    def on_start(self) -> None:
+        # This user's requests are due at phase + k * period, whatever each one takes.
+        self._due = time.monotonic() + (next(_user_numbers) % USERS) / RATE
+        gevent.sleep(max(0.0, self._due - time.monotonic()))
+
+    def wait_time(self) -> float:
+        self._due += USERS / RATE
+        return max(0.0, self._due - time.monotonic())
 
     @task
     def hit(self) -> None:

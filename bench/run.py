@@ -10,6 +10,7 @@ and Debian's `hey` (closed-loop maximum throughput); locust comes from requireme
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -45,12 +46,26 @@ def machine() -> str:
             f"load generator, web, workers, sandbox, PostgreSQL and Redis share the same cores)")
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not rates or any(rate <= 0 for rate in rates) or list(rates) != sorted(rates):
+        raise argparse.ArgumentTypeError(f"want positive rates in ascending order, got {text!r}")
+    return rates
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CI-sized run (under 3 minutes)")
     parser.add_argument("--only", default=",".join(ALL), help="comma-separated scenarios: " + ",".join(ALL))
+    parser.add_argument("--ladder", type=_rates, help="checkouts/s tried for the sustained rate, ascending "
+                        "(e.g. 40,60,80); default: the profile's")
     args = parser.parse_args()
     profile = scenarios.QUICK if args.quick else scenarios.FULL
+    if args.ladder:
+        profile = dataclasses.replace(profile, ladder=args.ladder)
     wanted = [name.strip() for name in args.only.split(",") if name.strip()]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"{stamp}{'-quick' if args.quick else ''}"
