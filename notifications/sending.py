@@ -41,7 +41,7 @@ from notifications.models import (
 from notifications.rendering import TemplateRenderError, template_render
 from notifications.routing import Route, channel_vendors, route_for
 from notifications.template_cache import template_resolve
-from notifications.vendors.base import OutboundMessage, VendorError
+from notifications.vendors.base import OutboundMessage, VendorError, VendorResult
 
 logger = logging.getLogger(__name__)
 
@@ -221,12 +221,13 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain_vendor
             skipped.append(_skip(notification, vendor, AttemptOutcome.RATE_LIMITED, "Send-rate limit spent."))
             continue
         tried_any = True
-        outcome, error = _attempt(notification, route, message)
-        if outcome is None:
+        tried = _attempt(notification, route, message)
+        if isinstance(tried, Accepted):
             if skipped:
                 DeliveryAttempt.objects.bulk_create(skipped)
             possible_duplicate = bool(uncertain_vendor_ids - {vendor.pk})
-            return _settle_sent(notification, vendor, error, possible_duplicate)
+            return _settle_sent(notification, tried, possible_duplicate)
+        outcome, error = tried
         if outcome == AttemptOutcome.PERMANENT_ERROR:
             if skipped:
                 DeliveryAttempt.objects.bulk_create(skipped)
@@ -250,11 +251,20 @@ def _skip(notification: Notification, vendor: Vendor, outcome: str, error: str) 
     )
 
 
-def _attempt(notification: Notification, route: Route, message: OutboundMessage) -> tuple[str | None, str]:
-    """One vendor call, written before and completed after. Returns (None, vendor id) on
-    success, else (outcome, error text)."""
+@dataclass(frozen=True)
+class Accepted:
+    """A vendor accepted the message; its attempt row is completed when the notification settles."""
+
+    attempt: DeliveryAttempt
+    duration: float
+    result: VendorResult
+
+
+def _attempt(notification: Notification, route: Route, message: OutboundMessage) -> Accepted | tuple[str, str]:
+    """One vendor call, written before and completed after (a failure here, a success together
+    with the notification in `_settle_sent`). Returns Accepted, else (outcome, error text)."""
     vendor = route.vendor
-    attempt = DeliveryAttempt.objects.create(notification=notification, vendor=vendor, started_at=timezone.now())
+    attempt = _attempt_begin(notification, vendor)
     started = time.perf_counter()
     try:
         result = route.adapter.send(message)
@@ -287,19 +297,48 @@ def _attempt(notification: Notification, route: Route, message: OutboundMessage)
         return AttemptOutcome.TRANSIENT_ERROR, f"{vendor.name}: {type(exc).__name__}"
     duration = time.perf_counter() - started
     route.circuit.record(success=True, duration=duration)
-    _attempt_finish(attempt, AttemptOutcome.SENT, duration, status_code=result.status_code, vendor_message_id=result.message_id)
+    _attempt_metrics(vendor, AttemptOutcome.SENT, duration)
     logger.info(
         "delivery attempt sent via %s in %.0f ms",
         vendor.name,
         duration * 1000,
         extra={"notification_id": notification.pk, "vendor": vendor.name, "outcome": "sent"},
     )
-    return None, result.message_id
+    return Accepted(attempt=attempt, duration=duration, result=result)
+
+
+def _attempt_begin(notification: Notification, vendor: Vendor) -> DeliveryAttempt:
+    """Insert the attempt row (outcome empty: in flight) before the call; one prepared INSERT."""
+    attempt = DeliveryAttempt(notification=notification, vendor=vendor, started_at=timezone.now())
+    fields = _attempt_insert_fields()
+    values = [field.get_db_prep_save(getattr(attempt, field.attname), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_attempt_insert_sql(), values)
+        attempt.pk = cursor.fetchone()[0]
+    attempt._state.adding = False
+    return attempt
+
+
+@cache
+def _attempt_insert_fields() -> list:
+    return [field for field in DeliveryAttempt._meta.concrete_fields if not field.primary_key]
+
+
+@cache
+def _attempt_insert_sql() -> str:
+    fields = _attempt_insert_fields()
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    # Built from the model's own metadata; every value is a bound parameter.
+    return f"INSERT INTO {DeliveryAttempt._meta.db_table} ({columns}) VALUES ({placeholders}) RETURNING id"  # noqa: S608
 
 
 def _attempt_finish(attempt: DeliveryAttempt, outcome: str, duration: float, **fields: object) -> None:
     DeliveryAttempt.objects.filter(pk=attempt.pk).update(outcome=outcome, duration_ms=duration * 1000, **fields)
-    vendor = attempt.vendor
+    _attempt_metrics(attempt.vendor, outcome, duration)
+
+
+def _attempt_metrics(vendor: Vendor, outcome: str, duration: float) -> None:
     metrics.DELIVERY_ATTEMPTS.labels(vendor=vendor.name, channel=vendor.channel, outcome=outcome).inc()
     metrics.VENDOR_CALL_SECONDS.labels(vendor=vendor.name, outcome=outcome).observe(duration)
 
@@ -312,24 +351,44 @@ def _settle(notification: Notification, **fields: object) -> int:
     ).update(lease_until=None, **fields)
 
 
-def _settle_sent(notification: Notification, vendor: Vendor, message_id: str, possible_duplicate: bool) -> SendOutcome:
+def _settle_sent(notification: Notification, accepted: Accepted, possible_duplicate: bool) -> SendOutcome:
+    """Complete the attempt and mark the notification sent: one statement (both or neither),
+    unless another run took the notification over meanwhile (then only the attempt)."""
     now = timezone.now()
-    _settle(
-        notification,
-        status=NotificationStatus.SENT,
-        vendor=vendor,
-        vendor_message_id=message_id[:255],
-        sent_at=now,
-        next_attempt_at=None,
-        possible_duplicate=possible_duplicate,
-        attempt_count=notification.attempt_count + 1,
-        last_error="",
-    )
+    vendor = accepted.attempt.vendor
+    message_id = accepted.result.message_id[:255]
+    with connection.cursor() as cursor:
+        cursor.execute(_settle_sent_sql(), {
+            "attempt_id": accepted.attempt.pk, "outcome": AttemptOutcome.SENT,
+            "duration_ms": accepted.duration * 1000, "status_code": accepted.result.status_code,
+            "message_id": message_id, "id": notification.pk, "delivery_count": notification.delivery_count,
+            "vendor_id": vendor.pk, "now": now, "possible_duplicate": possible_duplicate,
+            "attempt_count": notification.attempt_count + 1,
+        })
     metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor=vendor.name, status="sent").inc()
     metrics.DELIVERY_LATENCY.labels(channel=notification.channel).observe(
         (now - notification.trigger_created_at).total_seconds()
     )
     return SendOutcome(status=NotificationStatus.SENT)
+
+
+@cache
+def _settle_sent_sql() -> str:
+    """The attempt's completion and `_settle`'s conditional UPDATE to `sent`, in one statement."""
+    attempts = DeliveryAttempt._meta.db_table
+    table = Notification._meta.db_table
+    # Built from the model's table names and status constants; every value is a bound parameter.
+    return f"""
+        WITH finished AS (
+            UPDATE {attempts}
+               SET outcome = %(outcome)s, duration_ms = %(duration_ms)s, status_code = %(status_code)s,
+                   vendor_message_id = %(message_id)s
+             WHERE id = %(attempt_id)s)
+        UPDATE {table}
+           SET status = '{NotificationStatus.SENT}', vendor_id = %(vendor_id)s, vendor_message_id = %(message_id)s,
+               sent_at = %(now)s, next_attempt_at = NULL, possible_duplicate = %(possible_duplicate)s,
+               attempt_count = %(attempt_count)s, last_error = '', lease_until = NULL, updated_at = %(now)s
+         WHERE id = %(id)s AND status = '{NotificationStatus.SENDING}' AND delivery_count = %(delivery_count)s"""  # noqa: S608
 
 
 def _settle_failed(notification: Notification, error: str) -> SendOutcome:

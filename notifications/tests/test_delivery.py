@@ -6,6 +6,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from notifications import sending
 from notifications.configuration import template_save
 from notifications.dispatch import trigger_dispatch_create
 from notifications.models import (
@@ -16,9 +17,10 @@ from notifications.models import (
     NotificationTemplate,
     Vendor,
 )
-from notifications.routing import vendor_circuit
+from notifications.routing import channel_vendors, vendor_circuit
 from notifications.sending import notification_send
 from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
+from notifications.vendors.base import VendorResult
 from sandbox.testing import SandboxHandle
 
 pytestmark = pytest.mark.django_db
@@ -245,6 +247,29 @@ def test_a_notification_whose_task_keeps_dying_ends_dead(vendors: dict, template
     assert "poison" in Notification.objects.get(pk=notification.pk).last_error
 
 
+def test_a_run_whose_lease_was_taken_over_records_its_attempt_but_not_its_result(
+    vendors: dict, templates: None
+) -> None:
+    """A worker stalled past its lease (GC pause, frozen VM) and another run claimed the
+    notification: the stale run's success completes its own attempt row and leaves the
+    notification to the run that holds it now."""
+    notification = dispatch(make_trigger())["sms"]
+    sms_vendors = channel_vendors(channel="sms")
+    stale, _ = sending._claim(notification.pk, sms_vendors)
+    Notification.objects.filter(pk=notification.pk).update(lease_until=timezone.now() - timezone.timedelta(seconds=1))
+    current, _ = sending._claim(notification.pk, sms_vendors)
+    assert (stale.delivery_count, current.delivery_count) == (1, 2)
+    attempt = sending._attempt_begin(stale, sms_vendors[0])
+
+    sending._settle_sent(stale, sending.Accepted(attempt, 0.05, VendorResult(message_id="SMstale")), False)
+
+    attempt.refresh_from_db()
+    assert (attempt.outcome, attempt.vendor_message_id) == (AttemptOutcome.SENT, "SMstale")
+    row = Notification.objects.get(pk=notification.pk)
+    assert (row.status, row.delivery_count, row.vendor_message_id) == (NotificationStatus.SENDING, 2, "")
+    assert row.lease_until is not None
+
+
 def test_a_notification_claimed_by_a_live_run_is_not_sent_by_another(vendors: dict, templates: None, sandbox: SandboxHandle) -> None:
     notification = dispatch(make_trigger())["sms"]
     Notification.objects.filter(pk=notification.pk).update(
@@ -301,15 +326,21 @@ def test_a_successful_send_stays_within_its_query_budget(
     vendors: dict, templates: None, sandbox: SandboxHandle, django_assert_max_num_queries
 ) -> None:
     """The send path is the workers' hot loop: the claim (which returns the row), the attempt
-    written before and completed after, the result. The vendor list is cached per process
-    and the content was rendered at dispatch. A regression shows here."""
+    written before the call, and one statement completing the attempt with the result. The
+    vendor list is cached per process and the content was rendered at dispatch."""
     run_until_settled(dispatch(make_trigger())["sms"].pk)  # warm: vendor list, adapter built
     notification = dispatch(make_trigger())["sms"]
 
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(3):
         outcome = notification_send(notification_id=notification.pk, channel="sms")
 
     assert outcome.status == "sent"
+    notification.refresh_from_db()
+    [attempt] = notification.attempts.all()
+    assert (attempt.outcome, attempt.vendor_message_id) == ("sent", notification.vendor_message_id)
+    assert attempt.vendor_message_id.startswith("SM") and attempt.duration_ms > 0
+    assert (notification.status, notification.vendor, notification.attempt_count) == ("sent", attempt.vendor, 1)
+    assert notification.lease_until is None and notification.sent_at is not None
 
 
 def test_dispatch_stores_the_rendered_text_and_later_template_edits_do_not_change_it(
