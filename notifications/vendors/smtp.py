@@ -226,8 +226,9 @@ class SmtpAdapter(VendorAdapter):
             try:
                 self._send_on(backend, email, timeout=self.timeout)
             except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
-                # Closed by the server while idle; nothing of this message went out (a drop
-                # after the body is outcome-unknown and never sent again here).
+                # Most likely closed by the server while it sat idle. Before the body went
+                # out nothing was accepted: send again on a fresh session. After it, the
+                # outcome is unknown and the message is never sent again here.
                 if backend.smtp is not None and backend.smtp.body_sent:
                     _close_quietly(backend)
                     raise self._classify(exc, message, body_sent=True) from exc
