@@ -17,7 +17,7 @@ from aiohttp import web
 
 from sandbox.control_api import build_control_app
 from sandbox.smtp import SmtpListener
-from sandbox.state import INSTANCE_KINDS, InstanceKind, InstanceState, Listener
+from sandbox.state import INSTANCE_KINDS, InstanceKind, InstanceState, Listener, sockets_closed
 from sandbox.twilio_api import DEFAULT_AUTH_TOKEN, build_twilio_app
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class AiohttpListener:
         for connection in self.runner.server.connections if self.runner.server else ():
             if connection.transport is not None:
                 connection.transport.abort()
+        await sockets_closed()
 
     async def cleanup(self) -> None:
         await self.close()

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from sandbox.state import COMPLETE_KEY, InstanceState
+from sandbox.state import COMPLETE_KEY, InstanceState, sockets_closed
 
 logger = logging.getLogger(__name__)
 
@@ -218,3 +218,4 @@ class SmtpListener:
         for protocol in list(self._live):
             if protocol.transport is not None:
                 protocol.transport.abort()
+        await sockets_closed()

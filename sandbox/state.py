@@ -29,6 +29,14 @@ class FaultError(ValueError):
     """A fault update that cannot be applied (unknown key, wrong type, out of range)."""
 
 
+async def sockets_closed() -> None:
+    """Let the loop run the callbacks that close aborted transports' sockets (asyncio closes
+    them on its next iteration), so an outage is in force when the control API answers: a
+    client's pooled connection is already closed, never reset after it was reused."""
+    for _ in range(2):
+        await asyncio.sleep(0)
+
+
 class Listener(Protocol):
     """The listening socket of an instance; closed during an outage, reopened afterwards."""
 

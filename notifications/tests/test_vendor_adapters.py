@@ -513,6 +513,17 @@ def test_smtp_session_idle_past_the_limit_is_closed(sandbox: SandboxHandle, sett
     assert smtp_connections(sandbox) == 2
 
 
+def test_smtp_session_ends_after_its_message_cap(sandbox: SandboxHandle, monkeypatch) -> None:
+    monkeypatch.setattr("notifications.vendors.smtp.SESSION_MAX_MESSAGES", 2)
+    adapter = smtp(sandbox.port("smtp-primary"))
+
+    for _ in range(3):
+        adapter.send(email())
+
+    assert smtp_connections(sandbox) == 2
+    assert len(sandbox.control.messages("smtp-primary")) == 3
+
+
 def test_smtp_without_session_reuse_quits_after_each_email(sandbox: SandboxHandle, settings) -> None:
     settings.SMTP_SESSION_IDLE_SECONDS = 0
     adapter = smtp(sandbox.port("smtp-primary"))

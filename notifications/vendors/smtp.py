@@ -123,7 +123,7 @@ class BudgetedSMTPBackend(EmailBackend):
 
 SESSION_MAX_MESSAGES = 100  # then QUIT and open a new session (relays cap messages per session)
 SESSIONS_IDLE_PER_RELAY = 32  # idle sessions kept per relay; more are closed
-QUIT_SECONDS = 1.0  # the budget of the QUIT that ends a pooled session
+QUIT_SECONDS = 0.5  # the budget of the QUIT that ends a session after its last message
 
 
 class SessionPool:
@@ -152,14 +152,15 @@ class SessionPool:
             sessions = self._idle.get(key)
             if sessions:
                 found = sessions.pop()[1]
-        for backend in stale:
-            _session_close(backend)
+        for backend in stale:  # no QUIT: a send must not wait on sessions it is not using
+            if backend.smtp is not None:
+                backend.smtp.close()
         return found
 
     def give_back(self, key: tuple, backend: BudgetedSMTPBackend) -> None:
         smtp = backend.smtp
         if smtp is None or backend.connection is None or smtp.messages_sent >= SESSION_MAX_MESSAGES:
-            _close_quietly(backend)
+            _session_close(backend)
             return
         with self._lock:
             sessions = self._idle.setdefault(key, [])
@@ -347,7 +348,7 @@ def _body_sent(backend: BudgetedSMTPBackend) -> bool:
 
 
 def _session_close(backend: BudgetedSMTPBackend) -> None:
-    """QUIT a session that finished its work (idle too long, pool full): a short budget of its own."""
+    """QUIT a session that finished its work (message cap, pool full): a short budget of its own."""
     if backend.smtp is not None:
         backend.smtp.budget_start(QUIT_SECONDS)
     _close_quietly(backend)
