@@ -15,7 +15,8 @@ app.autodiscover_tasks()
 # Request id propagation, task metrics and the worker's /metrics exporter.
 import config.celery_signals  # noqa: E402, F401
 
-# A worker must survive a Redis outage (see config/kombu_fixes.py).
-from config.kombu_fixes import kombu_redis_guard_install  # noqa: E402
+# kombu's Redis transport: a worker survives a Redis outage, and a channel shares one client
+# (see config/kombu_fixes.py).
+from config.kombu_fixes import kombu_redis_fixes_install  # noqa: E402
 
-kombu_redis_guard_install()
+kombu_redis_fixes_install()

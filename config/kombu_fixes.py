@@ -17,7 +17,7 @@ every notification whose message was lost.
 2. One client per channel. Outside the consumer's poller, kombu builds a new `redis.Redis` for
 every publish, acknowledgement and delivery bookkeeping (`Channel.conn_or_acquire`), and a
 redis-py client builds its table of some 200 response callbacks in its constructor: about
-50 us, as much as the round trip it is built for, and 5% of a worker's CPU in py-spy. A
+50 us, as much as the round trip it is built for, and 4.5% of a worker's CPU in py-spy. A
 client holds no connection of its own (each command takes one from the channel's pool and
 gives it back), so one client per channel is shared by its threads, and a new one is made
 when the channel's pool is replaced (after a disconnect or a fork).
@@ -58,7 +58,7 @@ def _conn_or_acquire_shared(self: kombu_redis.Channel, client: Any = None) -> It
     yield shared
 
 
-def kombu_redis_guard_install() -> None:
+def kombu_redis_fixes_install() -> None:
     """Idempotent: wrap kombu's Redis QoS.restore_unacked_once and share a client per channel."""
     if kombu_redis.QoS.restore_unacked_once is not _restore_unacked_once_guarded:
         kombu_redis.QoS.restore_unacked_once = _restore_unacked_once_guarded

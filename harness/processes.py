@@ -84,7 +84,8 @@ class ManagedProcess:
                  nice: int = 0) -> None:
         self.name = name
         self.nice = nice
-        self.command = command
+        # Lower priority twice: the process's own nice, and its scheduling group's (autogroup_nice).
+        self.command = ["nice", "-n", str(nice), *command] if nice else command
         self.env = env
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="beacon-"))
         self.log_path = self.log_dir / f"{name}.log"
@@ -192,7 +193,6 @@ def celery_worker(env: dict[str, str], *, name: str = "worker", queues: str = "d
                   nice: int = 0) -> ManagedProcess:
     """A Celery worker; `nice` > 0 runs it at a lower CPU priority than the web (see the Procfile)."""
     command = [
-        *(["nice", "-n", str(nice)] if nice else []),
         str(BIN / "celery"), "-A", "config", "worker", "-Q", queues, "--pool", pool, "--concurrency", str(concurrency),
         "--hostname", f"{name}-{os.getpid()}-{free_port()}@%h", "--loglevel", "INFO", "--without-gossip",
         "--without-mingle", "--without-heartbeat",
@@ -223,8 +223,7 @@ def gunicorn(env: dict[str, str], *, port: int, workers: int = 2, threads: int =
 
 
 def sandbox_vendors(env: dict[str, str], *, base_port: int, log_dir: Path | None = None, nice: int = 0) -> ManagedProcess:
-    command = [*(["nice", "-n", str(nice)] if nice else []), PYTHON, "manage.py", "sandbox_vendors", "--base-port",
-               str(base_port)]
+    command = [PYTHON, "manage.py", "sandbox_vendors", "--base-port", str(base_port)]
     return ManagedProcess(f"sandbox-{base_port}", command, env=env, log_dir=log_dir, nice=nice)
 
 

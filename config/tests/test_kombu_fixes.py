@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from kombu import Connection
 
-import config.celery  # noqa: F401 - installs the guard, as every Beacon process does
+import config.celery  # noqa: F401 - installs the fixes, as every Beacon process does
 from config import kombu_fixes
 
 
