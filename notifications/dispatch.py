@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
+from functools import cache
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from notifications import metrics
@@ -39,39 +41,108 @@ def trigger_dispatch_create(*, trigger_id: int) -> dict[int, str]:
     One notification per (trigger, channel, recipient) for each channel that has an address
     and an active template, stored with its rendered content (so every vendor and every retry
     sends the same text; a template that fails to render stores the notification `failed`).
-    The rows and the trigger's `dispatched_at` commit together: the first dispatch inserts
-    them, a later one (relay, duplicate message) finds the trigger dispatched and only reads.
+    The rows and the trigger's `dispatched_at` commit together, in one statement: the first
+    dispatch inserts them, a later one (relay, duplicate message) finds the trigger dispatched
+    and only reads.
     """
-    trigger = NotificationTrigger.objects.filter(pk=trigger_id).first()
+    trigger = _trigger_fetch(trigger_id)
     if trigger is None:
         return {}
     if trigger.dispatched_at is None:
         created = _notifications_create(trigger)
         if created is not None:
             metrics.TRIGGERS_DISPATCHED.labels(event_type=trigger.event_type).inc()
-            return {n.pk: n.channel for n in created if n.status == NotificationStatus.PENDING}
+            return {pk: channel for pk, channel, status in created if status == NotificationStatus.PENDING}
     return dict(
         Notification.objects.filter(trigger=trigger, status=NotificationStatus.PENDING).values_list("pk", "channel")
     )
 
 
-def _notifications_create(trigger: NotificationTrigger) -> list[Notification] | None:
-    """Insert the trigger's notifications and mark it dispatched, in one transaction; None if
-    another dispatch did it first. The trigger's row lock (the UPDATE) orders racing dispatches."""
+def _trigger_fetch(trigger_id: int) -> NotificationTrigger | None:
+    """The trigger, read with one plain SELECT (the dispatch's hot path; no queryset built)."""
+    fields = _trigger_fields()
+    with connection.cursor() as cursor:
+        # int(): a malformed id (a poison message) fails here as ValueError, as the ORM would.
+        cursor.execute(_trigger_select_sql(), [int(trigger_id)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+        for field, value in zip(fields, row, strict=True)
+    ]
+    return NotificationTrigger.from_db(connection.alias, [field.attname for field in fields], values)
+
+
+@cache
+def _trigger_fields() -> list:
+    return list(NotificationTrigger._meta.concrete_fields)
+
+
+@cache
+def _trigger_select_sql() -> str:
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in _trigger_fields())
+    # Built from the model's own metadata; the id is a bound parameter.
+    return f"SELECT {columns} FROM {NotificationTrigger._meta.db_table} WHERE id = %s"  # noqa: S608
+
+
+def _notifications_create(trigger: NotificationTrigger) -> list[tuple[int, str, str]] | None:
+    """Mark the trigger dispatched and insert its notifications, atomically; returns (id,
+    channel, status) of each, or None if another dispatch did it first.
+
+    One statement: the UPDATE (which takes the trigger's row lock, so racing dispatches queue
+    behind it and then find `dispatched_at` set) feeds the INSERT, which writes nothing when
+    the UPDATE matched nothing.
+    """
     wanted = _notifications_wanted(trigger)
+    fields = _notification_insert_fields()
+    rows_values = [
+        field.get_db_prep_save(field.pre_save(notification, add=True), connection)
+        for notification in wanted
+        for field in fields
+    ]
+    values = [timezone.now(), trigger.pk, *rows_values]
     try:
-        with transaction.atomic():
-            if not NotificationTrigger.objects.filter(pk=trigger.pk, dispatched_at__isnull=True).update(
-                dispatched_at=timezone.now()
-            ):
-                return None
-            return Notification.objects.bulk_create(wanted)
+        # A statement is atomic by itself; inside a caller's transaction a savepoint keeps a
+        # conflict from breaking that transaction.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+            cursor.execute(_dispatch_sql(len(wanted)), values)
+            rows = cursor.fetchall()
     except IntegrityError:
         # Rows without a dispatched trigger (written by hand): keep them, add what is missing.
         with transaction.atomic():
             Notification.objects.bulk_create(_notifications_wanted(trigger), ignore_conflicts=True)
             NotificationTrigger.objects.filter(pk=trigger.pk).update(dispatched_at=timezone.now())
         return None
+    if not wanted:
+        return [] if rows else None
+    return rows or None
+
+
+@cache
+def _notification_insert_fields() -> list:
+    return [field for field in Notification._meta.concrete_fields if not field.primary_key]
+
+
+@cache
+def _dispatch_sql(rows: int) -> str:
+    """The dispatch statement for `rows` notifications: parameters are the dispatch time, the
+    trigger id, then each notification's column values in `_notification_insert_fields` order."""
+    triggers = NotificationTrigger._meta.db_table
+    claim = f"UPDATE {triggers} SET dispatched_at = %s WHERE id = %s AND dispatched_at IS NULL RETURNING id"  # noqa: S608
+    if rows == 0:
+        return claim
+    fields = _notification_insert_fields()
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    # Typed placeholders: a NULL in a VALUES list has no type of its own.
+    row = "(" + ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields) + ")"
+    # Built from the model's own metadata; every value is a bound parameter.
+    return f"""
+        WITH claimed AS ({claim})
+        INSERT INTO {Notification._meta.db_table} ({columns})
+        SELECT * FROM (VALUES {", ".join([row] * rows)}) AS wanted
+         WHERE EXISTS (SELECT 1 FROM claimed)
+        RETURNING id, channel, status"""  # noqa: S608
 
 
 def _notifications_wanted(trigger: NotificationTrigger) -> list[Notification]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -15,10 +18,12 @@ from notifications.models import (
     Notification,
     NotificationStatus,
     NotificationTemplate,
+    NotificationTrigger,
     Vendor,
 )
 from notifications.routing import channel_vendors, vendor_circuit
 from notifications.sending import notification_send
+from notifications.template_cache import template_cache_invalidate
 from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
 from notifications.vendors.base import VendorResult
 from sandbox.testing import SandboxHandle
@@ -281,6 +286,89 @@ def test_a_notification_claimed_by_a_live_run_is_not_sent_by_another(vendors: di
     assert outcome.status == "leased"
     assert outcome.retry_in > 25
     assert len(sandbox.control.messages("sms-primary")) == 0
+
+
+def test_dispatch_stores_each_notification_whole_and_marks_the_trigger_dispatched(templates: None) -> None:
+    trigger = make_trigger(email="ana@example.com", phone="+447911123456", locale="pt-BR")
+
+    created = dispatch(trigger)
+
+    trigger.refresh_from_db()
+    assert trigger.dispatched_at is not None
+    assert set(created) == {"email", "sms"}
+    email, sms = created["email"], created["sms"]
+    assert (email.recipient, sms.recipient) == ("ana@example.com", "+447911123456")
+    assert email.status == sms.status == NotificationStatus.PENDING
+    assert email.event_type == "order_confirmed" and email.locale == "pt-BR"
+    assert email.public_id != sms.public_id
+    assert email.rendered_subject and "AB12CD34" in email.rendered_text and email.rendered_html
+    assert "AB12CD34" in sms.rendered_text and not sms.rendered_html
+    assert email.template_version and sms.template_version
+    assert trigger.created_at <= email.created_at <= email.updated_at <= trigger.dispatched_at
+    assert (email.attempt_count, email.delivery_count, email.vendor_id, email.sent_at) == (0, 0, None, None)
+
+
+def test_a_template_that_fails_to_render_stores_its_notification_failed(templates: None) -> None:
+    NotificationTemplate.objects.filter(event_type="order_confirmed", channel="sms").update(body_text="{{ 1 // 0 }}")
+    template_cache_invalidate(event_type="order_confirmed", channel="sms")
+    trigger = make_trigger()
+
+    queued = trigger_dispatch_create(trigger_id=trigger.pk)
+
+    sms = Notification.objects.get(trigger=trigger, channel="sms")
+    assert sms.status == NotificationStatus.FAILED
+    assert "ZeroDivisionError" in sms.last_error
+    assert set(queued.values()) == {"email"}  # the email still goes
+
+
+def test_dispatching_a_trigger_that_does_not_exist_creates_nothing(templates: None) -> None:
+    assert trigger_dispatch_create(trigger_id=987654321) == {}
+    assert not Notification.objects.exists()
+
+
+def test_dispatch_keeps_rows_written_before_it_and_adds_what_is_missing(templates: None) -> None:
+    trigger = make_trigger(phone="+447911123456")
+    by_hand = Notification.objects.create(
+        trigger=trigger, event_type=trigger.event_type, channel="sms", recipient="+447911123456", locale="en",
+        rendered_text="written by an operator",
+    )
+
+    queued = trigger_dispatch_create(trigger_id=trigger.pk)
+
+    trigger.refresh_from_db()
+    assert trigger.dispatched_at is not None
+    assert Notification.objects.filter(trigger=trigger).count() == 2
+    assert Notification.objects.get(pk=by_hand.pk).rendered_text == "written by an operator"
+    assert set(queued.values()) == {"email", "sms"}
+    assert by_hand.pk in queued
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_dispatches_of_one_trigger_create_its_notifications_once(templates: None) -> None:
+    trigger = NotificationTrigger.objects.create(
+        event_type="order_confirmed", payload={"order_ref": "AB12CD34", "lines": []},
+        recipients={"email": "ana@example.com", "sms": "+447911123456"}, relay_after=timezone.now(),
+    )
+    racers = 4
+    start = threading.Barrier(racers)
+    results: list[dict[int, str]] = []
+
+    def race() -> None:
+        try:
+            start.wait()
+            results.append(trigger_dispatch_create(trigger_id=trigger.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=race) for _ in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    rows = dict(Notification.objects.filter(trigger=trigger).values_list("pk", "channel"))
+    assert sorted(rows.values()) == ["email", "sms"]
+    assert results == [rows] * racers  # every racer queues the same two, none creates more
 
 
 def test_a_trigger_without_templates_creates_no_notifications(vendors: dict) -> None:
