@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from bench import load, scenarios
-from bench.stack import Stack
+from bench.stack import Stack, stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # hey connections for the fixed rate: each sends rate / CONNECTIONS requests per second.
@@ -75,6 +75,7 @@ def main() -> int:
     args = parser.parse_args()
     out = RESULTS / f"{datetime.now():%Y%m%d-%H%M%S}-cpu"
     (out / "logs").mkdir(parents=True)
+    stop_on_sigterm()
     stack = Stack(server_url=os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon"), log_dir=out / "logs")
     try:
         stack.start(progress=print)

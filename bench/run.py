@@ -14,14 +14,13 @@ import dataclasses
 import json
 import os
 import platform
-import signal
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 from bench import report, scenarios
-from bench.stack import Stack
+from bench.stack import Stack, stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ("floor", "sync", "pipeline", "daily", "outage")
@@ -71,8 +70,7 @@ def main() -> int:
     out = RESULTS / f"{stamp}{'-quick' if args.quick else ''}"
     logs = out / "logs"
     logs.mkdir(parents=True)
-    # A TERM (make interrupted, CI timeout) must still stop every process we started.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    stop_on_sigterm()
     server_url = os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon")
     stack = Stack(server_url=server_url, log_dir=logs, warm_checkouts=profile.warm_checkouts)
     results: dict[str, object] = {"started": stamp, "profile": profile.name, "machine": machine()}

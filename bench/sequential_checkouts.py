@@ -16,7 +16,7 @@ import subprocess
 import time
 import urllib.request
 
-from bench.stack import database_recreate
+from bench.stack import database_recreate, stop_on_sigterm
 from harness.processes import PYTHON, RedisServer, free_port, gunicorn, stack_env, wait_until
 
 CHECKOUTS = 200
@@ -30,6 +30,7 @@ BODY = json.dumps({
 
 
 def main() -> None:
+    stop_on_sigterm()
     database_url = database_recreate(os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon"))
     redis = RedisServer().start()
     env = stack_env(database_url=database_url, redis_url=redis.url(0), CACHE_URL=redis.url(1))

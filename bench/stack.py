@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -71,6 +72,17 @@ def database_recreate(server_url: str) -> str:
         if os.environ.get("BENCH_SYNCHRONOUS_COMMIT"):
             conn.execute(f'ALTER DATABASE "{BENCH_DATABASE}" SET synchronous_commit = {os.environ["BENCH_SYNCHRONOUS_COMMIT"]}')
     return bench
+
+
+
+def stop_on_sigterm() -> None:
+    """Let a TERM (make interrupted, a CI timeout, `kill`) unwind like Ctrl-C, through the
+    `finally` that stops every process the benchmark started, instead of orphaning them."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 class Stack:
