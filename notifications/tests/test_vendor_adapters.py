@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from notifications.vendors import http
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError
 from notifications.vendors.registry import VENDOR_ADAPTERS, adapter_choices, adapter_class, build_adapter
 from notifications.vendors.smtp import smtp_sessions
@@ -189,6 +190,39 @@ def test_twilio_request_matches_the_spec(receiver: Receiver) -> None:
     assert request.headers["Authorization"] == f"Basic {credentials}"
     assert request.headers["I-Twilio-Idempotency-Token"] == "notif-42"
     assert request.headers["X-Request-ID"] == "req-1"
+
+
+@pytest.fixture
+def environment_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Set the proxy variables as an operator would (both spellings); the adapters read them once per host."""
+
+    def set_proxy(proxy: str, no_proxy: str = "") -> None:
+        for name, value in (("http_proxy", proxy), ("https_proxy", proxy), ("no_proxy", no_proxy)):
+            monkeypatch.setenv(name, value)
+            monkeypatch.setenv(name.upper(), value)
+        http._environment_for.cache_clear()
+
+    yield set_proxy
+    monkeypatch.undo()
+    http._environment_for.cache_clear()
+
+
+def test_vendor_calls_go_through_the_proxy_the_environment_names(receiver: Receiver, environment_proxy) -> None:
+    environment_proxy(receiver.url)
+
+    twilio("http://api.twilio.invalid").send(sms())
+
+    [request] = receiver.requests
+    assert request.path.startswith(f"http://api.twilio.invalid/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json")
+
+
+def test_a_host_named_in_no_proxy_is_called_directly(receiver: Receiver, environment_proxy) -> None:
+    environment_proxy(f"http://127.0.0.1:{closed_port()}", no_proxy="127.0.0.1")
+
+    result = twilio(receiver.url).send(sms())
+
+    assert result.message_id == "SMrecorded"
+    assert receiver.requests[0].path.startswith("/2010-04-01/")
 
 
 def test_twilio_sends_reuse_one_keep_alive_connection(receiver: Receiver) -> None:

@@ -15,6 +15,10 @@ Classification (the vendor modules only refine the 4xx case):
 Sessions: one `requests.Session` per adapter key per process, so keep-alive connections are
 reused across sends (hundreds per second would otherwise pay a TCP+TLS handshake each). The
 table is cleared in a forked child: a child must not share its parent's sockets.
+
+Environment: the proxy variables (HTTPS_PROXY, NO_PROXY, ...), REQUESTS_CA_BUNDLE and .netrc
+are honoured as requests honours them, but read once per host and process instead of on every
+send (requests scans the whole environment per request); restart workers after changing them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,6 +54,7 @@ _sessions_lock = threading.Lock()
 
 def _forget_sessions_in_child() -> None:
     _sessions.clear()
+    _environment_for.cache_clear()
 
 
 os.register_at_fork(after_in_child=_forget_sessions_in_child)
@@ -68,6 +74,8 @@ def session_for(key: str) -> requests.Session:
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             session.headers["User-Agent"] = USER_AGENT
+            # The environment is applied per host by `_environment_for` instead.
+            session.trust_env = False
             _sessions[key] = session
     return session
 
@@ -90,12 +98,15 @@ def post(
     answer arrived. Exception messages name the host, never the URL's query, the headers or
     the credentials.
     """
-    host = urlsplit(url).netloc.rpartition("@")[2] or "?"
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2] or "?"
     bounded = urllib3.Timeout(connect=timeout, read=timeout, total=timeout)
+    proxies, verify, netrc_auth = _environment_for(parts.scheme, parts.netloc)
     started = time.monotonic()
     try:
         response = session_for(session_key).post(
-            url, data=data, headers=dict(headers), auth=auth, timeout=bounded, allow_redirects=False
+            url, data=data, headers=dict(headers), auth=auth or netrc_auth, timeout=bounded, allow_redirects=False,
+            proxies=proxies, verify=verify,
         )
     except requests.exceptions.ConnectTimeout as exc:
         raise VendorError(f"{label}: connect timeout after {timeout:g}s ({host})") from exc
@@ -132,6 +143,16 @@ def post(
         extra={"vendor": label, "host": host, "status": response.status_code, "ms": _ms_since(started)},
     )
     return response
+
+
+@cache
+def _environment_for(scheme: str, netloc: str) -> tuple[dict[str, str], bool | str, tuple[str, str] | None]:
+    """(proxies, verify, netrc credentials) for URLs of this scheme and host, as requests
+    itself would take them from the environment; read once per host and process."""
+    url = f"{scheme}://{netloc}/"
+    proxies = requests.utils.get_environ_proxies(url)
+    verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return proxies, verify, requests.utils.get_netrc_auth(url)
 
 
 def error_for_status(
