@@ -134,8 +134,9 @@ def _dispatch_sql(rows: int) -> str:
         return claim
     fields = _notification_insert_fields()
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    # Typed placeholders: a NULL in a VALUES list has no type of its own.
-    row = "(" + ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields) + ")"
+    # Typed placeholders (a NULL in a VALUES list has no type of its own), without a length:
+    # a cast to varchar(n) would cut a long value silently; the column's own limit rejects it.
+    row = "(" + ", ".join(f"%s::{field.cast_db_type(connection).split('(')[0]}" for field in fields) + ")"
     # Built from the model's own metadata; every value is a bound parameter.
     return f"""
         WITH claimed AS ({claim})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
+from django.db import DataError, connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -341,6 +341,18 @@ def test_dispatch_keeps_rows_written_before_it_and_adds_what_is_missing(template
     assert Notification.objects.get(pk=by_hand.pk).rendered_text == "written by an operator"
     assert set(queued.values()) == {"email", "sms"}
     assert by_hand.pk in queued
+
+
+def test_a_recipient_too_long_to_store_fails_the_dispatch_and_stores_nothing(templates: None) -> None:
+    # Never truncated to fit: a cut address would be someone else's.
+    trigger = make_trigger(email="a" * 250 + "@example.com")
+
+    with pytest.raises(DataError):
+        trigger_dispatch_create(trigger_id=trigger.pk)
+
+    trigger.refresh_from_db()
+    assert trigger.dispatched_at is None
+    assert not Notification.objects.filter(trigger=trigger).exists()
 
 
 @pytest.mark.django_db(transaction=True)
