@@ -31,6 +31,15 @@ from sandbox.testing import SandboxHandle
 pytestmark = pytest.mark.django_db
 
 
+def stored_trigger() -> NotificationTrigger:
+    """A trigger row as a committed checkout leaves it, without publishing it (for tests that
+    commit: trigger_publish would hand it to the broker at once)."""
+    return NotificationTrigger.objects.create(
+        event_type="order_confirmed", payload={"order_ref": "AB12CD34", "lines": []},
+        recipients={"email": "ana@example.com", "sms": "+447911123456"}, relay_after=timezone.now(),
+    )
+
+
 def test_a_trigger_delivers_one_email_and_one_sms(vendors: dict, templates: None, sandbox: SandboxHandle) -> None:
     trigger = make_trigger(email="ana@example.com", phone="+447911123456")
 
@@ -357,10 +366,7 @@ def test_a_recipient_too_long_to_store_fails_the_dispatch_and_stores_nothing(tem
 
 @pytest.mark.django_db(transaction=True)
 def test_racing_dispatches_of_one_trigger_create_its_notifications_once(templates: None) -> None:
-    trigger = NotificationTrigger.objects.create(
-        event_type="order_confirmed", payload={"order_ref": "AB12CD34", "lines": []},
-        recipients={"email": "ana@example.com", "sms": "+447911123456"}, relay_after=timezone.now(),
-    )
+    trigger = stored_trigger()
     racers = 4
     start = threading.Barrier(racers)
     results: list[dict[int, str]] = []
@@ -441,6 +447,21 @@ def test_a_successful_send_stays_within_its_query_budget(
     assert attempt.vendor_message_id.startswith("SM") and attempt.duration_ms > 0
     assert (notification.status, notification.vendor, notification.attempt_count) == ("sent", attempt.vendor, 1)
     assert notification.lease_until is None and notification.sent_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatch_stays_within_its_query_budget(templates: None, django_assert_num_queries) -> None:
+    """The dispatch is in every checkout's path: one SELECT of the trigger, and one statement
+    that marks it dispatched and inserts its notifications (autocommit, as in a worker). The
+    templates come from the cache."""
+    trigger_dispatch_create(trigger_id=stored_trigger().pk)  # warm: the template cache
+    trigger = stored_trigger()
+
+    with django_assert_num_queries(2):
+        queued = trigger_dispatch_create(trigger_id=trigger.pk)
+
+    assert sorted(queued.values()) == ["email", "sms"]
+    assert Notification.objects.filter(trigger=trigger, status=NotificationStatus.PENDING).count() == 2
 
 
 def test_dispatch_stores_the_rendered_text_and_later_template_edits_do_not_change_it(
