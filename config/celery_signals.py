@@ -21,6 +21,7 @@ from celery import signals
 from django.db import close_old_connections
 from prometheus_client import Counter, Histogram
 
+from config.gc_tuning import startup_objects_freeze
 from config.metrics_export import process_mark_dead, worker_metrics_serve
 from config.request_context import request_id_get, request_id_var
 
@@ -111,8 +112,16 @@ def task_failed(sender: Any = None, exception: BaseException | None = None, **_:
 @signals.worker_ready.connect
 def worker_exporter_start(**_: Any) -> None:
     """The worker's /metrics, in the main process, once the pool has started (its children
-    then do not inherit the listening socket)."""
+    then do not inherit the listening socket); then its start-up objects are frozen out of
+    garbage collection (config/gc_tuning.py: the threads pool runs every task here)."""
     worker_metrics_serve()
+    startup_objects_freeze()
+
+
+@signals.worker_process_init.connect
+def worker_child_freeze(**_: Any) -> None:
+    """A prefork pool process: the same freeze, in each child once it is set up."""
+    startup_objects_freeze()
 
 
 @signals.worker_process_shutdown.connect

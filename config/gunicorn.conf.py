@@ -1,9 +1,12 @@
 """Gunicorn settings: `gunicorn -c config/gunicorn.conf.py config.wsgi:application ...`.
 
 Bind address, workers and threads stay on the command line (Procfile). This file holds the
-server hooks Beacon needs: with prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR,
-set by deploy/with-metrics-dir), a worker that exits must be marked dead so its live gauges
-leave the merged /metrics; its counters stay, so totals never go backwards.
+server hooks Beacon needs:
+- with prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by
+  deploy/with-metrics-dir), a worker that exits must be marked dead so its live gauges leave
+  the merged /metrics; its counters stay, so totals never go backwards;
+- a worker, once it has loaded the application, freezes its start-up objects out of garbage
+  collection (config/gc_tuning.py).
 """
 
 from __future__ import annotations
@@ -17,3 +20,9 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    from config.gc_tuning import startup_objects_freeze
+
+    startup_objects_freeze(import_views=True)

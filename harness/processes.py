@@ -214,7 +214,7 @@ def gunicorn(env: dict[str, str], *, port: int, workers: int = 2, threads: int =
              log_dir: Path | None = None, access_log: Path | None = None) -> ManagedProcess:
     """gunicorn on loopback; `access_log` gets one ACCESS_LOG_FORMAT line per request."""
     command = [
-        str(BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        str(BIN / "gunicorn"), "-c", str(ROOT / "config" / "gunicorn.conf.py"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
         "--threads", str(threads), "--worker-class", "gthread", "--log-level", "warning",
     ]
     if access_log is not None:

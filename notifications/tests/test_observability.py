@@ -218,6 +218,25 @@ def test_one_checkouts_request_id_can_be_followed_to_the_vendor_call(start_stack
         assert VALID["customer"]["phone"] not in text
 
 
+@pytest.mark.parametrize(("pool", "worker_processes"), [("threads", 1), ("prefork", 3)])
+def test_every_web_and_worker_process_freezes_its_start_up_objects(start_stack, pool: str, worker_processes: int) -> None:
+    """config/gc_tuning.py: each gunicorn worker and each Celery process (a prefork pool's
+    children too) takes what start-up built out of garbage collection, once."""
+    stack = start_stack(pool=pool)
+
+    def frozen(log: Path) -> list[dict[str, Any]]:
+        return [line for line in json_lines(log) if line["logger"] == "config.gc_tuning"]
+
+    # Two gunicorn workers (--workers 2); the second may still be booting when /healthz answers.
+    wait_until(lambda: len(frozen(stack.web.log_path)) == 2, timeout=30, what="the web's freezes")
+    wait_until(lambda: len(frozen(stack.worker.log_path)) == worker_processes, timeout=30, what="the worker's freezes")
+    web, worker = frozen(stack.web.log_path), frozen(stack.worker.log_path)
+    assert (len(web), len(worker)) == (2, worker_processes)  # once per process
+    for line in web + worker:
+        # Django, DRF, Celery and Beacon's modules: far more than a bare interpreter's ~11,000.
+        assert int(line["message"].split()[1]) > 60_000, line["message"]
+
+
 def test_web_and_worker_scrapes_show_every_metric_and_pass_promtool(
     start_stack, sandbox: SandboxHandle
 ) -> None:
