@@ -98,7 +98,7 @@ chaos: services-up ## Break Beacon on purpose under load (Redis, workers, vendor
 # server), Redis, sandbox, gunicorn, workers and beat; load from locust (fixed rate) and
 # Debian's hey (closed loop: apt-get install hey). Results: bench/results/<timestamp>/.
 .PHONY: bench bench-quick bench-tools
-bench: services-up bench-tools ## Run the full benchmark (about 25 minutes); results in bench/results/<timestamp>/
+bench: services-up bench-tools ## Run the full benchmark (about 30 minutes); results in bench/results/<timestamp>/
 	$(IN_ENV) python -m bench.run
 
 bench-quick: services-up bench-tools ## Run a CI-sized benchmark (about 3 minutes)

@@ -74,7 +74,6 @@ def database_recreate(server_url: str) -> str:
     return bench
 
 
-
 def stop_on_sigterm() -> None:
     """Let a TERM (make interrupted, a CI timeout, `kill`) unwind like Ctrl-C, through the
     `finally` that stops every process the benchmark started, instead of orphaning them."""

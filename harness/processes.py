@@ -212,10 +212,11 @@ ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(D)s"
 
 def gunicorn(env: dict[str, str], *, port: int, workers: int = 2, threads: int = 4,
              log_dir: Path | None = None, access_log: Path | None = None) -> ManagedProcess:
-    """gunicorn on loopback; `access_log` gets one ACCESS_LOG_FORMAT line per request."""
+    """gunicorn on loopback with the Procfile's config file; `access_log` gets one ACCESS_LOG_FORMAT line per request."""
     command = [
-        str(BIN / "gunicorn"), "-c", str(ROOT / "config" / "gunicorn.conf.py"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--threads", str(threads), "--worker-class", "gthread", "--log-level", "warning",
+        str(BIN / "gunicorn"), "-c", str(ROOT / "config" / "gunicorn.conf.py"), "config.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+        "--worker-class", "gthread", "--log-level", "warning",
     ]
     if access_log is not None:
         command += ["--access-logfile", str(access_log), "--access-logformat", ACCESS_LOG_FORMAT]
