@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from config.request_context import request_id_get
 from notifications import metrics
-from notifications.models import NotificationTrigger
+from notifications.models import Notification, NotificationTrigger
 from notifications.publisher import task_publish_bounded
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,10 @@ def trigger_publish(
 
     Must be called inside `transaction.atomic()`: the trigger commits, or rolls back, with
     the business change. The hand-off never raises and never waits long (see publisher.py).
+    Raises ValueError, before writing anything, for an address no notification could store:
+    such a trigger would fail its dispatch on every relay pass.
     """
+    _recipients_check(recipients)
     trigger = NotificationTrigger.objects.create(
         event_type=event_type,
         locale=locale,
@@ -61,6 +64,13 @@ def trigger_publish(
     # that into an error for the client (the relay hands the trigger over later anyway).
     transaction.on_commit(committed, robust=True)
     return trigger
+
+
+def _recipients_check(recipients: dict[str, str]) -> None:
+    longest = Notification._meta.get_field("recipient").max_length
+    for channel, address in recipients.items():
+        if address and len(address) > longest:
+            raise ValueError(f"{channel} address is {len(address)} characters long; at most {longest} can be delivered")
 
 
 def trigger_handoff(*, trigger_id: int) -> bool:

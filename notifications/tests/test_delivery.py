@@ -352,9 +352,17 @@ def test_dispatch_keeps_rows_written_before_it_and_adds_what_is_missing(template
     assert by_hand.pk in queued
 
 
-def test_a_recipient_too_long_to_store_fails_the_dispatch_and_stores_nothing(templates: None) -> None:
-    # Never truncated to fit: a cut address would be someone else's.
-    trigger = make_trigger(email="a" * 250 + "@example.com")
+def test_a_recipient_too_long_to_store_is_refused_before_anything_is_written(templates: None) -> None:
+    with pytest.raises(ValueError, match="email address is 262 characters long; at most 254"):
+        make_trigger(email="a" * 250 + "@example.com")
+
+    assert not NotificationTrigger.objects.exists()
+
+
+def test_a_stored_recipient_too_long_fails_the_dispatch_and_is_never_cut_to_fit(templates: None) -> None:
+    # A trigger written around trigger_publish: a cut address would be someone else's.
+    trigger = stored_trigger()
+    NotificationTrigger.objects.filter(pk=trigger.pk).update(recipients={"email": "a" * 250 + "@example.com"})
 
     with pytest.raises(DataError):
         trigger_dispatch_create(trigger_id=trigger.pk)
