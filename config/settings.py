@@ -205,6 +205,10 @@ NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=8)
 NOTIFICATION_MAX_AGE = env.float("NOTIFICATION_MAX_AGE", default=6 * 3600)
 NOTIFICATION_RETRY_BASE_DELAY = env.float("NOTIFICATION_RETRY_BASE_DELAY", default=2.0)
 NOTIFICATION_RETRY_MAX_DELAY = env.float("NOTIFICATION_RETRY_MAX_DELAY", default=600.0)
+# The dispatch task makes the first attempt at each notification itself (one broker message
+# per checkout instead of three); false queues each send on its channel's queue instead, for
+# deployments that run workers dedicated to one channel (-Q email / -Q sms).
+DISPATCH_SENDS_INLINE = env.bool("DISPATCH_SENDS_INLINE", default=True)
 # Celery countdowns longer than this are left to the sweeper (kept far below the visibility timeout).
 NOTIFICATION_MAX_COUNTDOWN = env.float("NOTIFICATION_MAX_COUNTDOWN", default=300.0)
 # Deliveries of one notification's task before it is declared poison (dead letter).

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 
 import pytest
+import redis
 from django.db import DataError, connection
 from django.test import override_settings
 from django.utils import timezone
 
+from harness.processes import broker_purge
+from notifications import dispatch as dispatch_module
 from notifications import sending
 from notifications.configuration import template_save
-from notifications.dispatch import trigger_dispatch_create
+from notifications.dispatch import trigger_dispatch, trigger_dispatch_create
 from notifications.models import (
     AttemptOutcome,
     DeliveryAttempt,
@@ -526,3 +531,107 @@ def test_a_vendor_change_made_by_another_process_arrives_within_the_cache_time(
     assert run_until_settled(dispatch(make_trigger())["sms"].pk).vendor.name == "sms-primary"  # still cached
     settings.NOTIFICATION_VENDOR_CACHE_SECONDS = 0
     assert run_until_settled(dispatch(make_trigger())["sms"].pk).vendor.name == "sms-fallback"
+
+
+def _queued_sends(broker_url: str) -> list[tuple[str, int, bool]]:
+    """(queue, notification id, has a countdown) of every send message waiting on the broker."""
+    client = redis.Redis.from_url(broker_url)
+    queued = []
+    for queue in ("email", "sms"):
+        for raw in client.lrange(queue, 0, -1):
+            message = json.loads(raw)
+            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            queued.append((queue, args[0], message["headers"].get("eta") is not None))
+    return sorted(queued)
+
+
+@pytest.fixture
+def empty_broker(settings) -> str:
+    broker_purge(settings.CELERY_BROKER_URL)
+    yield settings.CELERY_BROKER_URL
+    broker_purge(settings.CELERY_BROKER_URL)
+
+
+def test_the_dispatch_task_sends_both_notifications_itself_and_queues_nothing(
+    vendors: dict, templates: None, sandbox: SandboxHandle, empty_broker: str
+) -> None:
+    trigger = make_trigger(email="ana@example.com", phone="+447911123456")
+
+    pending = trigger_dispatch(trigger_id=trigger.pk)
+
+    notifications = Notification.objects.filter(trigger=trigger)
+    assert sorted(pending) == sorted(n.pk for n in notifications)
+    assert {n.channel: (n.status, n.vendor.name) for n in notifications} == {
+        "email": ("sent", "smtp-primary"), "sms": ("sent", "sms-primary"),
+    }
+    assert [m["to"] for m in sandbox.control.messages("smtp-primary")] == [["ana@example.com"]]
+    assert [m["to"] for m in sandbox.control.messages("sms-primary")] == ["+447911123456"]
+    assert _queued_sends(empty_broker) == []
+
+
+def test_a_first_attempt_that_fails_everywhere_is_retried_through_the_channels_queue(
+    vendors: dict, templates: None, sandbox: SandboxHandle, empty_broker: str
+) -> None:
+    for name in ("sms-primary", "sms-fallback"):
+        sandbox.control.set_faults(name, failure_rate=1.0, error_status=503)
+    trigger = make_trigger()
+
+    trigger_dispatch(trigger_id=trigger.pk)
+
+    sms = Notification.objects.get(trigger=trigger, channel="sms")
+    assert sms.status == "retrying"
+    assert Notification.objects.get(trigger=trigger, channel="email").status == "sent"
+    assert _queued_sends(empty_broker) == [("sms", sms.pk, True)]
+
+
+def test_a_retry_longer_than_the_countdown_cap_is_left_to_the_sweeper(
+    vendors: dict, templates: None, sandbox: SandboxHandle, empty_broker: str, settings
+) -> None:
+    settings.NOTIFICATION_RETRY_BASE_DELAY = 30
+    settings.NOTIFICATION_MAX_COUNTDOWN = 10
+    for name in ("sms-primary", "sms-fallback"):
+        sandbox.control.set_faults(name, failure_rate=1.0, error_status=503)
+    trigger = make_trigger()
+
+    trigger_dispatch(trigger_id=trigger.pk)
+
+    assert Notification.objects.get(trigger=trigger, channel="sms").status == "retrying"
+    assert _queued_sends(empty_broker) == []
+
+
+def test_with_inline_sends_off_the_dispatch_queues_each_send_on_its_channels_queue(
+    vendors: dict, templates: None, sandbox: SandboxHandle, empty_broker: str, settings
+) -> None:
+    settings.DISPATCH_SENDS_INLINE = False
+    trigger = make_trigger()
+
+    trigger_dispatch(trigger_id=trigger.pk)
+
+    notifications = {n.channel: n for n in Notification.objects.filter(trigger=trigger)}
+    assert {n.status for n in notifications.values()} == {"pending"}
+    assert _queued_sends(empty_broker) == [("email", notifications["email"].pk, False), ("sms", notifications["sms"].pk, False)]
+    assert sandbox.control.messages("smtp-primary") == [] and sandbox.control.messages("sms-primary") == []
+
+
+def test_a_send_that_breaks_hands_itself_and_the_rest_to_their_queues_and_the_task_fails(
+    vendors: dict, templates: None, sandbox: SandboxHandle, empty_broker: str, monkeypatch
+) -> None:
+    """A bug or a lost database mid-send: the task fails loudly, and the notifications not yet
+    sent are queued at once instead of waiting a minute for the sweeper."""
+    real_send = dispatch_module.notification_send
+
+    def email_breaks(*, notification_id: int, channel: str):
+        if channel == "email":
+            raise RuntimeError("connection to the database lost")
+        return real_send(notification_id=notification_id, channel=channel)
+
+    monkeypatch.setattr(dispatch_module, "notification_send", email_breaks)
+    trigger = make_trigger()
+
+    with pytest.raises(RuntimeError, match="database lost"):
+        trigger_dispatch(trigger_id=trigger.pk)
+
+    notifications = {n.channel: n for n in Notification.objects.filter(trigger=trigger)}
+    assert {n.status for n in notifications.values()} == {"pending"}
+    assert _queued_sends(empty_broker) == [("email", notifications["email"].pk, False), ("sms", notifications["sms"].pk, False)]
+    assert sandbox.control.messages("sms-primary") == []

@@ -98,10 +98,7 @@ def test_a_worker_killed_mid_send_leaves_the_notification_sent_exactly_once(
     Vendor.objects.filter(channel="sms").update(timeout_seconds=5)
     sandbox.control.set_faults("sms-primary", latency_ms=4000)
     worker = start_worker()
-    trigger = make_trigger()
-    from notifications.dispatch import trigger_dispatch
-
-    trigger_dispatch(trigger_id=trigger.pk)
+    trigger = make_trigger()  # committed: its dispatch goes to the worker, which sends the email, then the SMS
     wait_until(
         lambda: DeliveryAttempt.objects.filter(notification__channel="sms", outcome="").exists(),
         timeout=20,
