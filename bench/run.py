@@ -86,9 +86,7 @@ def main() -> int:
         best = ("threads", 2)
         if "pipeline" in wanted:
             results["pipeline"] = pipeline = scenarios.pipeline(stack, profile, logs, echo)
-            top = max(pipeline["points"], key=lambda p: (p["lost_total"] == 0, p["delivered_per_s"],
-                                                         -(p["delivery_p99_ms"] or 0)))
-            best = (top["pool"], top["processes"])
+            best = scenarios.workers_for_daily_volume(pipeline["points"], default=best)
             results["best_workers"] = list(best)
         if "daily" in wanted:
             results["daily_volume"] = scenarios.daily_volume(stack, profile, best[0], best[1], logs, echo)
