@@ -71,8 +71,12 @@ def _ms(value: float | None) -> str:
 
 def summary_markdown(results: dict[str, Any]) -> str:
     lines = [f"# Beacon benchmark — {results['started']} ({results['profile']})", ""]
-    lines += ["Machine: " + results["machine"], "", "Stack: " + "; ".join(f"{k}: {v}" for k, v in results["stack"].items()
-                                                                          if k != "pid"), ""]
+    # A run stopped while the stack was starting has no stack to describe.
+    stack = results.get("stack", {})
+    lines += ["Machine: " + results["machine"], "", "Stack: " + ("; ".join(f"{k}: {v}" for k, v in stack.items()
+                                                                           if k != "pid") or "not started"), ""]
+    if results.get("interrupted"):
+        lines += ["**Interrupted**: the scenarios below that have no numbers did not run.", ""]
     lines += ["## Targets", "", "| target | measured | distance | |", "|---|---|---|---|"]
     for target, measured, distance, ok in targets(results):
         lines.append(f"| {target} | {measured} | {distance} | {_mark(ok)} |")

@@ -35,3 +35,12 @@ def test_without_it_a_term_signal_skips_the_cleanup() -> None:
 
     assert result.returncode == -15
     assert "cleanup ran" not in result.stdout
+
+
+def test_a_run_stopped_before_its_stack_started_still_writes_a_summary() -> None:
+    from bench.report import summary_markdown
+
+    summary = summary_markdown({"started": "20261202-074714", "profile": "full", "machine": "2 vCPU", "interrupted": True})
+
+    assert "Stack: not started" in summary
+    assert "**Interrupted**" in summary
