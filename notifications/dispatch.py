@@ -13,7 +13,7 @@ from django.utils import timezone
 from notifications import metrics
 from notifications.models import Channel, Notification, NotificationStatus, NotificationTrigger
 from notifications.rendering import TemplateRenderError
-from notifications.sending import SendOutcome, notification_render, notification_send
+from notifications.sending import SendOutcome, notification_render, notification_send, retry_countdown
 from notifications.template_cache import template_resolve
 
 logger = logging.getLogger(__name__)
@@ -59,14 +59,11 @@ def _in_channel_order(item: tuple[int, str]) -> tuple[int, int]:
 
 
 def notification_retry_schedule(*, notification_id: int, channel: str, outcome: SendOutcome) -> bool:
-    """Queue the next run of a send that asked for one; True if queued.
-
-    Delays longer than NOTIFICATION_MAX_COUNTDOWN are left to the sweeper (the row says when
-    it is due): a countdown near the broker's visibility timeout would run twice (celery#2599).
-    """
-    if outcome.retry_in is None or outcome.retry_in > settings.NOTIFICATION_MAX_COUNTDOWN:
+    """Queue the next run of a send that asked for one (see `retry_countdown`); True if queued."""
+    countdown = retry_countdown(outcome)
+    if countdown is None:
         return False
-    return notification_enqueue(notification_id=notification_id, channel=channel, countdown=outcome.retry_in)
+    return notification_enqueue(notification_id=notification_id, channel=channel, countdown=countdown)
 
 
 def trigger_dispatch_create(*, trigger_id: int) -> dict[int, str]:

@@ -56,6 +56,15 @@ class SendOutcome:
     retry_in: float | None = None
 
 
+def retry_countdown(outcome: SendOutcome) -> float | None:
+    """The Celery countdown for the send's next run, or None: nothing to run, or a delay left to
+    the sweeper (the row says when it is due), since a countdown near the broker's visibility
+    timeout would be delivered twice (celery#2599)."""
+    if outcome.retry_in is None or outcome.retry_in > settings.NOTIFICATION_MAX_COUNTDOWN:
+        return None
+    return outcome.retry_in
+
+
 def notification_send(*, notification_id: int, channel: str | None = None) -> SendOutcome:
     """Try to deliver one notification now. Safe to call any number of times, concurrently.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from celery import Task, shared_task
-from django.conf import settings
 
 from notifications import dispatch, outbox, sending, sweeper
 
@@ -15,10 +14,9 @@ def trigger_dispatch(trigger_id: int) -> None:
 
 def _send(task: Task, notification_id: int, channel: str) -> str:
     outcome = sending.notification_send(notification_id=notification_id, channel=channel)
-    # Long delays are left to the sweeper (the row says when it is due): a countdown near
-    # the broker's visibility timeout would be delivered twice (celery#2599).
-    if outcome.retry_in is not None and outcome.retry_in <= settings.NOTIFICATION_MAX_COUNTDOWN:
-        raise task.retry(countdown=outcome.retry_in, max_retries=None)
+    countdown = sending.retry_countdown(outcome)
+    if countdown is not None:
+        raise task.retry(countdown=countdown, max_retries=None)
     return outcome.status
 
 
