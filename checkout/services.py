@@ -1,9 +1,10 @@
-"""Checkout: charge, then store the order and its notification trigger in one transaction."""
+"""Checkout: charge, then store the order and its notification trigger in one statement."""
 
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -62,7 +63,8 @@ def checkout_create(
 
     1. With an idempotency key: claim it, or return the stored answer (replay).
     2. Charge through the gateway (outside any transaction: no lock held over the network).
-    3. In one transaction: the order, its lines, its NotificationTrigger and the stored answer.
+    3. In one statement: the order, its lines and its NotificationTrigger (with an idempotency
+       key, in one transaction with the stored answer).
     A declined payment still records the order (status payment_failed) and answers 402.
     A gateway failure records nothing, frees the key and raises ApplicationError 502.
     """
@@ -104,38 +106,39 @@ def _charge_and_record(
         raise ApplicationError(str(exc), code="payment_gateway_error", status_code=502) from exc
 
     paid = not payment_error
-    with transaction.atomic():
-        order = Order.objects.create(
-            client=client,
-            status=OrderStatus.PAID if paid else OrderStatus.PAYMENT_FAILED,
-            currency=currency,
-            total=total,
-            customer_name=customer.name,
-            customer_email=customer.email,
-            customer_phone=customer.phone,
-            customer_locale=customer.locale,
-            payment_reference=payment_reference,
-            payment_error=payment_error,
+    order = Order(
+        client=client,
+        status=OrderStatus.PAID if paid else OrderStatus.PAYMENT_FAILED,
+        currency=currency,
+        total=total,
+        customer_name=customer.name,
+        customer_email=customer.email,
+        customer_phone=customer.phone,
+        customer_locale=customer.locale,
+        payment_reference=payment_reference,
+        payment_error=payment_error,
+    )
+    order_lines = [
+        OrderLine(
+            order=order,
+            sku=line.sku,
+            name=line.name,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            line_total=line.unit_price * line.quantity,
         )
-        order_lines = OrderLine.objects.bulk_create(
-            [
-                OrderLine(
-                    order=order,
-                    sku=line.sku,
-                    name=line.name,
-                    quantity=line.quantity,
-                    unit_price=line.unit_price,
-                    line_total=line.unit_price * line.quantity,
-                )
-                for line in lines
-            ]
-        )
+        for line in lines
+    ]
+    # The order, its lines and its trigger go in one statement (atomic by itself); only the
+    # stored answer to an Idempotency-Key needs a transaction around it.
+    with transaction.atomic() if record is not None else nullcontext():
         trigger_publish(
             event_type="order_confirmed" if paid else "payment_failed",
             locale=customer.locale,
             payload=_trigger_payload(order, order_lines),
             recipients={"email": customer.email, "sms": customer.phone},
             subject_ref=f"order:{order.pk}",
+            written_with=[order, *order_lines],
         )
         body = order_representation(order, order_lines)
         if paid:

@@ -8,18 +8,20 @@ after the broker accepted it); `trigger_dispatch` makes the second time harmless
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Model
 from django.utils import timezone
 
 from config.request_context import request_id_get
 from notifications import metrics
 from notifications.models import Notification, NotificationTrigger
 from notifications.publisher import task_publish_bounded
+from notifications.row_inserts import rows_insert, rows_insert_before
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +38,20 @@ def trigger_publish(
     payload: dict[str, Any],
     recipients: dict[str, str],
     subject_ref: str = "",
+    written_with: Sequence[Model] = (),
 ) -> NotificationTrigger:
-    """Write a trigger in the caller's transaction; hand it to Celery once that commits.
+    """Write a trigger together with the business change; hand it to Celery once that commits.
 
-    Must be called inside `transaction.atomic()`: the trigger commits, or rolls back, with
-    the business change. The hand-off never raises and never waits long (see publisher.py).
-    Raises ValueError, before writing anything, for an address no notification could store:
-    such a trigger would fail its dispatch on every relay pass.
+    The business change is the caller's open `transaction.atomic()`, or the unsaved model
+    instances in `written_with` (the caller's rows, not read here), which are inserted in the
+    same statement as the trigger: one round trip, atomic by itself, so a caller without other
+    writes needs no transaction (no BEGIN and COMMIT round trips). Either way the trigger
+    commits, or rolls back, with the change. The hand-off never raises and never waits long
+    (see publisher.py). Raises ValueError, before writing anything, for an address no
+    notification could store: such a trigger would fail its dispatch on every relay pass.
     """
     _recipients_check(recipients)
-    trigger = NotificationTrigger.objects.create(
+    trigger = NotificationTrigger(
         event_type=event_type,
         locale=locale,
         payload=payload,
@@ -54,14 +60,22 @@ def trigger_publish(
         request_id=request_id_get(),
         relay_after=timezone.now() + timedelta(seconds=settings.OUTBOX_RELAY_GRACE),
     )
+    sql, params = rows_insert_before(written_with, rows_insert([trigger], returning="id"))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        trigger.pk = cursor.fetchone()[0]
+    trigger._state.adding = False
+    for row in written_with:
+        row._state.adding = False
     trigger_id = trigger.pk
 
     def committed() -> None:
         metrics.TRIGGERS_CREATED.labels(event_type=event_type).inc()
         trigger_handoff(trigger_id=trigger_id)
 
-    # robust: the order is committed by now; nothing that goes wrong in the hand-off may turn
-    # that into an error for the client (the relay hands the trigger over later anyway).
+    # Outside a transaction the statement has committed and this runs now. robust: the order
+    # is committed by then; nothing that goes wrong in the hand-off may turn that into an
+    # error for the client (the relay hands the trigger over later anyway).
     transaction.on_commit(committed, robust=True)
     return trigger
 

@@ -40,6 +40,7 @@ from notifications.models import (
 )
 from notifications.rendering import TemplateRenderError, template_render
 from notifications.routing import Route, channel_vendors, route_for
+from notifications.row_inserts import rows_insert
 from notifications.template_cache import template_resolve
 from notifications.vendors.base import OutboundMessage, VendorError, VendorResult
 
@@ -319,27 +320,12 @@ def _attempt(notification: Notification, route: Route, message: OutboundMessage)
 def _attempt_begin(notification: Notification, vendor: Vendor) -> DeliveryAttempt:
     """Insert the attempt row (outcome empty: in flight) before the call; one prepared INSERT."""
     attempt = DeliveryAttempt(notification=notification, vendor=vendor, started_at=timezone.now())
-    fields = _attempt_insert_fields()
-    values = [field.get_db_prep_save(getattr(attempt, field.attname), connection) for field in fields]
+    sql, params = rows_insert([attempt], returning="id")
     with connection.cursor() as cursor:
-        cursor.execute(_attempt_insert_sql(), values)
+        cursor.execute(sql, params)
         attempt.pk = cursor.fetchone()[0]
     attempt._state.adding = False
     return attempt
-
-
-@cache
-def _attempt_insert_fields() -> list:
-    return [field for field in DeliveryAttempt._meta.concrete_fields if not field.primary_key]
-
-
-@cache
-def _attempt_insert_sql() -> str:
-    fields = _attempt_insert_fields()
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    # Built from the model's own metadata; every value is a bound parameter.
-    return f"INSERT INTO {DeliveryAttempt._meta.db_table} ({columns}) VALUES ({placeholders}) RETURNING id"  # noqa: S608
 
 
 def _attempt_finish(attempt: DeliveryAttempt, outcome: str, duration: float, **fields: object) -> None:

@@ -7,9 +7,12 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.db import DataError, connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from checkout.models import ApiClient, IdempotencyRecord, Order, OrderLine
+from checkout.services import Customer, LineItem, checkout_create
 from notifications.models import NotificationTrigger
 
 URL = "/api/v1/checkouts/"
@@ -53,6 +56,57 @@ def test_checkout_stores_order_lines_and_trigger_and_answers_201(api: APIClient)
     assert trigger.payload["total"] == "47.30"
     assert trigger.payload["customer_name"] == "Ana Souza"
     assert response["X-Request-ID"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_checkout_writes_order_lines_and_trigger_in_one_statement(
+    api: APIClient, api_client_with_key: tuple[ApiClient, str]
+) -> None:
+    """The API key's lookup and one INSERT statement: no transaction round trips, and every
+    column as the ORM would have written it."""
+    with CaptureQueriesContext(connection) as queries:
+        response = api.post(URL, VALID, format="json")
+
+    assert response.status_code == 201, response.content
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert len(statements) == 2, statements
+    assert statements[1].startswith("WITH ") and statements[1].count("INSERT INTO") == 3
+    order = Order.objects.get(pk=response.json()["id"])
+    assert order.client == api_client_with_key[0]
+    assert order.created_at.isoformat().replace("+00:00", "Z") == response.json()["created_at"]
+    assert [(line.sku, line.quantity, line.line_total) for line in order.lines.all()] == [
+        ("TSHIRT-M", 2, Decimal("39.80")),
+        ("MUG", 1, Decimal("7.50")),
+    ]
+    trigger = NotificationTrigger.objects.get(subject_ref=f"order:{order.pk}")
+    assert trigger.relay_after > trigger.created_at
+    assert trigger.dispatched_at is None and trigger.publish_count == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_the_database_refuses_writes_no_order_line_or_trigger(
+    api_client_with_key: tuple[ApiClient, str], monkeypatch
+) -> None:
+    """The last row of the statement fails (a SKU too long for its column, past the API's
+    validation): nothing of the checkout is stored, and nothing is handed to the broker."""
+    handed_over = []
+    monkeypatch.setattr("notifications.outbox.trigger_handoff", lambda **kwargs: handed_over.append(kwargs))
+    lines = [
+        LineItem(sku="MUG", name="Mug", quantity=1, unit_price=Decimal("7.50")),
+        LineItem(sku="X" * 65, name="Too long", quantity=1, unit_price=Decimal("1.00")),
+    ]
+
+    with pytest.raises(DataError):
+        checkout_create(
+            client=api_client_with_key[0],
+            customer=Customer(name="Ana", email="ana@example.com", phone="+5511987654321", locale="en"),
+            lines=lines,
+            currency="EUR",
+            payment_token="tok_ok",
+        )
+
+    assert counts() == (0, 0, 0)
+    assert handed_over == []
 
 
 @pytest.mark.django_db

@@ -1,0 +1,65 @@
+"""INSERT statements for unsaved model instances, built from the models' own metadata.
+
+What `Model.save()` and `bulk_create()` write (defaults, `auto_now_add`, each field's database
+preparation), without building a queryset or a compiler per call, and as SQL text that can be
+composed with other statements (the hot paths write several tables in one round trip).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from itertools import groupby
+
+from django.db import connection
+from django.db.models import Model
+
+
+@cache
+def _insert_fields(model: type[Model], with_pk: bool) -> tuple:
+    return tuple(field for field in model._meta.concrete_fields if with_pk or not field.primary_key)
+
+
+def _with_pk(instance: Model) -> bool:
+    """A primary key the instance already has (a UUID default) is written; an empty one is the
+    database's to assign (an auto-increment id)."""
+    return instance.pk is not None
+
+
+@cache
+def _insert_sql(model: type[Model], with_pk: bool, rows: int, returning: str) -> str:
+    fields = _insert_fields(model, with_pk)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    tail = f" RETURNING {connection.ops.quote_name(returning)}" if returning else ""
+    # Built from the model's own metadata; every value is a bound parameter.
+    return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join([row] * rows)}{tail}"  # noqa: S608
+
+
+def rows_insert(instances: Sequence[Model], *, returning: str = "") -> tuple[str, list]:
+    """One INSERT of `instances` (same model, all with a primary key or all without) and its
+    parameters. Fills each instance's `auto_now_add` fields as `save()` would; a key the
+    database assigns is not read back unless `returning` names it."""
+    model = type(instances[0])
+    with_pk = _with_pk(instances[0])
+    if any(type(instance) is not model or _with_pk(instance) != with_pk for instance in instances):
+        raise ValueError("rows_insert takes instances of one model, all with a primary key or all without")
+    fields = _insert_fields(model, with_pk)
+    params = [
+        field.get_db_prep_save(field.pre_save(instance, add=True), connection)
+        for instance in instances
+        for field in fields
+    ]
+    return _insert_sql(model, with_pk, len(instances), returning), params
+
+
+def rows_insert_before(instances: Sequence[Model], final: tuple[str, list]) -> tuple[str, list]:
+    """One statement that inserts `instances` (in their order, one INSERT per run of the same
+    model) and then runs `final`, whose result is the statement's. A statement is atomic by
+    itself: every row is written, or none."""
+    if not instances:
+        return final
+    parts = [rows_insert(list(group)) for _, group in groupby(instances, key=lambda row: (type(row), _with_pk(row)))]
+    ctes = ", ".join(f"written_{index} AS ({sql})" for index, (sql, _) in enumerate(parts))
+    params = [param for _, part_params in parts for param in part_params]
+    return f"WITH {ctes} {final[0]}", [*params, *final[1]]
