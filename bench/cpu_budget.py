@@ -3,10 +3,14 @@
     python -m bench.cpu_budget [--rate 40] [--seconds 20] [--workers 2] [--py-spy]
 
 Starts the benchmark's stack (bench/stack.py), offers `rate` checkouts per second with hey
-(`-q`, an open loop as long as answers are faster than the connections' period), waits until
-every notification is sent, and divides the CPU time each process type used (from /proc, the
-whole run including the drain) by the number of checkouts. `--py-spy` also records a flame
-graph (SVG) of one worker and one web process into the results folder.
+(`-q`), waits until every notification is sent, and divides the CPU time each process type used
+(from /proc, the whole run including the drain) by the number of checkouts. `--py-spy` also
+records py-spy samples (raw format) of one worker, one web process and the sandbox into the
+results folder.
+
+The CPU is the measurement; the latency line is not comparable with the bench's: hey's
+connections start together, so `-c N -q R` offers a burst of N requests every 1/R seconds, and
+each waits behind the others (bench/load.py uses locust with evenly spaced requests).
 """
 
 from __future__ import annotations
@@ -126,7 +130,7 @@ def main() -> int:
         print(f"\n{checkouts} checkouts at {args.rate:g}/s offered for {load_seconds:.0f}s, drained after "
               f"{elapsed - load_seconds:.1f}s, lost {check['lost']}, delivery p50/p99 "
               f"{check['delivery_p50_ms']:.0f}/{check['delivery_p99_ms']:.0f} ms")
-        print("hey: " + " | ".join(s.strip() for s in summary))
+        print("hey (bursty, see the module's docstring): " + " | ".join(s.strip() for s in summary))
         print(f"{'process type':<20} {'CPU ms/checkout':>16} {'cores busy':>11}")
         for name, per_checkout, cores in rows:
             print(f"{name:<20} {per_checkout:>16.2f} {cores:>11.2f}")
