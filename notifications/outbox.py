@@ -64,9 +64,8 @@ def trigger_publish(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         trigger.pk = cursor.fetchone()[0]
-    trigger._state.adding = False
-    for row in written_with:
-        row._state.adding = False
+    for row in (trigger, *written_with):
+        row._state.adding, row._state.db = False, connection.alias
     trigger_id = trigger.pk
 
     def committed() -> None:

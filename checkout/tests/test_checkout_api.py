@@ -62,8 +62,8 @@ def test_checkout_stores_order_lines_and_trigger_and_answers_201(api: APIClient)
 def test_checkout_writes_order_lines_and_trigger_in_one_statement(
     api: APIClient, api_client_with_key: tuple[ApiClient, str]
 ) -> None:
-    """The API key's lookup and one INSERT statement: no transaction round trips, and every
-    column as the ORM would have written it."""
+    """Two statements in all: the API key's lookup, and one INSERT of the order, its lines and
+    its trigger; every column as the ORM would have written it."""
     with CaptureQueriesContext(connection) as queries:
         response = api.post(URL, VALID, format="json")
 
