@@ -18,7 +18,8 @@ class Channel(models.TextChoices):
 
 
 class NotificationTrigger(models.Model):
-    """An event to notify about, written in the same transaction as the business change.
+    """An event to notify about, written atomically with the business change (in the same
+    statement, or the same transaction).
 
     It carries everything its templates need (`payload`) and the recipients' addresses, so
     `notifications` never reads another app's tables. `dispatched_at` is set once the
