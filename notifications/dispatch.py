@@ -13,6 +13,7 @@ from django.utils import timezone
 from notifications import metrics
 from notifications.models import Channel, Notification, NotificationStatus, NotificationTrigger
 from notifications.rendering import TemplateRenderError
+from notifications.row_inserts import insert_fields, insert_params
 from notifications.sending import SendOutcome, notification_render, notification_send, retry_countdown
 from notifications.template_cache import template_resolve
 
@@ -126,12 +127,7 @@ def _notifications_create(trigger: NotificationTrigger) -> list[tuple[int, str, 
     the UPDATE matched nothing.
     """
     wanted = _notifications_wanted(trigger)
-    fields = _notification_insert_fields()
-    rows_values = [
-        field.get_db_prep_save(field.pre_save(notification, add=True), connection)
-        for notification in wanted
-        for field in fields
-    ]
+    rows_values = insert_params(wanted, insert_fields(Notification, with_pk=False))  # fills created_at first
     values = [timezone.now(), trigger.pk, *rows_values]
     try:
         # A statement is atomic by itself; inside a caller's transaction a savepoint keeps a
@@ -151,19 +147,14 @@ def _notifications_create(trigger: NotificationTrigger) -> list[tuple[int, str, 
 
 
 @cache
-def _notification_insert_fields() -> list:
-    return [field for field in Notification._meta.concrete_fields if not field.primary_key]
-
-
-@cache
 def _dispatch_sql(rows: int) -> str:
     """The dispatch statement for `rows` notifications: parameters are the dispatch time, the
-    trigger id, then each notification's column values in `_notification_insert_fields` order."""
+    trigger id, then each notification's column values in `insert_fields` order."""
     triggers = NotificationTrigger._meta.db_table
     claim = f"UPDATE {triggers} SET dispatched_at = %s WHERE id = %s AND dispatched_at IS NULL RETURNING id"  # noqa: S608
     if rows == 0:
         return claim
-    fields = _notification_insert_fields()
+    fields = insert_fields(Notification, with_pk=False)
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     # Typed placeholders (a NULL in a VALUES list has no type of its own), without a length:
     # a cast to varchar(n) would cut a long value silently; the column's own limit rejects it.

@@ -16,8 +16,20 @@ from django.db.models import Model
 
 
 @cache
-def _insert_fields(model: type[Model], with_pk: bool) -> tuple:
+def insert_fields(model: type[Model], *, with_pk: bool) -> tuple:
+    """The columns an INSERT of `model` writes, in order: every concrete field, the primary key
+    only `with_pk`."""
     return tuple(field for field in model._meta.concrete_fields if with_pk or not field.primary_key)
+
+
+def insert_params(instances: Sequence[Model], fields: Sequence) -> list:
+    """The values of `fields` for each instance in turn, as `save()` prepares them (each
+    field's `pre_save`, which fills `auto_now_add`, then its database preparation)."""
+    return [
+        field.get_db_prep_save(field.pre_save(instance, add=True), connection)
+        for instance in instances
+        for field in fields
+    ]
 
 
 def _with_pk(instance: Model) -> bool:
@@ -28,7 +40,7 @@ def _with_pk(instance: Model) -> bool:
 
 @cache
 def _insert_sql(model: type[Model], with_pk: bool, rows: int, returning: str) -> str:
-    fields = _insert_fields(model, with_pk)
+    fields = insert_fields(model, with_pk=with_pk)
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     tail = f" RETURNING {connection.ops.quote_name(returning)}" if returning else ""
@@ -44,12 +56,7 @@ def rows_insert(instances: Sequence[Model], *, returning: str = "") -> tuple[str
     with_pk = _with_pk(instances[0])
     if any(type(instance) is not model or _with_pk(instance) != with_pk for instance in instances):
         raise ValueError("rows_insert takes instances of one model, all with a primary key or all without")
-    fields = _insert_fields(model, with_pk)
-    params = [
-        field.get_db_prep_save(field.pre_save(instance, add=True), connection)
-        for instance in instances
-        for field in fields
-    ]
+    params = insert_params(instances, insert_fields(model, with_pk=with_pk))
     return _insert_sql(model, with_pk, len(instances), returning), params
 
 
