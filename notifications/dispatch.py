@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
@@ -13,8 +15,16 @@ from django.utils import timezone
 from notifications import metrics
 from notifications.models import Channel, Notification, NotificationStatus, NotificationTrigger
 from notifications.rendering import TemplateRenderError
+from notifications.routing import channel_vendors
 from notifications.row_inserts import insert_fields, insert_params
-from notifications.sending import SendOutcome, notification_render, notification_send, retry_countdown
+from notifications.sending import (
+    SendOutcome,
+    lease_seconds,
+    notification_render,
+    notification_send,
+    notification_send_claimed,
+    retry_countdown,
+)
 from notifications.template_cache import template_resolve
 
 logger = logging.getLogger(__name__)
@@ -30,28 +40,56 @@ def trigger_dispatch(*, trigger_id: int) -> list[int]:
 
     With DISPATCH_SENDS_INLINE (the default) the first attempt at each notification runs here,
     one after the other in channel order (email, then SMS), and only a retry goes to the
-    channel's queue: a checkout then costs the broker one message instead of three. Without it,
-    each send is queued on its channel's queue (for workers dedicated to one channel).
+    channel's queue: a checkout then costs the broker one message instead of three. The rows
+    are inserted already claimed for those sends (see `trigger_dispatch_claim`), so a send
+    starts without a claim statement. Without it, each send is queued on its channel's queue
+    (for workers dedicated to one channel).
 
-    Idempotent: dispatching again creates nothing new and sends nothing twice (a send claims
-    its notification before calling a vendor). Returns the ids of the pending notifications.
+    Idempotent: dispatching again creates nothing new and sends nothing twice (a send holds a
+    claim on its notification before calling a vendor). Returns the ids of the notifications
+    it started sending (or queued).
     """
-    pending = sorted(trigger_dispatch_create(trigger_id=trigger_id).items(), key=_in_channel_order)
     if not settings.DISPATCH_SENDS_INLINE:
+        pending = sorted(trigger_dispatch_create(trigger_id=trigger_id).items(), key=_in_channel_order)
         for notification_id, channel in pending:
             notification_enqueue(notification_id=notification_id, channel=channel)
         return [notification_id for notification_id, _ in pending]
-    for position, (notification_id, channel) in enumerate(pending):
+    dispatched = trigger_dispatch_claim(trigger_id=trigger_id)
+    sends = [(notification.pk, notification.channel, notification) for notification in dispatched.claimed]
+    sends += [(pk, channel, None) for pk, channel in sorted(dispatched.pending.items(), key=_in_channel_order)]
+    for position, (notification_id, channel, claimed) in enumerate(sends):
         try:
-            outcome = notification_send(notification_id=notification_id, channel=channel)
+            if claimed is not None:
+                outcome = notification_send_claimed(notification=claimed, vendors=channel_vendors(channel=channel))
+            else:
+                outcome = notification_send(notification_id=notification_id, channel=channel)
         except BaseException:
             # This send and the ones after it go to their queues rather than wait for the
-            # sweeper (a claimed one is refused as leased there until its lease runs out).
-            for queued_id, queued_channel in pending[position:]:
+            # sweeper; the claims this dispatch holds on them are given back first (else each
+            # queued send would be refused as leased until its lease runs out).
+            _claims_release([notification for _, _, notification in sends[position:] if notification is not None])
+            for queued_id, queued_channel, _ in sends[position:]:
                 notification_enqueue(notification_id=queued_id, channel=queued_channel)
             raise
         notification_retry_schedule(notification_id=notification_id, channel=channel, outcome=outcome)
-    return [notification_id for notification_id, _ in pending]
+    return [notification_id for notification_id, _, _ in sends]
+
+
+def _claims_release(notifications: list[Notification]) -> None:
+    """Give back claims the dispatch took for sends that did not finish: `pending` again, unless
+    a vendor call of theirs is still open (its outcome is unknown: that one waits out its lease,
+    and the send that takes it over closes the attempt, as after a worker lost mid-call).
+    Best effort: if the database is what failed, the leases run out on their own."""
+    if not notifications:
+        return
+    try:
+        Notification.objects.filter(
+            pk__in=[notification.pk for notification in notifications],
+            status=NotificationStatus.SENDING,
+            delivery_count=1,
+        ).exclude(attempts__outcome="").update(status=NotificationStatus.PENDING, lease_until=None, updated_at=timezone.now())
+    except Exception as exc:
+        logger.warning("could not give back the dispatch's claims: %s", type(exc).__name__)
 
 
 def _in_channel_order(item: tuple[int, str]) -> tuple[int, int]:
@@ -77,17 +115,75 @@ def trigger_dispatch_create(*, trigger_id: int) -> dict[int, str]:
     dispatch inserts them, a later one (relay, duplicate message) finds the trigger dispatched
     and only reads.
     """
+    return _dispatch(trigger_id, claim=False).pending
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What one dispatch leaves to send: the rows it inserted already claimed for its own
+    sends (in channel order), and the pending ones it found (id -> channel), not claimed."""
+
+    claimed: list[Notification]
+    pending: dict[int, str]
+
+
+def trigger_dispatch_claim(*, trigger_id: int) -> Dispatched:
+    """`trigger_dispatch_create` for a caller that sends right away, one after the other.
+
+    The first dispatch inserts the notifications already claimed (`sending`, delivered once,
+    each leased until the sends before it and its own may have run out of time), so the
+    caller sends them with `notification_send_claimed` and no claim statement; a worker lost
+    before it sends them leaves leases that run out, and the sweeper queues them then, as for
+    any lost send. A later dispatch claims nothing: it returns what is still pending.
+    """
+    return _dispatch(trigger_id, claim=True)
+
+
+def _dispatch(trigger_id: int, *, claim: bool) -> Dispatched:
     trigger = _trigger_fetch(trigger_id)
     if trigger is None:
-        return {}
+        return Dispatched(claimed=[], pending={})
     if trigger.dispatched_at is None:
-        created = _notifications_create(trigger)
+        wanted = _notifications_wanted(trigger)
+        if claim:
+            _claims_take(wanted)
+        created = _notifications_create(trigger, wanted)
         if created is not None:
             metrics.TRIGGERS_DISPATCHED.labels(event_type=trigger.event_type).inc()
-            return {pk: channel for pk, channel, status in created if status == NotificationStatus.PENDING}
-    return dict(
-        Notification.objects.filter(trigger=trigger, status=NotificationStatus.PENDING).values_list("pk", "channel")
-    )
+            if not claim:
+                pending = {pk: channel for pk, channel, status in created if status == NotificationStatus.PENDING}
+                return Dispatched(claimed=[], pending=pending)
+            return Dispatched(claimed=_claimed_rows(trigger, wanted, created), pending={})
+    pending = Notification.objects.filter(trigger=trigger, status=NotificationStatus.PENDING).values_list("pk", "channel")
+    return Dispatched(claimed=[], pending=dict(pending))
+
+
+def _claims_take(wanted: list[Notification]) -> None:
+    """Claim the rows about to be inserted, as `sending._claim` would, for sends in channel
+    order: each lease covers the sends before it too, so none runs out before its send starts."""
+    wanted.sort(key=lambda notification: Channel.values.index(notification.channel))
+    now = timezone.now()
+    leased = 0.0
+    for notification in wanted:
+        if notification.status != NotificationStatus.PENDING:
+            continue
+        leased += lease_seconds(channel_vendors(channel=notification.channel))
+        notification.status = NotificationStatus.SENDING
+        notification.delivery_count = 1
+        notification.lease_until = now + timedelta(seconds=leased)
+
+
+def _claimed_rows(trigger: NotificationTrigger, wanted: list[Notification], created: list[tuple[int, str, str]]) -> list[Notification]:
+    """The inserted rows this dispatch claimed, as saved model instances (in channel order)."""
+    ids = {channel: pk for pk, channel, _ in created}  # one row per channel: recipients is channel -> address
+    claimed = []
+    for notification in wanted:
+        notification.pk = ids[notification.channel]
+        notification._state.adding, notification._state.db = False, connection.alias
+        notification.trigger_created_at = trigger.created_at
+        if notification.status == NotificationStatus.SENDING:
+            claimed.append(notification)
+    return claimed
 
 
 def _trigger_fetch(trigger_id: int) -> NotificationTrigger | None:
@@ -118,7 +214,7 @@ def _trigger_select_sql() -> str:
     return f"SELECT {columns} FROM {NotificationTrigger._meta.db_table} WHERE id = %s"  # noqa: S608
 
 
-def _notifications_create(trigger: NotificationTrigger) -> list[tuple[int, str, str]] | None:
+def _notifications_create(trigger: NotificationTrigger, wanted: list[Notification]) -> list[tuple[int, str, str]] | None:
     """Mark the trigger dispatched and insert its notifications, atomically; returns (id,
     channel, status) of each, or None if another dispatch did it first.
 
@@ -126,7 +222,6 @@ def _notifications_create(trigger: NotificationTrigger) -> list[tuple[int, str, 
     behind it and then find `dispatched_at` set) feeds the INSERT, which writes nothing when
     the UPDATE matched nothing.
     """
-    wanted = _notifications_wanted(trigger)
     rows_values = insert_params(wanted, insert_fields(Notification, with_pk=False))  # fills created_at first
     values = [timezone.now(), trigger.pk, *rows_values]
     try:

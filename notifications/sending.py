@@ -81,6 +81,14 @@ def notification_send(*, notification_id: int, channel: str | None = None) -> Se
     notification, refused = _claim(notification_id, vendors)
     if notification is None:
         return refused
+    return notification_send_claimed(notification=notification, vendors=vendors)
+
+
+def notification_send_claimed(*, notification: Notification, vendors: list[Vendor]) -> SendOutcome:
+    """Steps 2 to 6 of `notification_send`, for a notification this run holds: claimed by
+    `_claim`, or inserted claimed by the dispatch (`trigger_dispatch_claim`). `vendors` are its
+    channel's, the ones its lease was computed for; it carries its trigger's `created_at` as
+    `trigger_created_at`."""
     if notification.delivery_count > settings.NOTIFICATION_MAX_DELIVERIES:
         return _settle_dead(notification, f"Delivered to workers {notification.delivery_count} times; stopped as poison.")
     uncertain_vendor_ids = _close_orphan_attempts(notification) if notification.delivery_count > 1 else set()
@@ -96,7 +104,8 @@ def _channel_of(notification_id: int) -> str:
     return Notification.objects.filter(pk=notification_id).values_list("channel", flat=True).first() or ""
 
 
-def _lease_seconds(vendors: list[Vendor]) -> float:
+def lease_seconds(vendors: list[Vendor]) -> float:
+    """How long a send through `vendors` may hold its notification: every vendor's timeout, plus a margin."""
     return sum(vendor.timeout_seconds for vendor in vendors) + settings.NOTIFICATION_LEASE_MARGIN
 
 
@@ -104,7 +113,7 @@ def _claim(notification_id: int, vendors: list[Vendor]) -> tuple[Notification | 
     """Take the notification for this run: one conditional UPDATE that must hit one row, and
     returns it (with its trigger's creation time) in the same round trip."""
     now = timezone.now()
-    lease_until = now + timedelta(seconds=_lease_seconds(vendors))
+    lease_until = now + timedelta(seconds=lease_seconds(vendors))
     with connection.cursor() as cursor:
         cursor.execute(_claim_sql(), {"id": notification_id, "now": now, "lease_until": lease_until})
         row = cursor.fetchone()
