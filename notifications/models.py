@@ -153,7 +153,8 @@ class Notification(models.Model):
     """One message to one recipient on one channel for one trigger.
 
     State machine: pending -> sending -> sent | retrying | failed; retrying -> sending | dead;
-    failed | dead -> pending (operator resend). `sent` is final.
+    failed | dead -> pending (operator resend). `sent` is final. A dispatch that sends at once
+    inserts its rows already `sending` (claimed and leased, see `trigger_dispatch_claim`).
     """
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
