@@ -90,9 +90,12 @@ TEMPLATES = [
 # processes each keep their connection instead of reconnecting per request or task.
 DATABASE_URL = env.str("DATABASE_URL", default="postgres://root@127.0.0.1:5432/beacon")
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+# django-prometheus's PostgreSQL backend (query metrics), whose health check skips a connection
+# that ended a request or task without error less than this many seconds ago (config/database).
+DATABASES["default"]["ENGINE"] = "config.database"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASE_HEALTH_CHECK_FRESH_SECONDS = env.float("DATABASE_HEALTH_CHECK_FRESH_SECONDS", default=1.0)
 DATABASES["default"].setdefault("OPTIONS", {})
 # A broken database must answer quickly (503), not hang a request.
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3))

@@ -1,0 +1,1 @@
+"""Beacon's database backend (ENGINE "config.database"): see base.py."""
