@@ -8,6 +8,12 @@ Starts the benchmark's stack (bench/stack.py), offers `rate` checkouts per secon
 records py-spy samples (raw format) of one worker, one web process and the sandbox into the
 results folder.
 
+Beside the CPU it counts the work each checkout caused, which noisy neighbours cannot move:
+PostgreSQL transactions committed in the bench database (each statement outside a transaction
+block is one; read after the idle backends' statistics flush, about 10 s) and Redis commands
+processed (broker, cache, breakers; the commands the breaker's scripts run count one each, and
+idle workers' polling is included), per checkout.
+
 The CPU is the measurement; the latency line is not comparable with the bench's: hey's
 connections start together, so `-c N -q R` offers a burst of N requests every 1/R seconds, and
 each waits behind the others (bench/load.py uses locust with evenly spaced requests).
@@ -26,6 +32,8 @@ from datetime import datetime
 from pathlib import Path
 
 import psutil
+import psycopg
+import redis
 
 from bench import load, scenarios
 from bench.stack import Stack, stop_on_sigterm
@@ -61,6 +69,21 @@ def processes_by_type(stack: Stack) -> dict[str, list[psutil.Process]]:
         "postgresql": [p for p in psutil.process_iter(["name"]) if p.info["name"] and p.info["name"].startswith("postgres")],
     }
     return groups
+
+
+# PostgreSQL backends flush their statistics at least this often while idle (PGSTAT_IDLE_INTERVAL, 10 s).
+STATS_FLUSH_SECONDS = 11
+
+
+def work_counts(stack: Stack) -> dict[str, int]:
+    """PostgreSQL transactions committed in the bench database, and Redis commands processed."""
+    with psycopg.connect(stack.database_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+        commits = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
+    client = redis.Redis.from_url(stack.redis.url(0))
+    counts = {"postgresql_transactions": int(commits), "redis_commands": int(client.info("stats")["total_commands_processed"])}
+    for name, stats in client.info("commandstats").items():
+        counts[f"redis {name.removeprefix('cmdstat_')}"] = int(stats["calls"])
+    return counts
 
 
 def snapshot(groups: dict[str, list[psutil.Process]]) -> dict[str, dict[int, float]]:
@@ -100,6 +123,8 @@ def main() -> int:
                 spies.append(subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100", *(["--idle"] if args.wall_clock else ["--gil"]),
                                                "-o", str(out / f"py-spy-{name}.txt"), "--format", "raw", "--nonblocking"],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(STATS_FLUSH_SECONDS)  # the warm-up's statistics flushed before they are counted
+        work_before = work_counts(stack)
         before = snapshot(groups)
         since = time.time()
         started = time.monotonic()
@@ -118,7 +143,11 @@ def main() -> int:
         after = snapshot(groups)
         for spy in spies:
             spy.wait(timeout=60)
+        time.sleep(STATS_FLUSH_SECONDS)
+        work_after = work_counts(stack)
         checkouts = check["checkouts"] or 1
+        work = {name: (work_after[name] - work_before.get(name, 0)) / checkouts for name in work_after}
+        totals = {name: per for name, per in work.items() if not name.startswith("redis ")}
         rows = []
         total = 0.0
         for name in groups:
@@ -135,11 +164,14 @@ def main() -> int:
         for name, per_checkout, cores in rows:
             print(f"{name:<20} {per_checkout:>16.2f} {cores:>11.2f}")
         print(f"{'total':<20} {total * 1000 / checkouts:>16.2f} {total / elapsed:>11.2f}")
+        print("per checkout: " + ", ".join(f"{per:.2f} {name.replace('_', ' ')}" for name, per in totals.items())
+              + " (by command in cpu_budget.json)")
         print(f"-> CPU-bound ceiling on {os.cpu_count()} cores: {os.cpu_count() * 1000 / (total * 1000 / checkouts):.0f}"
               " checkouts/s (load generator not counted)")
         (out / "cpu_budget.json").write_text(json.dumps({
             "rate": args.rate, "seconds": args.seconds, "checkouts": checkouts, "lost": check["lost"],
             "cpu_ms_per_checkout": {name: per for name, per, _ in rows}, "total_ms": total * 1000 / checkouts,
+            "work_per_checkout": work,
         }, indent=1))
         print(f"results: {out}")
         return 0 if check["lost"] == 0 and math.isfinite(total) else 1
