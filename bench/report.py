@@ -70,7 +70,8 @@ def _ms(value: float | None) -> str:
 
 
 def summary_markdown(results: dict[str, Any]) -> str:
-    lines = [f"# Beacon benchmark — {results['started']} ({results['profile']})", ""]
+    only = f", only {', '.join(results['only'])}" if results.get("only") else ""
+    lines = [f"# Beacon benchmark — {results['started']} ({results['profile']}{only})", ""]
     # A run stopped while the stack was starting has no stack to describe.
     stack = results.get("stack", {})
     lines += ["Machine: " + results["machine"], "", "Stack: " + ("; ".join(f"{k}: {v}" for k, v in stack.items()
@@ -80,10 +81,11 @@ def summary_markdown(results: dict[str, Any]) -> str:
     lines += ["## Targets", "", "| target | measured | distance | |", "|---|---|---|---|"]
     for target, measured, distance, ok in targets(results):
         lines.append(f"| {target} | {measured} | {distance} | {_mark(ok)} |")
-    lines += ["", "## Latency and throughput (medians of the repetitions)", "",
-              "Client-side latency (the load tool's), and the same requests timed inside gunicorn (its access log).", "",
-              "| scenario | offered req/s | achieved req/s | p50 ms | p95 ms | p99 ms | server p50 ms | server p99 ms "
-              "| errors |", "|---|---|---|---|---|---|---|---|---|"]
+    if results.get("floor") or results.get("sync_vs_async"):
+        lines += ["", "## Latency and throughput (medians of the repetitions)", "",
+                  "Client-side latency (the load tool's), and the same requests timed inside gunicorn (its access log).",
+                  "", "| scenario | offered req/s | achieved req/s | p50 ms | p95 ms | p99 ms | server p50 ms | "
+                  "server p99 ms | errors |", "|---|---|---|---|---|---|---|---|---|"]
 
     def row(name: str, m: dict[str, Any]) -> None:
         offered = f"{m['offered_rps']:g}" if m.get("offered_rps") else "closed loop"
@@ -134,7 +136,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
                      f"({s5['fraction_of_case_study']:.0%} of the case study's 10 million). Burst at "
                      f"{s5['burst_rate']:g}/s: drained {s5['burst']['drain_after_load_s'] or 0:.0f} s after it ended, "
                      f"lost {s5['burst']['lost']}.")
-    lines += ["", "Plots: " + ", ".join(results.get("plots", [])), ""]
+    lines += ["", "Plots: " + (", ".join(results.get("plots", [])) or "none (the scenarios they show did not run)"), ""]
     return "\n".join(lines)
 
 

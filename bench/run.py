@@ -66,6 +66,8 @@ def main() -> int:
     if args.ladder:
         profile = dataclasses.replace(profile, ladder=args.ladder)
     wanted = [name.strip() for name in args.only.split(",") if name.strip()]
+    if unknown := sorted(set(wanted) - set(ALL)) or ([] if wanted else ["(none)"]):
+        parser.error(f"--only: unknown scenario {', '.join(unknown)}; choose from {','.join(ALL)}")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"{stamp}{'-quick' if args.quick else ''}"
     logs = out / "logs"
@@ -74,6 +76,8 @@ def main() -> int:
     server_url = os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon")
     stack = Stack(server_url=server_url, log_dir=logs, warm_checkouts=profile.warm_checkouts)
     results: dict[str, object] = {"started": stamp, "profile": profile.name, "machine": machine()}
+    if set(wanted) != set(ALL):
+        results["only"] = [name for name in ALL if name in wanted]
     echo(f"results in {out}")
     try:
         stack.start(progress=echo)
