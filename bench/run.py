@@ -66,8 +66,10 @@ def main() -> int:
     if args.ladder:
         profile = dataclasses.replace(profile, ladder=args.ladder)
     wanted = [name.strip() for name in args.only.split(",") if name.strip()]
-    if unknown := sorted(set(wanted) - set(ALL)) or ([] if wanted else ["(none)"]):
-        parser.error(f"--only: unknown scenario {', '.join(unknown)}; choose from {','.join(ALL)}")
+    unknown = sorted(set(wanted) - set(ALL))
+    if unknown or not wanted:
+        problem = f"unknown scenario {', '.join(unknown)}" if unknown else "no scenario named"
+        parser.error(f"--only: {problem}; choose from {','.join(ALL)}")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"{stamp}{'-quick' if args.quick else ''}"
     logs = out / "logs"
