@@ -253,6 +253,140 @@ def test_connection_dropped_after_the_request_was_sent_is_outcome_unknown() -> N
     assert (error.permanent, error.outcome_unknown) == (False, True)
 
 
+def test_an_answer_cut_short_is_outcome_unknown() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_half_then_drop() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                               b'{"sid": "SM')
+
+    thread = threading.Thread(target=answer_half_then_drop, daemon=True)
+    thread.start()
+    try:
+        error, _ = send_expecting_error(twilio(f"http://127.0.0.1:{listener.getsockname()[1]}"), sms())
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+
+    assert (error.permanent, error.outcome_unknown) == (False, True)
+
+
+def test_a_proxy_that_refuses_the_connection_is_transient_and_nothing_reaches_the_vendor(
+    receiver: Receiver, environment_proxy
+) -> None:
+    environment_proxy(f"http://127.0.0.1:{closed_port()}")
+
+    error, _ = send_expecting_error(twilio(receiver.url), sms())
+
+    assert (error.permanent, error.outcome_unknown) == (False, False)
+    assert "proxy" in str(error)
+    assert receiver.requests == []
+
+
+def test_a_header_value_with_a_line_break_is_refused_before_anything_is_sent(receiver: Receiver) -> None:
+    message = OutboundMessage(channel="sms", to="+447911123456", subject="", text="hi", html="",
+                              idempotency_key="k-1", request_id="req-1\r\nX-Injected: yes")
+
+    error, _ = send_expecting_error(twilio(receiver.url), message)
+
+    assert (error.permanent, error.outcome_unknown) == (True, False)
+    assert "invalid header value" in str(error)
+    assert receiver.requests == []
+
+
+@pytest.fixture
+def tls_receiver(receiver: Receiver, tmp_path) -> Iterator[tuple[str, str]]:
+    """An HTTPS front for `receiver` with a self-signed certificate for 127.0.0.1: (url, CA file)."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    upstream_port = int(receiver.url.rsplit(":", 1)[1])
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def relay(tls: socket.socket) -> None:
+        with tls, socket.create_connection(("127.0.0.1", upstream_port)) as upstream:
+            def pump(source: socket.socket, target: socket.socket) -> None:
+                try:
+                    while chunk := source.recv(65536):
+                        target.sendall(chunk)
+                except OSError:
+                    pass
+            threading.Thread(target=pump, args=(upstream, tls), daemon=True).start()
+            pump(tls, upstream)
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                tls = context.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError):  # the client refused our certificate
+                raw.close()
+                continue
+            threading.Thread(target=relay, args=(tls,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}", str(cert_file)
+    listener.close()
+
+
+def test_a_vendor_certificate_that_is_not_trusted_fails_the_tls_handshake_transiently(
+    receiver: Receiver, tls_receiver: tuple[str, str]
+) -> None:
+    url, _ = tls_receiver
+
+    error, _ = send_expecting_error(twilio(url), sms())
+
+    assert (error.permanent, error.outcome_unknown) == (False, False)
+    assert "TLS handshake failed" in str(error)
+    assert receiver.requests == []
+
+
+def test_requests_ca_bundle_makes_a_private_ca_trusted(
+    receiver: Receiver, tls_receiver: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, ca_file = tls_receiver
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    http._environment_for.cache_clear()
+    try:
+        result = twilio(url).send(sms())
+    finally:
+        monkeypatch.undo()
+        http._environment_for.cache_clear()
+
+    assert result.message_id == "SMrecorded"
+    [request] = receiver.requests
+    assert request.headers["I-Twilio-Idempotency-Token"]
+
+
 def test_twilio_messaging_service_replaces_from(sandbox: SandboxHandle) -> None:
     adapter = twilio(sandbox.url("sms-primary"), messaging_service_sid="MG" + "a" * 32)
 

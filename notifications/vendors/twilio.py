@@ -1,4 +1,4 @@
-"""Twilio Messages API (2010-04-01) over plain `requests`: one form-encoded POST per SMS.
+"""Twilio Messages API (2010-04-01) over `notifications.vendors.http` (urllib3): one form-encoded POST per SMS.
 
 Wire format (checked against /work/shared/vendor-specs/twilio_messages_v2010.json):
 `POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`, form fields `To`, `Body`,
@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-
-import requests
 
 from notifications.vendors import http
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError, VendorResult, require, scrub
@@ -104,7 +102,7 @@ class TwilioAdapter(VendorAdapter):
             form["StatusCallback"] = str(callback)
         return form
 
-    def _error(self, response: requests.Response, message: OutboundMessage) -> VendorError:
+    def _error(self, response: http.HttpAnswer, message: OutboundMessage) -> VendorError:
         body = http.json_or_empty(response)
         code = body.get("code")
         code = code if isinstance(code, int) else None
