@@ -234,42 +234,36 @@ def test_twilio_sends_reuse_one_keep_alive_connection(receiver: Receiver) -> Non
     assert len({request.client_port for request in receiver.requests}) == 1
 
 
-def test_connection_dropped_after_the_request_was_sent_is_outcome_unknown() -> None:
+def send_to_one_shot_server(answer: bytes) -> VendorError:
+    """Send an SMS to a server that reads the request, writes `answer` (raw bytes) and closes."""
     listener = socket.create_server(("127.0.0.1", 0))
 
-    def read_then_drop() -> None:
+    def read_answer_close() -> None:
         connection, _ = listener.accept()
         with connection:
             connection.recv(65536)
+            connection.sendall(answer)
 
-    thread = threading.Thread(target=read_then_drop, daemon=True)
+    thread = threading.Thread(target=read_answer_close, daemon=True)
     thread.start()
     try:
         error, _ = send_expecting_error(twilio(f"http://127.0.0.1:{listener.getsockname()[1]}"), sms())
     finally:
         thread.join(timeout=5)
         listener.close()
+    return error
+
+
+def test_connection_dropped_after_the_request_was_sent_is_outcome_unknown() -> None:
+    error = send_to_one_shot_server(b"")
 
     assert (error.permanent, error.outcome_unknown) == (False, True)
 
 
 def test_an_answer_cut_short_is_outcome_unknown() -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def answer_half_then_drop() -> None:
-        connection, _ = listener.accept()
-        with connection:
-            connection.recv(65536)
-            connection.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-                               b'{"sid": "SM')
-
-    thread = threading.Thread(target=answer_half_then_drop, daemon=True)
-    thread.start()
-    try:
-        error, _ = send_expecting_error(twilio(f"http://127.0.0.1:{listener.getsockname()[1]}"), sms())
-    finally:
-        thread.join(timeout=5)
-        listener.close()
+    error = send_to_one_shot_server(
+        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n" b'{"sid": "SM'
+    )
 
     assert (error.permanent, error.outcome_unknown) == (False, True)
 

@@ -8,6 +8,7 @@ Classification (the vendor modules only refine the 4xx case):
 | TLS handshake failure                              | transient (not accepted)        |
 | read timeout after the request was sent            | outcome_unknown (maybe accepted)|
 | connection reset/closed while waiting for answer   | outcome_unknown (maybe accepted)|
+| the proxy unreachable or refusing the tunnel       | transient (not accepted)        |
 | HTTP 408, 429, 5xx                                 | transient                       |
 | other 4xx, 3xx (we never follow redirects)         | permanent                       |
 | malformed URL or header (our configuration)        | permanent                       |
@@ -171,10 +172,13 @@ def post(
     return HttpAnswer(status_code=response.status, headers=response.headers, body=response.data)
 
 
-def _request_headers(headers: Mapping[str, str], auth: tuple[str, str] | None, *, form: bool) -> dict[str, str]:
+def _request_headers(
+    headers: Mapping[str, str], auth: tuple[str, str] | None, *, form: bool
+) -> urllib3.HTTPHeaderDict:
     """What requests would send: its default headers, the form's Content-Type, Basic auth,
-    then the caller's headers; each checked for CR/LF injection (raises InvalidHeader)."""
-    merged = {**_DEFAULT_HEADERS}
+    then the caller's headers (names case-insensitive, so the caller's replace a default);
+    each checked for CR/LF injection (raises InvalidHeader)."""
+    merged = urllib3.HTTPHeaderDict(_DEFAULT_HEADERS)
     if form:
         merged["Content-Type"] = "application/x-www-form-urlencoded"
     if auth is not None:
