@@ -5,7 +5,7 @@
 Starts the benchmark's stack (bench/stack.py), offers `rate` checkouts per second with hey
 (`-q`), waits until every notification is sent, and divides the CPU time each process type used
 (from /proc, the whole run including the drain) by the number of checkouts. `--py-spy` also
-records py-spy samples (raw format) of one worker, one web process and the sandbox into the
+records py-spy samples (raw format) of one worker, every web process and the sandbox into the
 results folder.
 
 Beside the CPU it counts the work each checkout caused, which noisy neighbours cannot move:
@@ -117,11 +117,12 @@ def main() -> int:
         spies = []
         if args.py_spy:
             spy = shutil.which("py-spy") or str(Path(os.sys.executable).parent / "py-spy")
-            web_child = next(p for p in groups["web (gunicorn)"] if p.pid != stack.web.pid)
-            for name, pid in (("worker", stack.workers[0].pid), ("web", web_child.pid),
-                              ("sandbox", stack.sandbox_proc.pid)):
+            # The web: gunicorn's master and all its workers (--subprocesses), since the kernel
+            # may hand every load connection to one worker and leave the others idle.
+            for name, pid, extra in (("worker", stack.workers[0].pid, []), ("web", stack.web.pid, ["--subprocesses"]),
+                                     ("sandbox", stack.sandbox_proc.pid, [])):
                 spies.append(subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100", *(["--idle"] if args.wall_clock else ["--gil"]),
-                                               "-o", str(out / f"py-spy-{name}.txt"), "--format", "raw", "--nonblocking"],
+                                               *extra, "-o", str(out / f"py-spy-{name}.txt"), "--format", "raw", "--nonblocking"],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(STATS_FLUSH_SECONDS)  # the warm-up's statistics flushed before they are counted
         work_before = work_counts(stack)
