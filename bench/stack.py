@@ -74,6 +74,26 @@ def database_recreate(server_url: str) -> str:
     return bench
 
 
+# The settings that decide what a commit costs. With either off (the embedded development
+# server of scripts/devservices.py turns both off), a commit skips the disk flush.
+DURABILITY_SETTINGS = ("fsync", "synchronous_commit")
+
+
+def database_describe(database_url: str) -> str:
+    """'PostgreSQL 15.20, fsync on, synchronous_commit on': the server and the durability
+    settings a session on `database_url` gets (a database or connection override included),
+    flagged when a commit skips the disk flush, since such numbers are not a durable server's."""
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True,
+                         connect_timeout=5) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+        # The names are this module's constants, not input.
+        values = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in DURABILITY_SETTINGS}
+    text = f"PostgreSQL {version}, " + ", ".join(f"{name} {value}" for name, value in values.items())
+    if "off" in values.values():
+        text += " (commits skip the disk flush: not comparable with a durable server)"
+    return text
+
+
 def stop_on_sigterm() -> None:
     """Let a TERM (make interrupted, a CI timeout, `kill`) unwind like Ctrl-C, through the
     `finally` that stops every process the benchmark started, instead of orphaning them."""
@@ -93,6 +113,7 @@ class Stack:
         self.server_url = server_url
         self.redis = RedisServer(log_dir=log_dir)
         self.database_url = ""
+        self.database_description = ""
         self.env: dict[str, str] = {}
         self.sandbox_port = 0
         self.web_port = free_port()
@@ -111,6 +132,8 @@ class Stack:
     def start(self, *, progress) -> None:
         progress(f"creating database {BENCH_DATABASE} and starting a private Redis")
         self.database_url = database_recreate(self.server_url)
+        self.database_description = database_describe(self.database_url)
+        progress(f"database: {self.database_description}")
         self.redis.start()
         self.env = stack_env(
             database_url=self.database_url,
@@ -268,7 +291,7 @@ class Stack:
     def describe(self) -> dict[str, object]:
         return {
             "web": f"gunicorn gthread, {WEB_WORKERS} workers x {WEB_THREADS} threads (Procfile web line)",
-            "database": f"PostgreSQL {BENCH_DATABASE} on {urlsplit(self.server_url).netloc}",
+            "database": f"{self.database_description}, database {BENCH_DATABASE} on {urlsplit(self.server_url).netloc}",
             "redis": f"private redis-server on :{self.redis.port} (broker, breakers, cache)",
             "sandbox": f"sandbox_vendors on :{self.sandbox_port}",
             "pid": os.getpid(),
