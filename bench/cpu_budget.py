@@ -32,11 +32,10 @@ from datetime import datetime
 from pathlib import Path
 
 import psutil
-import psycopg
 import redis
 
 from bench import load, scenarios
-from bench.stack import Stack, stop_on_sigterm
+from bench.stack import Stack, database_connect, stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # hey connections for the fixed rate: each sends rate / CONNECTIONS requests per second.
@@ -77,7 +76,7 @@ STATS_FLUSH_SECONDS = 11
 
 def work_counts(stack: Stack) -> dict[str, int]:
     """PostgreSQL transactions committed in the bench database, and Redis commands processed."""
-    with psycopg.connect(stack.database_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+    with database_connect(stack.database_url) as conn:
         commits = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
     client = redis.Redis.from_url(stack.redis.url(0))
     counts = {"postgresql_transactions": int(commits), "redis_commands": int(client.info("stats")["total_commands_processed"])}

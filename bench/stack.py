@@ -63,10 +63,15 @@ def _database_urls(server_url: str) -> tuple[str, str]:
     return admin, bench
 
 
+def database_connect(url: str) -> psycopg.Connection:
+    """An autocommit connection to a `postgres://` URL (Django's spelling; libpq wants `postgresql://`)."""
+    return psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True, connect_timeout=5)
+
+
 def database_recreate(server_url: str) -> str:
     """Drop and create `beacon_bench` on the server of `server_url`; returns its URL."""
     admin, bench = _database_urls(server_url)
-    with psycopg.connect(admin.replace("postgres://", "postgresql://", 1), autocommit=True, connect_timeout=5) as conn:
+    with database_connect(admin) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
         if os.environ.get("BENCH_SYNCHRONOUS_COMMIT"):
@@ -83,8 +88,7 @@ def database_describe(database_url: str) -> str:
     """'PostgreSQL 15.20, fsync on, synchronous_commit on': the server and the durability
     settings a session on `database_url` gets (a database or connection override included),
     flagged when a commit skips the disk flush, since such numbers are not a durable server's."""
-    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True,
-                         connect_timeout=5) as conn:
+    with database_connect(database_url) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
         # The names are this module's constants, not input.
         values = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in DURABILITY_SETTINGS}
