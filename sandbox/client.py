@@ -66,6 +66,10 @@ class SandboxControl:
         query = "?" + urllib.parse.urlencode({"to": to}) if to is not None else ""
         return self._call("GET", f"/instances/{_quote(name)}/messages{query}")["messages"]
 
+    def arrivals(self, name: str) -> dict[str, int]:
+        """Idempotency key (one per notification) -> how many times it reached `name`."""
+        return self._call("GET", f"/instances/{_quote(name)}/arrivals")["keys"]
+
     def clear(self, name: str) -> None:
         """Empty the inbox of `name` (and forget the idempotency keys it accepted)."""
         self._call("DELETE", f"/instances/{_quote(name)}/messages")

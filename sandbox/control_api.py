@@ -5,6 +5,7 @@
     GET    /instances/{name}
     GET    /instances/{name}/messages      {"count": n, "messages": [...]}   (?to= filter)
     DELETE /instances/{name}/messages      empties the inbox and forgets idempotency keys
+    GET    /instances/{name}/arrivals      {"keys": {key: n}, "repeated": {key: n > 1}}
     GET    /instances/{name}/faults
     PUT    /instances/{name}/faults        partial JSON merge, e.g. {"latency_ms": 50}
     DELETE /instances/{name}/faults        all faults off
@@ -69,6 +70,11 @@ class ControlApi:
         inbox = self._instance(request).inbox(to=request.query.get("to"))
         return web.json_response({"count": len(inbox), "messages": inbox})
 
+    async def arrivals(self, request: web.Request) -> web.Response:
+        """How many times each idempotency key (one per notification) reached the instance."""
+        keys = self._instance(request).arrivals()
+        return web.json_response({"keys": keys, "repeated": {k: n for k, n in keys.items() if n > 1}})
+
     async def clear_messages(self, request: web.Request) -> web.Response:
         instance = self._instance(request)
         instance.clear_messages()
@@ -116,6 +122,7 @@ def build_control_app(instances: Mapping[str, InstanceState]) -> web.Application
     router.add_get("/instances/{name}", api.get_instance)
     router.add_get("/instances/{name}/messages", api.messages)
     router.add_delete("/instances/{name}/messages", api.clear_messages)
+    router.add_get("/instances/{name}/arrivals", api.arrivals)
     router.add_get("/instances/{name}/faults", api.get_faults)
     router.add_put("/instances/{name}/faults", api.update_faults)
     router.add_delete("/instances/{name}/faults", api.clear_faults)

@@ -46,6 +46,9 @@ class InstanceConfig:
     auth_token: str | None = DEFAULT_AUTH_TOKEN
     # SMTP: require AUTH with these credentials; None = no AUTH.
     smtp_credentials: tuple[str, str] | None = None
+    # Stand for a vendor that dedupes by idempotency key (see InstanceState.dedupe); off, as
+    # with Twilio's Messages API and SMTP relays.
+    dedupe: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in INSTANCE_KINDS:
@@ -131,7 +134,9 @@ class SandboxServer:
         """Bind every socket; on failure close what was opened and re-raise."""
         try:
             for config in self.config.instances:
-                instance = InstanceState(name=config.name, kind=config.kind, host=self.host, port=config.port)
+                instance = InstanceState(
+                    name=config.name, kind=config.kind, host=self.host, port=config.port, dedupe=config.dedupe
+                )
                 instance.listener = make_listener(instance, config)
                 self.instances[config.name] = instance
                 instance.port = await instance.listener.open(config.port)

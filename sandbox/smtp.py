@@ -2,7 +2,8 @@
 
 Protocol behaviour:
 - `RCPT TO` at domain `bounce.example` -> `550 5.1.1` (permanent, per recipient).
-- A message whose Message-ID this instance already accepted -> `250`, not stored again.
+- A message whose Message-ID this instance already accepted is stored again (`copy` 2, 3, ...),
+  as real relays do; only an instance configured with `dedupe` answers `250` without storing.
 - Faults, per transaction (counted at `MAIL FROM`): latency before the final reply to DATA;
   an injected failure answers DATA with `451 4.3.0` (transient) or, when `smtp_permanent` is
   true and `error_status >= 500`, with `554 5.3.0` (permanent); hang withholds every reply

@@ -101,6 +101,10 @@ class Counters:
     requests: int = 0
     connections: int = 0  # SMTP sessions opened
     accepted: int = 0
+    # Messages stored although their idempotency key had reached this instance before: what a
+    # real vendor (which does not dedupe) would deliver twice.
+    duplicates_received: int = 0
+    # Repeats answered without storing: only instances configured to dedupe (`dedupe=True`).
     duplicates_suppressed: int = 0
     failures_injected: int = 0
 
@@ -120,8 +124,14 @@ class InstanceState:
     counters: Counters = field(default_factory=Counters)
     messages: list[dict[str, Any]] = field(default_factory=list)
     listener: Listener | None = None
+    # Real vendors do not dedupe (Twilio documents no idempotency for creating a message, SMTP
+    # relays ignore Message-ID), so by default neither does the sandbox; True makes this
+    # instance stand for a vendor that does: a repeated key gets the first answer, stored once.
+    dedupe: bool = False
     # Idempotency key (Twilio token header or SMTP Message-ID) -> what was answered the first time.
     _accepted_keys: dict[str, Any] = field(default_factory=dict)
+    # Idempotency key -> how many times a message with it was stored (reached the vendor).
+    _arrivals: dict[str, int] = field(default_factory=dict)
     # Set while no hang is active; hung requests wait on it and are dropped when it is set.
     _hang_over: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -140,6 +150,7 @@ class InstanceState:
             "host": self.host,
             "port": self.port,
             "url": self.url,
+            "dedupe": self.dedupe,
             "faults": self.faults.as_dict(),
             "counters": self.counters.as_dict(),
             "message_count": len(self.messages),
@@ -197,21 +208,33 @@ class InstanceState:
     # -- inbox --------------------------------------------------------------------------------
 
     def previous_answer(self, key: str | None) -> Any | None:
-        """What was answered when `key` was first accepted, or None if it is new.
+        """What was answered when `key` was first accepted, or None if it is new or this
+        instance does not dedupe.
 
         A hit is counted as a suppressed duplicate: the caller answers it without storing.
         """
-        if not key or key not in self._accepted_keys:
+        if not self.dedupe or not key or key not in self._accepted_keys:
             return None
         self.counters.duplicates_suppressed += 1
         return self._accepted_keys[key]
 
     def store(self, message: dict[str, Any], *, key: str | None, answer: Any) -> None:
+        """Keep an accepted message. Its `copy` says how many times its key has now reached this
+        instance (1 = the first time; a message without a key is always 1)."""
         message.setdefault("received_at", time.time())
+        copy = self._arrivals.get(key, 0) + 1 if key else 1
+        if key:
+            self._arrivals[key] = copy
+            self._accepted_keys.setdefault(key, answer)
+        if copy > 1:
+            self.counters.duplicates_received += 1
+        message["copy"] = copy
         self.messages.append(message)
         self.counters.accepted += 1
-        if key:
-            self._accepted_keys[key] = answer
+
+    def arrivals(self) -> dict[str, int]:
+        """Idempotency key (one per notification) -> how many messages with it were stored."""
+        return dict(self._arrivals)
 
     def inbox(self, *, to: str | None = None) -> list[dict[str, Any]]:
         for message in self.messages:
@@ -225,6 +248,7 @@ class InstanceState:
     def clear_messages(self) -> None:
         self.messages.clear()
         self._accepted_keys.clear()
+        self._arrivals.clear()
 
     async def reset(self) -> None:
         """Empty the inbox, zero the counters and clear all faults."""

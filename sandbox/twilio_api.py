@@ -2,7 +2,9 @@
 
 Answers what Twilio answers (see /work/shared/vendor-specs/twilio_messages_v2010.json): 201 with
 the message resource, Twilio error JSON for validation and auth failures, the magic test numbers,
-and idempotency-token replays. Faults (latency, failures, hang) are applied by a middleware to
+and lists filtered by To, From and DateSent with PageToken paging. Like Twilio, it does not dedupe
+creates: a repeated `I-Twilio-Idempotency-Token` is stored again (counted as a copy), unless the
+instance is configured to dedupe. Faults (latency, failures, hang) are applied by a middleware to
 every request on the instance's port.
 """
 
@@ -14,9 +16,9 @@ import logging
 import re
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +38,9 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The list's query filters, kept in its paging URIs.
+LIST_FILTERS = ("To", "From", "DateSent", "DateSent<", "DateSent>")
 
 # Twilio's magic test numbers (test credentials): `To` values that fail with a known error.
 MAGIC_TO_ERRORS: dict[str, tuple[int, str]] = {
@@ -219,7 +224,10 @@ class TwilioApi:
         if invalid := validate_create(form):
             return invalid
         resource = message_resource(request.match_info["account_sid"], form)
-        self.instance.store(self._inbox_record(resource, form, key), key=key, answer=resource)
+        # Answered `queued`; stored as handed to the carrier at once, so fetch and list (and the
+        # DateSent filters) see it as Twilio does a few seconds later.
+        stored = {**resource, "status": "sent", "date_sent": resource["date_created"]}
+        self.instance.store(self._inbox_record(stored, form, key), key=key, answer=resource)
         logger.debug("sandbox %s accepted %s", self.instance.name, resource["sid"])
         return web.json_response(resource, status=201)
 
@@ -233,6 +241,8 @@ class TwilioApi:
         return web.json_response(resource)
 
     async def list(self, request: web.Request) -> web.Response:
+        """Messages of the account, newest first, filtered as Twilio filters them (`To`, `From`,
+        `DateSent`, `DateSent<`, `DateSent>`) and paged by `PageSize` and `PageToken`."""
         if denied := authenticate(request, self.auth_token):
             return denied
         account_sid = request.match_info["account_sid"]
@@ -242,20 +252,40 @@ class TwilioApi:
             page_size = min(max(int(query.get("PageSize", DEFAULT_PAGE_SIZE)), 1), MAX_PAGE_SIZE)
         except ValueError:
             return twilio_error(20001, "Invalid paging parameter", 400)
+        try:
+            sent_after, sent_before = date_sent_bounds(query)
+        except ValueError as exc:
+            return twilio_error(20001, str(exc), 400)
         # Twilio lists newest first.
         matching = [
             r
-            for r in reversed(self._resources())
+            for r, sent_at in reversed(self._resources_with_sent_time())
             if r["account_sid"] == account_sid
             and query.get("To", r["to"]) == r["to"]
             and query.get("From", r["from"]) == r["from"]
+            and (sent_after is None or sent_at >= sent_after)
+            and (sent_before is None or sent_at <= sent_before)
         ]
-        filters = {k: v for k, v in query.items() if k in ("To", "From")}
-        return web.json_response(list_page(request.path, filters, matching, page, page_size))
+        filters = {k: v for k, v in query.items() if k in LIST_FILTERS}
+        token = query.get("PageToken")
+        if token is None:
+            start = page * page_size
+        else:
+            after = next((i for i, r in enumerate(matching) if f"PA{r['sid']}" == token), None)
+            if after is None:
+                return twilio_error(20001, "Invalid PageToken", 400)
+            start = after + 1
+        return web.json_response(list_page(request.path, filters, matching, page, page_size, start))
 
     def _resources(self) -> list[dict[str, Any]]:
         # The inbox is the one store, so clearing it (control API) also empties Twilio's lists.
         return [m["resource"] for m in self.instance.messages]
+
+    def _resources_with_sent_time(self) -> list[tuple[dict[str, Any], datetime]]:
+        # Twilio's `date_sent` has whole seconds, and so do its filters.
+        return [
+            (m["resource"], datetime.fromtimestamp(int(m["received_at"]), UTC)) for m in self.instance.messages
+        ]
 
     def _inbox_record(self, resource: dict[str, Any], form: dict[str, str], key: str | None) -> dict[str, Any]:
         return {
@@ -278,15 +308,19 @@ class TwilioApi:
 
 
 def list_page(
-    path: str, filters: dict[str, str], items: list[dict[str, Any]], page: int, page_size: int
+    path: str, filters: dict[str, str], items: list[dict[str, Any]], page: int, page_size: int, start: int
 ) -> dict[str, Any]:
-    """One page of a Twilio list answer, with Twilio's paging fields (which keep the filters)."""
-    start = page * page_size
+    """One page of a Twilio list answer from `items[start:]`, with Twilio's paging fields (which
+    keep the filters; the next page is named by a PageToken, as Twilio names it)."""
     chunk = items[start : start + page_size]
 
-    def page_uri(number: int) -> str:
-        return f"{path}?{urlencode({**filters, 'PageSize': page_size, 'Page': number})}"
+    def page_uri(number: int, token: str | None = None) -> str:
+        params: dict[str, Any] = {**filters, "PageSize": page_size, "Page": number}
+        if token is not None:
+            params["PageToken"] = token
+        return f"{path}?{urlencode(params)}"
 
+    more = start + page_size < len(items)
     return {
         "messages": chunk,
         "start": start,
@@ -295,9 +329,46 @@ def list_page(
         "page_size": page_size,
         "uri": page_uri(page),
         "first_page_uri": page_uri(0),
-        "next_page_uri": page_uri(page + 1) if start + page_size < len(items) else None,
+        "next_page_uri": page_uri(page + 1, f"PA{chunk[-1]['sid']}") if more and chunk else None,
         "previous_page_uri": page_uri(page - 1) if page > 0 else None,
     }
+
+
+def parse_date_sent(value: str) -> tuple[datetime, datetime]:
+    """The first and last instant a `DateSent` filter value names: a whole GMT day for
+    `YYYY-MM-DD`, one second for a date-time (ISO 8601, `YYYY-MM-DD HH:MM:SS[.fff]` or RFC 2822;
+    GMT when no zone is given). Raises ValueError for anything else."""
+    text = value.strip()
+    if DATE_ONLY.match(text):
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+        return day, day + timedelta(days=1) - timedelta(microseconds=1)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"Invalid DateSent value: {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC).replace(microsecond=0)
+    return moment, moment + timedelta(seconds=1) - timedelta(microseconds=1)
+
+
+def date_sent_bounds(query: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
+    """(earliest, latest) `date_sent` the query admits: `DateSent` (that day or second),
+    `DateSent>` (on or after), `DateSent<` (on or before); None where unbounded."""
+    lower: datetime | None = None
+    upper: datetime | None = None
+    if "DateSent" in query:
+        lower, upper = parse_date_sent(query["DateSent"])
+    if "DateSent>" in query:
+        first, _ = parse_date_sent(query["DateSent>"])
+        lower = max(lower, first) if lower else first
+    if "DateSent<" in query:
+        _, last = parse_date_sent(query["DateSent<"])
+        upper = min(upper, last) if upper else last
+    return lower, upper
 
 
 async def not_found(request: web.Request) -> web.Response:

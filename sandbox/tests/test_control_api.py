@@ -32,7 +32,9 @@ def test_healthz_and_instances_describe_the_default_layout(sandbox: SandboxHandl
     }
     for name, instance in instances.items():
         assert instance["port"] == sandbox.port(name)
-        assert set(instance["counters"]) == {"requests", "connections", "accepted", "duplicates_suppressed", "failures_injected"}
+        assert set(instance["counters"]) == {
+            "requests", "connections", "accepted", "duplicates_received", "duplicates_suppressed", "failures_injected"
+        }
 
 
 def test_unknown_instance_is_a_json_404(sandbox: SandboxHandle) -> None:

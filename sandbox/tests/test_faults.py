@@ -108,6 +108,7 @@ def test_failure_rate_is_roughly_honoured(sandbox: SandboxHandle) -> None:
         "requests": 200,
         "connections": 0,
         "accepted": 200 - failures,
+        "duplicates_received": 0,
         "duplicates_suppressed": 0,
         "failures_injected": failures,
     }

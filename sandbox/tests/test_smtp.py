@@ -49,16 +49,6 @@ def test_counters_tell_sessions_from_transactions(sandbox: SandboxHandle) -> Non
     assert (counters["connections"], counters["requests"], counters["accepted"]) == (2, 3, 3)
 
 
-def test_a_repeated_message_id_is_answered_250_but_stored_once(sandbox: SandboxHandle) -> None:
-    message = receipt()
-    with smtp_to(sandbox) as smtp:
-        smtp.send_message(message)
-        assert smtp.send_message(message) == {}  # no refused recipients: the retry looks accepted
-
-    assert len(sandbox.control.messages("smtp-primary")) == 1
-    assert sandbox.control.instance("smtp-primary")["counters"]["duplicates_suppressed"] == 1
-
-
 def test_recipients_at_bounce_example_are_rejected_permanently_at_rcpt(sandbox: SandboxHandle) -> None:
     with smtp_to(sandbox) as smtp, pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
         smtp.send_message(receipt("nobody@bounce.example"))

@@ -84,22 +84,6 @@ def test_fetch_of_unknown_sid_is_twilio_20404(sms: Client) -> None:
     assert (caught.value.status, caught.value.code) == (404, 20404)
 
 
-def test_idempotency_token_replays_the_first_answer_and_stores_once(sandbox: SandboxHandle) -> None:
-    url = sandbox.url("sms-primary")
-    form = {"To": RECIPIENT, "From": SENDER, "Body": "once"}
-
-    first = post_message(url, form, {"I-Twilio-Idempotency-Token": "notif-42-attempt"})
-    second = post_message(url, form, {"I-Twilio-Idempotency-Token": "notif-42-attempt"})
-    third = post_message(url, form, {"Idempotency-Key": "notif-43"})
-
-    assert first == second
-    assert first[0] == 201
-    assert third[1]["sid"] != first[1]["sid"]
-    assert [m["idempotency_key"] for m in sandbox.control.messages("sms-primary")] == ["notif-42-attempt", "notif-43"]
-    counters = sandbox.control.instance("sms-primary")["counters"]
-    assert (counters["accepted"], counters["duplicates_suppressed"]) == (2, 1)
-
-
 @pytest.mark.parametrize(
     ("form", "status", "code"),
     [

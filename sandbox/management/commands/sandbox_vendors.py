@@ -33,9 +33,19 @@ class Command(BaseCommand):
             help="Password the Twilio instances require (default %(default)s); '' accepts any.",
         )
         parser.add_argument("--smtp-auth", metavar="USER:PASSWORD", help="Require SMTP AUTH with these credentials.")
+        parser.add_argument(
+            "--dedupe",
+            default="",
+            metavar="NAME[,NAME]",
+            help="Instances that stand for a vendor deduping by idempotency key (default: none, as real vendors).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         config = ServerConfig.default(host=options["host"], base_port=options["base_port"])
+        deduping = {name.strip() for name in options["dedupe"].split(",") if name.strip()}
+        if unknown := deduping - {i.name for i in config.instances}:
+            raise CommandError(f"--dedupe: unknown instance(s) {', '.join(sorted(unknown))}")
+        config = replace(config, instances=tuple(replace(i, dedupe=i.name in deduping) for i in config.instances))
         config = replace(config, instances=tuple(self._configure(i, options) for i in config.instances))
         # aiosmtpd logs every command of every session at INFO on "mail.log": far too chatty here.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
