@@ -91,6 +91,9 @@ class NotificationStatusSerializer(serializers.Serializer):
     status = serializers.CharField()
     vendor = serializers.CharField(allow_null=True)
     attempts = serializers.IntegerField()
+    possible_duplicate = serializers.BooleanField(
+        help_text="An earlier attempt's outcome was unknown, so the recipient may have received it twice."
+    )
     sent_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField()
 

@@ -213,8 +213,10 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "event_type", "channel", "masked_recipient", "status", "vendor", "attempt_count", "order")
-    list_filter = ("status", "channel", "vendor", "event_type", ("created_at", admin.DateFieldListFilter))
+    list_display = ("id", "created_at", "event_type", "channel", "masked_recipient", "status", "vendor", "attempt_count",
+                    "possible_duplicate", "order")
+    list_filter = ("status", "channel", "vendor", "event_type", "possible_duplicate",
+                   ("created_at", admin.DateFieldListFilter))
     list_select_related = ("vendor", "trigger")
     search_fields = ("recipient",)
     search_help_text = "An order id (or its first characters) or a recipient address."

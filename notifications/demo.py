@@ -51,7 +51,6 @@ def demo_vendors_install(*, host: str, ports: dict[str, int], timeout: float = 5
                     "use_tls": False,
                     "use_ssl": False,
                     "from_email": "Beacon Shop <no-reply@beacon.example>",
-                    "dedupes_by_message_id": True,
                 },
                 secrets={},
             )

@@ -37,6 +37,16 @@ NOTIFICATIONS_FINISHED = Counter(
     "Notifications reaching a final state (sent, failed, dead), by channel and delivering vendor.",
     ["channel", "vendor", "status"],
 )
+POSSIBLE_DUPLICATES = Counter(
+    "beacon_possible_duplicates_total",
+    "Notifications delivered after an unknown outcome that may have delivered them too (flagged possible_duplicate).",
+    ["channel", "vendor"],
+)
+RECONCILIATIONS = Counter(
+    "beacon_reconciliations_total",
+    "Lookups at a vendor after an unknown outcome, by result: found (recorded as sent, not resent), not_found, no_answer.",
+    ["vendor", "result"],
+)
 NOTIFICATION_RETRIES = Counter(
     "beacon_notification_retries_total", "Notifications scheduled for another round after every vendor failed.", ["channel"]
 )

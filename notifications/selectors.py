@@ -24,6 +24,7 @@ def notifications_for_subject(*, subject_ref: str) -> list[dict]:
             "status": row.status,
             "vendor": row.vendor.name if row.vendor else None,
             "attempts": row.attempts_made,
+            "possible_duplicate": row.possible_duplicate,
             "sent_at": row.sent_at,
             "updated_at": row.updated_at,
         }

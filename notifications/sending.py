@@ -5,10 +5,10 @@ Policies (each stated once, here):
 - Transient failure (connection error, 429, 5xx): try the next vendor at once.
 - Permanent failure (invalid number or address, a 4xx retrying cannot fix): `failed` at once.
 - Unknown outcome (a timeout after the request was sent, or a worker lost mid-call): the
-  vendor may have accepted. Policy: fail over at once (delivery first), keep the attempt as
-  `timeout`, and flag the notification `possible_duplicate` if another vendor then delivers
-  it. The same idempotency key goes to every vendor on every try, so a vendor that honours
-  it never delivers twice itself.
+  vendor may have accepted. Policy: keep the attempt as `timeout`; before the next vendor call
+  ask the vendors that can be asked whether they hold the message (a message found is recorded
+  as sent, never sent again); otherwise fail over at once (delivery first) and flag the
+  notification `possible_duplicate` when it is delivered (notifications/reconciliation.py).
 - Every vendor failed: retry later (exponential backoff, full jitter with a floor, capped),
   up to NOTIFICATION_MAX_ATTEMPTS rounds or NOTIFICATION_MAX_AGE, then `dead`.
 - Every vendor rate-limited: delay until a permit is free; never failed, never dropped, and
@@ -37,6 +37,14 @@ from notifications.models import (
     NotificationStatus,
     NotificationTrigger,
     Vendor,
+)
+from notifications.reconciliation import (
+    Found,
+    Uncertain,
+    can_look_up,
+    duplicate_possible,
+    lookup_then_found,
+    uncertain_attempts,
 )
 from notifications.rendering import TemplateRenderError, template_render
 from notifications.routing import Route, channel_vendors, route_for
@@ -81,23 +89,30 @@ def notification_send(*, notification_id: int, channel: str | None = None) -> Se
     notification, refused = _claim(notification_id, vendors)
     if notification is None:
         return refused
-    return notification_send_claimed(notification=notification, vendors=vendors)
+    return notification_send_claimed(notification=notification, vendors=vendors, has_history=notification.had_unknown_outcome)
 
 
-def notification_send_claimed(*, notification: Notification, vendors: list[Vendor]) -> SendOutcome:
+def notification_send_claimed(
+    *, notification: Notification, vendors: list[Vendor], has_history: bool = False
+) -> SendOutcome:
     """Steps 2 to 6 of `notification_send`, for a notification this run holds: claimed by
     `_claim`, or inserted claimed by the dispatch (`trigger_dispatch_claim`). `vendors` are its
     channel's, the ones its lease was computed for; it carries its trigger's `created_at` as
-    `trigger_created_at`."""
+    `trigger_created_at`. `has_history`: earlier attempts of it ended with an unknown outcome
+    or never ended (the claim says so), so they are read first; a row the dispatch has just
+    inserted has none unless a worker was lost with it."""
     if notification.delivery_count > settings.NOTIFICATION_MAX_DELIVERIES:
         return _settle_dead(notification, f"Delivered to workers {notification.delivery_count} times; stopped as poison.")
-    uncertain_vendor_ids = _close_orphan_attempts(notification) if notification.delivery_count > 1 else set()
+    if notification.delivery_count > 1:
+        _close_orphan_attempts(notification)
+    looked_back = has_history or notification.delivery_count > 1
+    uncertain = uncertain_attempts(notification) if looked_back else []
     if not notification.rendered_text:
         try:
             _render(notification)
         except TemplateRenderError as exc:
             return _settle_failed(notification, str(exc))
-    return _deliver(notification, vendors, uncertain_vendor_ids)
+    return _deliver(notification, vendors, uncertain)
 
 
 def _channel_of(notification_id: int) -> str:
@@ -105,8 +120,19 @@ def _channel_of(notification_id: int) -> str:
 
 
 def lease_seconds(vendors: list[Vendor]) -> float:
-    """How long a send through `vendors` may hold its notification: every vendor's timeout, plus a margin."""
+    """How long a send through `vendors` may hold its notification: every vendor's timeout, plus a
+    margin. A lookup after an unknown outcome extends the lease first (`_lease_extend`)."""
     return sum(vendor.timeout_seconds for vendor in vendors) + settings.NOTIFICATION_LEASE_MARGIN
+
+
+def _lease_extend(notification: Notification, vendors: list[Vendor], lookups: list[Vendor]) -> None:
+    """Before lookups at `lookups` (each bounded by its vendor's timeout): hold the notification
+    long enough for them and a full walk of `vendors` after them, so no other run takes it over
+    meanwhile. Rare (unknown outcomes only), so it costs a statement only then."""
+    seconds = lease_seconds(vendors) + sum(vendor.timeout_seconds for vendor in lookups)
+    Notification.objects.filter(
+        pk=notification.pk, status=NotificationStatus.SENDING, delivery_count=notification.delivery_count
+    ).update(lease_until=timezone.now() + timedelta(seconds=seconds))
 
 
 def _claim(notification_id: int, vendors: list[Vendor]) -> tuple[Notification | None, SendOutcome]:
@@ -118,8 +144,9 @@ def _claim(notification_id: int, vendors: list[Vendor]) -> tuple[Notification | 
         cursor.execute(_claim_sql(), {"id": notification_id, "now": now, "lease_until": lease_until})
         row = cursor.fetchone()
     if row is not None:
-        notification = Notification.from_db(connection.alias, _notification_columns(), row[:-1])
-        notification.trigger_created_at = row[-1]
+        notification = Notification.from_db(connection.alias, _notification_columns(), row[:-2])
+        notification.trigger_created_at = row[-2]
+        notification.had_unknown_outcome = row[-1]
         return notification, SendOutcome(status=notification.status)
     notification = Notification.objects.filter(pk=notification_id).first()
     if notification is None:
@@ -135,8 +162,11 @@ def _notification_columns() -> list[str]:
 @cache
 def _claim_sql() -> str:
     """UPDATE ... RETURNING for _claim: claimable when due (pending/retrying and its time has
-    come) or when a dead run's lease ran out (sending, lease_until past)."""
+    come) or when a dead run's lease ran out (sending, lease_until past). It also returns the
+    trigger's creation time and whether an attempt had an unknown outcome or never ended, so
+    the common send reads no attempt history."""
     table = Notification._meta.db_table
+    attempts = DeliveryAttempt._meta.db_table
     triggers = NotificationTrigger._meta.db_table
     returned = ", ".join(f"n.{connection.ops.quote_name(Notification._meta.get_field(name).column)}"
                          for name in _notification_columns())
@@ -150,7 +180,9 @@ def _claim_sql() -> str:
          WHERE n.id = %(id)s AND t.id = n.trigger_id
            AND ((n.status IN ({claimable}) AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= %(now)s))
                 OR (n.status = '{NotificationStatus.SENDING}' AND n.lease_until < %(now)s))
-     RETURNING {returned}, t.created_at"""  # noqa: S608
+     RETURNING {returned}, t.created_at,
+               EXISTS (SELECT 1 FROM {attempts} AS a
+                        WHERE a.notification_id = n.id AND a.outcome IN ('{AttemptOutcome.TIMEOUT}', ''))"""  # noqa: S608
 
 
 def _refusal(notification: Notification, now) -> SendOutcome:
@@ -163,12 +195,11 @@ def _refusal(notification: Notification, now) -> SendOutcome:
     return SendOutcome(status=notification.status)
 
 
-def _close_orphan_attempts(notification: Notification) -> set[int]:
+def _close_orphan_attempts(notification: Notification) -> None:
     """Attempts begun by a run that never finished (worker killed): the vendor may have accepted."""
-    orphans = DeliveryAttempt.objects.filter(notification=notification, outcome="")
-    vendor_ids = set(orphans.values_list("vendor_id", flat=True))
-    orphans.update(outcome=AttemptOutcome.TIMEOUT, error="Worker lost during the call; outcome unknown.")
-    return {vendor_id for vendor_id in vendor_ids if vendor_id is not None}
+    DeliveryAttempt.objects.filter(notification=notification, outcome="").update(
+        outcome=AttemptOutcome.TIMEOUT, error="Worker lost during the call; outcome unknown."
+    )
 
 
 def notification_render(*, notification: Notification, payload: dict, template=None) -> None:
@@ -214,8 +245,10 @@ def _message(notification: Notification) -> OutboundMessage:
     )
 
 
-def _deliver(notification: Notification, vendors: list[Vendor], uncertain_vendor_ids: set[int]) -> SendOutcome:
+def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[Uncertain]) -> SendOutcome:
     message = _message(notification)
+    if uncertain and (found := _look_up_history(notification, vendors, uncertain, message)):
+        return _settle_found(notification, found, uncertain)
     skipped: list[DeliveryAttempt] = []
     rate_limit_waits: list[float] = []
     tried_any = False
@@ -244,15 +277,24 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain_vendor
         if isinstance(tried, Accepted):
             if skipped:
                 DeliveryAttempt.objects.bulk_create(skipped)
-            possible_duplicate = bool(uncertain_vendor_ids - {vendor.pk})
-            return _settle_sent(notification, tried, possible_duplicate)
-        outcome, error = tried
+            return _settle_sent(notification, tried, duplicate_possible(uncertain=uncertain, delivered_by=route))
+        outcome, error, attempt = tried
         if outcome == AttemptOutcome.PERMANENT_ERROR:
             if skipped:
                 DeliveryAttempt.objects.bulk_create(skipped)
             return _settle_failed(notification, error)
         if outcome == AttemptOutcome.TIMEOUT:
-            uncertain_vendor_ids.add(vendor.pk)
+            timed_out = Uncertain(attempt.pk, vendor.pk, attempt.started_at, attempt.duration_ms)
+            uncertain.append(timed_out)
+            found = None
+            if can_look_up(vendor):
+                _lease_extend(notification, vendors, [vendor])
+                found = lookup_then_found(notification=notification, uncertain=[timed_out], routes={vendor.pk: route},
+                                          message=message)
+            if found is not None:
+                if skipped:
+                    DeliveryAttempt.objects.bulk_create(skipped)
+                return _settle_found(notification, found, uncertain)
         last_error = error
     if skipped:
         DeliveryAttempt.objects.bulk_create(skipped)
@@ -261,6 +303,40 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain_vendor
     if not tried_any and skipped:
         last_error = "Every vendor was skipped (circuit open or rate limited)."
     return _settle_retry(notification, last_error)
+
+
+def _look_up_history(
+    notification: Notification, vendors: list[Vendor], uncertain: list[Uncertain], message: OutboundMessage
+) -> Found | None:
+    """Ask the vendors of earlier unknown outcomes that can be asked (see reconciliation.py)."""
+    holding = {item.vendor_id for item in uncertain}
+    routes = {}
+    for vendor in vendors:
+        if vendor.pk in holding and can_look_up(vendor):
+            try:
+                routes[vendor.pk] = route_for(vendor)
+            except Exception:  # misconfigured: it cannot be asked; the send loop reports it
+                logger.exception("vendor %s cannot be used", vendor.name)
+    if not routes:
+        return None
+    _lease_extend(notification, vendors, [route.vendor for route in routes.values()])
+    return lookup_then_found(notification=notification, uncertain=uncertain, routes=routes, message=message)
+
+
+def _settle_found(notification: Notification, found: Found, uncertain: list[Uncertain]) -> SendOutcome:
+    """A vendor holds the message of an unknown outcome: that attempt delivered it. Record it as
+    sent with the vendor's id; flag it when the vendor holds copies or another vendor may too."""
+    vendor = found.attempt.vendor
+    DeliveryAttempt.objects.filter(pk=found.attempt.pk).update(
+        error=f"Outcome was unknown; the vendor's message list shows it accepted ({found.copies} matching)."
+    )
+    others = any(item.vendor_id != vendor.pk for item in uncertain)
+    accepted = Accepted(
+        attempt=found.attempt,
+        duration=(found.attempt.duration_ms or 0) / 1000,
+        result=VendorResult(message_id=found.message_id),
+    )
+    return _settle_sent(notification, accepted, found.copies > 1 or others)
 
 
 def _skip(notification: Notification, vendor: Vendor, outcome: str, error: str) -> DeliveryAttempt:
@@ -279,9 +355,12 @@ class Accepted:
     result: VendorResult
 
 
-def _attempt(notification: Notification, route: Route, message: OutboundMessage) -> Accepted | tuple[str, str]:
+def _attempt(
+    notification: Notification, route: Route, message: OutboundMessage
+) -> Accepted | tuple[str, str, DeliveryAttempt]:
     """One vendor call, written before and completed after (a failure here, a success together
-    with the notification in `_settle_sent`). Returns Accepted, else (outcome, error text)."""
+    with the notification in `_settle_sent`). Returns Accepted, else (outcome, error text, the
+    attempt row)."""
     vendor = route.vendor
     attempt = _attempt_begin(notification, vendor)
     started = time.perf_counter()
@@ -307,13 +386,14 @@ def _attempt(notification: Notification, route: Route, message: OutboundMessage)
             exc,
             extra={"notification_id": notification.pk, "vendor": vendor.name, "outcome": outcome},
         )
-        return outcome, f"{vendor.name}: {exc}"
+        attempt.duration_ms = duration * 1000
+        return outcome, f"{vendor.name}: {exc}", attempt
     except Exception as exc:  # an adapter bug must not lose the notification: count it transient
         duration = time.perf_counter() - started
         route.circuit.record(success=False, duration=duration)
         _attempt_finish(attempt, AttemptOutcome.TRANSIENT_ERROR, duration, error=f"{type(exc).__name__}: {exc}")
         logger.exception("adapter %s raised unexpectedly", vendor.adapter, extra={"notification_id": notification.pk})
-        return AttemptOutcome.TRANSIENT_ERROR, f"{vendor.name}: {type(exc).__name__}"
+        return AttemptOutcome.TRANSIENT_ERROR, f"{vendor.name}: {type(exc).__name__}", attempt
     duration = time.perf_counter() - started
     route.circuit.record(success=True, duration=duration)
     _attempt_metrics(vendor, AttemptOutcome.SENT, duration)
@@ -370,6 +450,10 @@ def _settle_sent(notification: Notification, accepted: Accepted, possible_duplic
             "attempt_count": notification.attempt_count + 1,
         })
     metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor=vendor.name, status="sent").inc()
+    if possible_duplicate:
+        metrics.POSSIBLE_DUPLICATES.labels(channel=notification.channel, vendor=vendor.name).inc()
+        logger.warning("notification sent after an unknown outcome: possible duplicate",
+                       extra={"notification_id": notification.pk, "vendor": vendor.name})
     metrics.DELIVERY_LATENCY.labels(channel=notification.channel).observe(
         (now - notification.trigger_created_at).total_seconds()
     )

@@ -121,6 +121,9 @@ class InboxHandler:
             return "250 2.0.0 OK: duplicate Message-ID, already accepted"
         record = self._inbox_record(envelope, raw, key)
         instance.store(record, key=key, answer=record["id"])
+        if instance.faults.answer_delay_ms:
+            # Stored already: a client that gives up now leaves a message it does not know of.
+            await asyncio.sleep(instance.faults.answer_delay_ms / 1000)
         logger.debug("sandbox %s accepted a message for %d recipient(s)", instance.name, len(envelope.rcpt_tos))
         return f"250 2.0.0 OK: queued as {record['id']}"
 

@@ -54,6 +54,9 @@ class Faults:
     """Faults injected into every request an instance receives. All off by default."""
 
     latency_ms: float = 0.0
+    # Store the message, then wait this long before answering (Twilio: creates; SMTP: DATA): with
+    # a client timeout below it, the vendor holds a message whose answer the client never gets.
+    answer_delay_ms: float = 0.0
     failure_rate: float = 0.0
     # HTTP status of injected Twilio failures. For SMTP only `>= 500` matters, together with
     # `smtp_permanent` (see sandbox.smtp.injected_failure_reply).
@@ -83,8 +86,8 @@ def _coerce_fault(name: str, value: Any) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FaultError(f"{name} must be a number")
-    if name == "latency_ms" and not 0 <= value <= MAX_LATENCY_MS:
-        raise FaultError(f"latency_ms must be between 0 and {MAX_LATENCY_MS}")
+    if name in ("latency_ms", "answer_delay_ms") and not 0 <= value <= MAX_LATENCY_MS:
+        raise FaultError(f"{name} must be between 0 and {MAX_LATENCY_MS}")
     if name == "failure_rate" and not 0 <= value <= 1:
         raise FaultError("failure_rate must be between 0 and 1")
     if name == "error_status":

@@ -174,7 +174,11 @@ def fault_middleware(instance: InstanceState) -> Callable[..., Awaitable[web.Str
             await asyncio.sleep(instance.faults.latency_ms / 1000)
         if instance.roll_failure():
             return http_error(instance.faults.error_status)
-        return await handler(request)
+        response = await handler(request)
+        if request.method == "POST" and instance.faults.answer_delay_ms:
+            # Stored already: a client that gives up now leaves a message it does not know of.
+            await asyncio.sleep(instance.faults.answer_delay_ms / 1000)
+        return response
 
     return apply_faults
 

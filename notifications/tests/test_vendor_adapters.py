@@ -391,15 +391,16 @@ def test_twilio_messaging_service_replaces_from(sandbox: SandboxHandle) -> None:
     assert stored["from"] in (None, "")
 
 
-def test_twilio_resend_with_the_same_key_is_stored_once(sandbox: SandboxHandle) -> None:
+def test_twilio_resend_with_the_same_key_is_delivered_twice_so_it_claims_no_idempotency(sandbox: SandboxHandle) -> None:
     adapter = twilio(sandbox.url("sms-primary"))
 
     first = adapter.send(sms(key="order-7-shipped-sms"))
     second = adapter.send(sms(key="order-7-shipped-sms"))
 
-    assert first.message_id == second.message_id
-    assert len(sandbox.control.messages("sms-primary")) == 1
-    assert adapter.supports_idempotency()
+    # Twilio documents no idempotency for creating a message; neither does the sandbox dedupe.
+    assert first.message_id != second.message_id
+    assert sandbox.control.arrivals("sms-primary") == {"order-7-shipped-sms": 2}
+    assert not adapter.supports_idempotency()
 
 
 @pytest.mark.parametrize(
@@ -510,13 +511,15 @@ def test_smtp_send_returns_the_message_id_and_the_email_is_in_the_inbox(sandbox:
     assert ["X-Request-ID", "req-2"] in stored["headers"]
 
 
-def test_smtp_resend_with_the_same_key_is_stored_once(sandbox: SandboxHandle) -> None:
+def test_smtp_resend_with_the_same_key_is_delivered_twice_with_one_message_id(sandbox: SandboxHandle) -> None:
     adapter = smtp(sandbox.port("smtp-primary"))
 
     adapter.send(email(key="k-1"))
     adapter.send(email(key="k-1"))
 
-    assert len(sandbox.control.messages("smtp-primary")) == 1
+    # Relays do not dedupe by Message-ID: both copies arrive, and the relay says so.
+    assert [m["copy"] for m in sandbox.control.messages("smtp-primary")] == [1, 2]
+    assert not adapter.supports_idempotency()
 
 
 def test_smtp_key_that_cannot_be_a_message_id_is_hashed_stably(sandbox: SandboxHandle) -> None:
@@ -527,7 +530,7 @@ def test_smtp_key_that_cannot_be_a_message_id_is_hashed_stably(sandbox: SandboxH
 
     assert first.message_id == second.message_id
     assert first.message_id.endswith("@beacon>") and " " not in first.message_id
-    assert len(sandbox.control.messages("smtp-primary")) == 1
+    assert sandbox.control.arrivals("smtp-primary") == {first.message_id: 2}
 
 
 def test_smtp_bounce_is_permanent_and_masks_the_address(sandbox: SandboxHandle) -> None:

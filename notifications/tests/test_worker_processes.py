@@ -124,9 +124,37 @@ def test_a_worker_killed_mid_send_leaves_the_notification_sent_exactly_once(
     assert len(delivered) == 1
     notification.refresh_from_db()
     assert notification.vendor.name == "sms-primary"
-    assert notification.possible_duplicate is False
+    # The killed call never delivered (the sandbox was still waiting to read it), and Twilio's
+    # list said so; but a list cannot rule out a message still on its way, so the flag stays.
+    assert notification.possible_duplicate is True
     outcomes = list(DeliveryAttempt.objects.filter(notification=notification).values_list("outcome", flat=True))
     assert outcomes == ["timeout", "sent"]  # the lost call is recorded as an unknown outcome
+
+
+def test_an_sms_twilio_stored_before_its_worker_was_killed_is_found_there_and_not_sent_again(
+    start_worker, sandbox: SandboxHandle
+) -> None:
+    Vendor.objects.filter(channel="sms").update(timeout_seconds=5)
+    # Twilio stores the message at once; its answer would come after 4 s, but the worker dies first.
+    sandbox.control.set_faults("sms-primary", answer_delay_ms=4000)
+    worker = start_worker()
+    trigger = make_trigger()
+    wait_for_inbox(sandbox, ("smtp-primary",), 1)
+    wait_for_inbox(sandbox, ("sms-primary",), 1)
+
+    worker.kill()
+    sandbox.control.clear_faults("sms-primary")
+    start_worker()
+    notification = Notification.objects.get(trigger=trigger, channel="sms")
+    wait_until(lambda: notifications_sweep(stale_seconds=0) > 0, timeout=30, what="sweeper to re-queue it")
+    wait_until(lambda: Notification.objects.get(pk=notification.pk).status == "sent", timeout=30, what="the lookup")
+
+    [held] = sandbox.control.messages("sms-primary")
+    assert sandbox.control.messages("sms-fallback") == []
+    notification.refresh_from_db()
+    assert (notification.vendor.name, notification.vendor_message_id) == ("sms-primary", held["sid"])
+    assert notification.possible_duplicate is False
+    assert list(DeliveryAttempt.objects.filter(notification=notification).values_list("outcome", flat=True)) == ["sent"]
 
 
 def test_a_checkout_during_a_broker_outage_answers_201_and_the_relay_hands_it_over_later(

@@ -9,6 +9,8 @@ Contract shared by every adapter:
    went out but no answer came back: the vendor may have accepted it) or plain transient
    (definitely not accepted; retrying later or elsewhere is safe).
 4. Secrets never appear in exception messages, log lines or reprs; recipients appear masked.
+5. `accepted_lookup()` asks the vendor which messages it already holds for this message, for a
+   vendor that can be asked (Twilio's message list); the others return None.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -122,8 +125,19 @@ class VendorAdapter(ABC):
         """Make one delivery attempt; return the vendor's id or raise a classified `VendorError`."""
 
     def supports_idempotency(self) -> bool:
-        """True when resending with the same `idempotency_key` cannot deliver twice at this vendor."""
+        """True when resending with the same `idempotency_key` cannot deliver twice at this vendor:
+        only for a vendor that documents deduplication by that key (not Twilio, not SMTP relays).
+        The send flow does not flag a delivery after an unknown outcome at the same such vendor."""
         return False
+
+    def accepted_lookup(self, message: OutboundMessage, *, since: datetime) -> list[str] | None:
+        """The vendor's ids of the messages it holds that match `message` (same recipient, same
+        rendered text) and arrived at or after `since`; None when this vendor cannot be asked.
+
+        Read-only, safe to call any number of times. Raises `VendorError` when the vendor could
+        not answer (the caller then knows nothing more than before).
+        """
+        return None
 
     # Helpers for subclasses.
 

@@ -172,6 +172,26 @@ def post(
     return HttpAnswer(status_code=response.status, headers=response.headers, body=response.data)
 
 
+def get(
+    *, session_key: str, label: str, url: str, timeout: float, auth: tuple[str, str] | None = None
+) -> HttpAnswer:
+    """GET once (a read, such as a lookup: safe to repeat) and return the answer, whatever its
+    status. Bounded like `post`; raises a transient `VendorError` when no answer arrived."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2] or "?"
+    bounded = urllib3.Timeout(connect=timeout, read=timeout, total=timeout)
+    try:
+        proxies, verify, netrc_auth = _environment_for(parts.scheme, parts.netloc)
+        request_headers = _request_headers({"Accept": "application/json"}, auth or netrc_auth, form=False)
+        proxy = requests.utils.select_proxy(url, proxies)
+        response = pool_for(session_key, proxy=proxy, verify=verify).request(
+            "GET", url, headers=request_headers, timeout=bounded, redirect=False, retries=False
+        )
+    except (HTTPError, LocationValueError, InvalidHeader) as exc:
+        raise VendorError(f"{label}: no answer to a lookup ({type(exc).__name__}, {host})") from exc
+    return HttpAnswer(status_code=response.status, headers=response.headers, body=response.data)
+
+
 def _request_headers(
     headers: Mapping[str, str], auth: tuple[str, str] | None, *, form: bool
 ) -> urllib3.HTTPHeaderDict:

@@ -3,15 +3,22 @@
 Wire format (checked against /work/shared/vendor-specs/twilio_messages_v2010.json):
 `POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`, form fields `To`, `Body`,
 `MessagingServiceSid` (when configured) or else `From`, optional `StatusCallback`; HTTP basic
-auth `account_sid:auth_token`; header `I-Twilio-Idempotency-Token` = the idempotency key, so a
-resend to the same Twilio account is not delivered twice. 201 answers carry the message `sid`.
+auth `account_sid:auth_token`. 201 answers carry the message `sid`. The header
+`I-Twilio-Idempotency-Token` carries the idempotency key, but Twilio does not dedupe creates by it
+(it is a header Twilio sends on its own webhooks): a resend can deliver twice, so
+`supports_idempotency()` is False. Instead Twilio can be asked (`accepted_lookup`): its message
+list, filtered by `To` and `DateSent>`, shows whether a message whose answer was lost arrived.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from notifications.vendors import http
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError, VendorResult, require, scrub
@@ -32,6 +39,13 @@ PERMANENT_CODES: dict[int, str] = {
     21612: "'To' is not reachable via SMS",
 }
 AUTH_FAILED_CODE = 20003
+# A lookup asks from this long before the attempt began: Twilio's clock and ours may differ, and
+# its DateSent has whole seconds. The rendered body must match too, so a wider window is harmless.
+LOOKUP_CLOCK_SKEW = timedelta(seconds=120)
+# Messages per lookup page (Twilio's maximum is 1000), and pages read before giving up: one
+# recipient rarely gets more than a handful of messages in minutes.
+LOOKUP_PAGE_SIZE = 50
+LOOKUP_MAX_PAGES = 4
 # Codes that are transient whatever the HTTP status says.
 TRANSIENT_CODES: dict[int, str] = {20429: "too many requests"}
 
@@ -65,8 +79,38 @@ class TwilioAdapter(VendorAdapter):
             errors["base_url"] = "must start with https:// or http://"
         return errors
 
-    def supports_idempotency(self) -> bool:
-        return True
+    def accepted_lookup(self, message: OutboundMessage, *, since: datetime) -> list[str]:
+        """The sids of messages to `message.to` with `message.text` as body, sent (or, still
+        queued, created) at or after `since`. Pages through Twilio's list by its
+        `next_page_uri` (PageToken), at most LOOKUP_MAX_PAGES pages. Raises `VendorError` when
+        Twilio does not answer, answers an error, or holds more than those pages can show."""
+        self.ensure_configured(message)
+        account_sid = str(self.settings["account_sid"])
+        base_url = str(self.settings.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+        earliest = since.astimezone(UTC) - LOOKUP_CLOCK_SKEW
+        query = urlencode({"To": message.to, "DateSent>": earliest.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                           "PageSize": LOOKUP_PAGE_SIZE})
+        next_uri: str | None = f"/{API_VERSION}/Accounts/{account_sid}/Messages.json?{query}"
+        sids: list[str] = []
+        # One time budget for every page, as for a send: the caller's lease counts on it.
+        deadline = time.monotonic() + self.timeout
+        for _page in range(LOOKUP_MAX_PAGES):
+            if next_uri is None:
+                return sids
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise VendorError(f"{self.label}: lookup ran out of time after {self.timeout:g}s")
+            response = http.get(session_key=self.key, label=self.label, url=base_url + next_uri,
+                                timeout=left, auth=(account_sid, self._secrets["auth_token"]))
+            if response.status_code != 200:
+                raise self._error(response, message)
+            page = http.json_or_empty(response)
+            sids += [str(item.get("sid")) for item in page.get("messages") or []
+                     if isinstance(item, dict) and _same_message(item, message, earliest)]
+            next_uri = page.get("next_page_uri") if isinstance(page.get("next_page_uri"), str) else None
+        if next_uri is not None:
+            raise VendorError(f"{self.label}: lookup found more than {LOOKUP_MAX_PAGES} pages of messages")
+        return sids
 
     def send(self, message: OutboundMessage) -> VendorResult:
         """POST one message; return its `sid`. Raises `VendorError` classified by Twilio's error code."""
@@ -126,3 +170,15 @@ class TwilioAdapter(VendorAdapter):
         text = scrub(str(body.get("message") or ""), message.to)[:200]
         detail = " ".join(part for part in (vendor_code, text) if part)
         return http.error_for_status(response, label=self.label, detail=detail, vendor_code=vendor_code)
+
+
+def _same_message(item: Mapping[str, Any], message: OutboundMessage, earliest: datetime) -> bool:
+    """Is the listed message `message`: same recipient and body, sent (or created, when Twilio
+    has not sent it yet) at or after `earliest`."""
+    if item.get("to") != message.to or item.get("body") != message.text:
+        return False
+    stamp = item.get("date_sent") or item.get("date_created")
+    try:
+        return parsedate_to_datetime(str(stamp)) >= earliest
+    except (TypeError, ValueError):
+        return True  # a listed message with an unreadable date: count it rather than send twice

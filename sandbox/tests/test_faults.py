@@ -181,6 +181,7 @@ def test_reset_empties_inboxes_zeroes_counters_and_clears_faults(sandbox: Sandbo
         assert set(instance["counters"].values()) == {0}
         assert instance["faults"] == {
             "latency_ms": 0,
+            "answer_delay_ms": 0,
             "failure_rate": 0,
             "error_status": 500,
             "smtp_permanent": False,
