@@ -90,7 +90,7 @@ def run(chaos: Chaos) -> ScenarioResult:
 
     recipients = committed(all_recipients(results))
     count = chaos.wait_delivered(recipients, timeout=120)
-    record_inbox(result, count, allow_flagged_duplicates=True)
+    record_inbox(result, count)
 
     by_phase = {phase: [] for _, phase, _ in PHASES}
     starts = [(at, phase) for at, phase, _ in PHASES]
