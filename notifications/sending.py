@@ -43,6 +43,8 @@ from notifications.reconciliation import (
     Uncertain,
     can_look_up,
     duplicate_possible,
+    lease_extend,
+    lookup_before_resend,
     lookup_then_found,
     uncertain_attempts,
 )
@@ -121,18 +123,9 @@ def _channel_of(notification_id: int) -> str:
 
 def lease_seconds(vendors: list[Vendor]) -> float:
     """How long a send through `vendors` may hold its notification: every vendor's timeout, plus a
-    margin. A lookup after an unknown outcome extends the lease first (`_lease_extend`)."""
+    margin. A lookup after an unknown outcome extends the lease first (`lease_extend`)."""
     return sum(vendor.timeout_seconds for vendor in vendors) + settings.NOTIFICATION_LEASE_MARGIN
 
-
-def _lease_extend(notification: Notification, vendors: list[Vendor], lookups: list[Vendor]) -> None:
-    """Before lookups at `lookups` (each bounded by its vendor's timeout): hold the notification
-    long enough for them and a full walk of `vendors` after them, so no other run takes it over
-    meanwhile. Rare (unknown outcomes only), so it costs a statement only then."""
-    seconds = lease_seconds(vendors) + sum(vendor.timeout_seconds for vendor in lookups)
-    Notification.objects.filter(
-        pk=notification.pk, status=NotificationStatus.SENDING, delivery_count=notification.delivery_count
-    ).update(lease_until=timezone.now() + timedelta(seconds=seconds))
 
 
 def _claim(notification_id: int, vendors: list[Vendor]) -> tuple[Notification | None, SendOutcome]:
@@ -247,7 +240,8 @@ def _message(notification: Notification) -> OutboundMessage:
 
 def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[Uncertain]) -> SendOutcome:
     message = _message(notification)
-    if uncertain and (found := _look_up_history(notification, vendors, uncertain, message)):
+    if uncertain and (found := lookup_before_resend(notification=notification, vendors=vendors, uncertain=uncertain,
+                                                    message=message, lease=lease_seconds(vendors))):
         return _settle_found(notification, found, uncertain)
     skipped: list[DeliveryAttempt] = []
     rate_limit_waits: list[float] = []
@@ -284,14 +278,8 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[
                 DeliveryAttempt.objects.bulk_create(skipped)
             return _settle_failed(notification, error)
         if outcome == AttemptOutcome.TIMEOUT:
-            timed_out = Uncertain(attempt.pk, vendor.pk, attempt.started_at, attempt.duration_ms)
-            uncertain.append(timed_out)
-            found = None
-            if can_look_up(vendor):
-                _lease_extend(notification, vendors, [vendor])
-                found = lookup_then_found(notification=notification, uncertain=[timed_out], routes={vendor.pk: route},
-                                          message=message)
-            if found is not None:
+            uncertain.append(Uncertain(attempt.pk, vendor.pk, attempt.started_at, attempt.duration_ms))
+            if found := _ask_after_timeout(notification, route, uncertain[-1], vendors, message):
                 if skipped:
                     DeliveryAttempt.objects.bulk_create(skipped)
                 return _settle_found(notification, found, uncertain)
@@ -305,22 +293,15 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[
     return _settle_retry(notification, last_error)
 
 
-def _look_up_history(
-    notification: Notification, vendors: list[Vendor], uncertain: list[Uncertain], message: OutboundMessage
+def _ask_after_timeout(
+    notification: Notification, route: Route, timed_out: Uncertain, vendors: list[Vendor], message: OutboundMessage
 ) -> Found | None:
-    """Ask the vendors of earlier unknown outcomes that can be asked (see reconciliation.py)."""
-    holding = {item.vendor_id for item in uncertain}
-    routes = {}
-    for vendor in vendors:
-        if vendor.pk in holding and can_look_up(vendor):
-            try:
-                routes[vendor.pk] = route_for(vendor)
-            except Exception:  # misconfigured: it cannot be asked; the send loop reports it
-                logger.exception("vendor %s cannot be used", vendor.name)
-    if not routes:
+    """Right after an unknown outcome, before the next vendor: does this vendor hold the message?"""
+    if not can_look_up(route.vendor):
         return None
-    _lease_extend(notification, vendors, [route.vendor for route in routes.values()])
-    return lookup_then_found(notification=notification, uncertain=uncertain, routes=routes, message=message)
+    lease_extend(notification=notification, seconds=lease_seconds(vendors) + route.vendor.timeout_seconds)
+    return lookup_then_found(notification=notification, uncertain=[timed_out], routes={route.vendor.pk: route},
+                             message=message)
 
 
 def _settle_found(notification: Notification, found: Found, uncertain: list[Uncertain]) -> SendOutcome:
