@@ -184,3 +184,22 @@ def test_smtp_cannot_be_asked(vendors: dict) -> None:
     message = OutboundMessage(channel="email", to="a@example.com", subject="s", text="t", html="", idempotency_key="k")
 
     assert route_for(vendors["smtp-primary"]).adapter.accepted_lookup(message, since=timezone.now()) is None
+
+
+def test_the_admin_lists_and_filters_possible_duplicates(
+    admin_client, vendors: dict, templates: None, sandbox: SandboxHandle
+) -> None:
+    from django.urls import reverse
+
+    sandbox.control.set_faults("smtp-primary", answer_delay_ms=ANSWER_LOST_MS)
+    flagged = run_until_settled(dispatch(make_trigger())["email"].pk)
+    sandbox.control.clear_faults("smtp-primary")
+    clean = run_until_settled(dispatch(make_trigger())["email"].pk)
+    changelist = reverse("admin:notifications_notification_changelist")
+
+    filtered = admin_client.get(changelist + "?possible_duplicate__exact=1").content.decode()
+    detail = admin_client.get(reverse("admin:notifications_notification_change", args=[flagged.pk])).content.decode()
+
+    assert f"/{flagged.pk}/change/" in filtered and f"/{clean.pk}/change/" not in filtered
+    assert "Possible duplicate" in filtered  # the list's column
+    assert "field-possible_duplicate" in detail
