@@ -91,7 +91,9 @@ def notification_send(*, notification_id: int, channel: str | None = None) -> Se
     notification, refused = _claim(notification_id, vendors)
     if notification is None:
         return refused
-    return notification_send_claimed(notification=notification, vendors=vendors, has_history=notification.had_unknown_outcome)
+    return notification_send_claimed(
+        notification=notification, vendors=vendors, has_history=notification.had_unknown_outcome
+    )
 
 
 def notification_send_claimed(
@@ -125,7 +127,6 @@ def lease_seconds(vendors: list[Vendor]) -> float:
     """How long a send through `vendors` may hold its notification: every vendor's timeout, plus a
     margin. A lookup after an unknown outcome extends the lease first (`lease_extend`)."""
     return sum(vendor.timeout_seconds for vendor in vendors) + settings.NOTIFICATION_LEASE_MARGIN
-
 
 
 def _claim(notification_id: int, vendors: list[Vendor]) -> tuple[Notification | None, SendOutcome]:
