@@ -203,3 +203,28 @@ def test_the_admin_lists_and_filters_possible_duplicates(
     assert f"/{flagged.pk}/change/" in filtered and f"/{clean.pk}/change/" not in filtered
     assert "Possible duplicate" in filtered  # the list's column
     assert "field-possible_duplicate" in detail
+
+
+def test_a_relay_that_dedupes_by_message_id_is_trusted_to_keep_one_copy(
+    vendors: dict, templates: None
+) -> None:
+    # `supports_idempotency()`: an operator states the relay dedupes (`dedupes_by_message_id`), and
+    # it does (a sandbox instance configured to): a resend to it after an unknown outcome is not flagged.
+    from sandbox.server import InstanceConfig
+    from sandbox.testing import start_sandbox
+
+    with start_sandbox(instances=(InstanceConfig("smtp-dedupe", "smtp", dedupe=True),)) as deduping:
+        primary = vendors["smtp-primary"]
+        primary.settings = {**primary.settings, "port": deduping.port("smtp-dedupe"), "dedupes_by_message_id": True}
+        primary.save()
+        Vendor.objects.filter(name="smtp-fallback").update(enabled=False, updated_at=timezone.now())
+        deduping.control.set_faults("smtp-dedupe", answer_delay_ms=ANSWER_LOST_MS)
+        notification = dispatch(make_trigger())["email"]
+        assert run_until_settled(notification.pk, max_runs=1).status == "retrying"
+        deduping.control.clear_faults("smtp-dedupe")
+
+        final = run_until_settled(notification.pk)
+
+        assert len(deduping.control.messages("smtp-dedupe")) == 1
+        assert deduping.control.instance("smtp-dedupe")["counters"]["duplicates_suppressed"] == 1
+        assert (final.status, final.possible_duplicate) == ("sent", False)
