@@ -118,6 +118,11 @@ def lookup_then_found(
             logger.warning("lookup at %s failed: %s", route.vendor.name, exc,
                            extra={"notification_id": notification.pk, "vendor": route.vendor.name})
             continue
+        except Exception:  # an adapter bug must not stop the send: the lookup just did not answer
+            metrics.RECONCILIATIONS.labels(vendor=route.vendor.name, result="no_answer").inc()
+            logger.exception("lookup at %s raised unexpectedly", route.vendor.name,
+                             extra={"notification_id": notification.pk, "vendor": route.vendor.name})
+            continue
         if found is None:
             continue
         if not found:
