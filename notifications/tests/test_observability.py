@@ -188,6 +188,8 @@ def test_one_checkouts_request_id_can_be_followed_to_the_vendor_call(start_stack
     # the email did not: internal headers are not for recipients.
     [message] = sandbox.control.messages("smtp-primary")
     assert "X-Request-ID" not in [name for name, _ in message["headers"]]
+    [sms_request] = sandbox.control.messages("sms-primary")
+    assert sms_request["request_id"] == request_id
 
     # The web's one line for the checkout, with what support needs and nothing personal.
     web_lines = json_lines(stack.web.log_path)
