@@ -19,23 +19,7 @@
   same time budget. Nothing else is retried here.
 - `timeout` is one budget for each send: every socket operation gets only what is left.
 
-Failure classification:
-
-| failure                                              | VendorError                   |
-|------------------------------------------------------|-------------------------------|
-| recipient / data refused with 5xx                    | permanent                     |
-| the same with 4xx                                    | transient                     |
-| invalid address or header                            | permanent                     |
-| authentication rejected (535), AUTH needs TLS (538), | misconfigured (fails over,    |
-| STARTTLS/AUTH required (530), sender refused,        | counts against the vendor)    |
-| STARTTLS/AUTH not supported by the server, EHLO      |                               |
-| refused                                              |                               |
-| TLS handshake or certificate failure                 | transient (not accepted)      |
-| refused, connect timeout, timeout or drop before the |                               |
-| message body was sent                                | transient (not accepted)      |
-| timeout or drop after the body was sent              | outcome_unknown               |
-
-Every error text carries the server's own reply code and words.
+Failures are classified by cause in `smtp_errors.py`.
 """
 
 from __future__ import annotations
@@ -60,7 +44,8 @@ from django.core.mail.backends.smtp import EmailBackend
 from django.core.mail.message import sanitize_address, utf8_charset_qp
 from django.core.validators import validate_email
 
-from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError, VendorResult, require, scrub
+from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorResult, require
+from notifications.vendors.smtp_errors import smtp_error_classify
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +53,6 @@ logger = logging.getLogger(__name__)
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 # A DNS name (RFC 1123 labels): what EHLO and a Message-ID's right part may be.
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-# SMTP replies that blame the vendor's configuration at Beacon (not the message): 530 STARTTLS
-# or AUTH required, 534/538 a mechanism or TLS required for AUTH, 535 credentials rejected.
-MISCONFIGURED_REPLY_CODES = frozenset({530, 534, 535, 538})
 
 
 def message_id_for(idempotency_key: str, domain: str) -> str:
@@ -302,19 +284,23 @@ class SmtpAdapter(VendorAdapter):
                 # outcome is unknown and the message is never sent again here.
                 if backend.smtp is not None and backend.smtp.body_sent:
                     _close_quietly(backend)
-                    raise self._classify(exc, message, body_sent=True) from exc
+                    raise smtp_error_classify(exc, label=self.label, recipient=message.to, body_sent=True) from exc
                 _close_quietly(backend)
                 backend = None
             except (smtplib.SMTPException, OSError, ValueError) as exc:
                 _close_quietly(backend)
-                raise self._classify(exc, message, body_sent=_body_sent(backend)) from exc
+                raise smtp_error_classify(
+                    exc, label=self.label, recipient=message.to, body_sent=_body_sent(backend)
+                ) from exc
         if backend is None:
             backend = self._backend(timeout=max(deadline - time.monotonic(), 0.001))
             try:
                 self._send_on(backend, email, timeout=None)
             except (smtplib.SMTPException, OSError, ValueError) as exc:
                 _close_quietly(backend)
-                raise self._classify(exc, message, body_sent=_body_sent(backend)) from exc
+                raise smtp_error_classify(
+                    exc, label=self.label, recipient=message.to, body_sent=_body_sent(backend)
+                ) from exc
         if idle_seconds > 0:
             smtp_sessions.give_back(key, backend)
         else:
@@ -378,76 +364,6 @@ class SmtpAdapter(VendorAdapter):
 
     def _message_id_domain(self) -> str:
         return str(django_settings.EMAIL_MESSAGE_ID_DOMAIN or "") or self._sender_domain()
-
-    def _classify(self, exc: Exception, message: OutboundMessage, *, body_sent: bool) -> VendorError:
-        """Map one exception of an SMTP session to a `VendorError` by cause (the module's table)."""
-        label = self.label
-        if isinstance(exc, smtplib.SMTPAuthenticationError):
-            hint = "AUTH needs TLS: enable use_tls" if exc.smtp_code in (534, 538) else "username/password rejected"
-            return _reply_error(f"{label}: authentication failed ({hint})", exc.smtp_code, exc.smtp_error, message,
-                                misconfigured=True)
-        if isinstance(exc, smtplib.SMTPRecipientsRefused):
-            replies = list(exc.recipients.values()) or [(0, b"")]
-            code, text = replies[0]
-            if code in MISCONFIGURED_REPLY_CODES:
-                return _reply_error(f"{label}: recipient refused", code, text, message, misconfigured=True)
-            return _reply_error(f"{label}: recipient refused", code, text, message, all(c >= 500 for c, _ in replies))
-        if isinstance(exc, smtplib.SMTPSenderRefused):
-            # MAIL FROM refused: the sender (from_email) or a missing STARTTLS/AUTH, never the recipient.
-            what = "STARTTLS or AUTH required" if exc.smtp_code == 530 else "sender refused (check from_email)"
-            transient = 400 <= exc.smtp_code < 500
-            return _reply_error(f"{label}: {what}", exc.smtp_code, exc.smtp_error, message,
-                                permanent=False, misconfigured=not transient)
-        if isinstance(exc, smtplib.SMTPHeloError):
-            return _reply_error(f"{label}: EHLO refused (check SMTP_EHLO_HOSTNAME)", exc.smtp_code, exc.smtp_error,
-                                message, permanent=False, misconfigured=True)
-        if isinstance(exc, smtplib.SMTPConnectError):  # the greeting was negative: the server's state
-            return _reply_error(f"{label}: connection refused by the server", exc.smtp_code, exc.smtp_error, message,
-                                permanent=False)
-        if isinstance(exc, smtplib.SMTPResponseException):  # SMTPDataError and the like
-            if exc.smtp_code in MISCONFIGURED_REPLY_CODES:
-                return _reply_error(f"{label}: {type(exc).__name__}", exc.smtp_code, exc.smtp_error, message,
-                                    misconfigured=True)
-            return _reply_error(f"{label}: {type(exc).__name__}", exc.smtp_code, exc.smtp_error, message)
-        if isinstance(exc, smtplib.SMTPNotSupportedError):
-            return VendorError(f"{label}: {exc} (configuration fault)", misconfigured=True)
-        if isinstance(exc, ssl.SSLError | ssl.CertificateError) and not body_sent:
-            # Before ValueError: a certificate that does not verify is also a ValueError. The
-            # relay's TLS is at fault, not the message: the next vendor may take it.
-            reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or type(exc).__name__
-            return VendorError(f"{label}: TLS failure before the message was sent ({reason})")
-        if isinstance(exc, ValueError):
-            return VendorError(f"{label}: invalid address or header ({type(exc).__name__})", permanent=True)
-        # OSError: refused, reset, timeout (TimeoutError), SMTPServerDisconnected...
-        if body_sent:
-            return VendorError(
-                f"{label}: no final answer after the message was sent ({type(exc).__name__}); "
-                "the server may have accepted it",
-                outcome_unknown=True,
-            )
-        return VendorError(f"{label}: {type(exc).__name__} before the message was sent")
-
-
-def _reply_error(
-    what: str,
-    code: int,
-    text: bytes | str,
-    message: OutboundMessage,
-    permanent: bool | None = None,
-    *,
-    misconfigured: bool = False,
-) -> VendorError:
-    """A VendorError quoting the server's reply: 5xx permanent, anything else transient, unless
-    told otherwise (`misconfigured` is never permanent)."""
-    reply = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-    reply = scrub(" ".join(reply.split()), message.to)[:200]
-    is_permanent = False if misconfigured else (code >= 500 if permanent is None else permanent)
-    return VendorError(
-        f"{what}: the server said {code} {reply}".rstrip(),
-        permanent=is_permanent,
-        misconfigured=misconfigured,
-        status_code=code,
-    )
 
 
 def _is_host(value: str) -> bool:
