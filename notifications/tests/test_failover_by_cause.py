@@ -4,6 +4,11 @@ the notification at once. Against the sandbox's Twilio accounts, which refuse wh
 
 from __future__ import annotations
 
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from notifications.models import AttemptOutcome, DeliveryAttempt, NotificationStatus, Vendor
@@ -14,6 +19,7 @@ from notifications.vendor_secrets import secrets_encrypt
 from notifications.vendors.base import OutboundMessage, VendorError
 from notifications.vendors.registry import build_adapter
 from sandbox.testing import SandboxHandle
+from sandbox.tls import certificate_generate
 
 pytestmark = pytest.mark.django_db
 
@@ -126,3 +132,33 @@ def test_a_body_longer_than_twilio_takes_is_the_messages_fault_and_costs_no_requ
 
     assert caught.value.permanent and "1601 characters" in str(caught.value)
     assert sandbox.control.instance("sms-primary")["counters"]["requests"] == 0
+
+
+@pytest.fixture
+def https_vendor() -> Iterator[str]:
+    """An HTTPS endpoint whose certificate nothing vouches for (a self-signed one)."""
+    certificate = certificate_generate("untrusted")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate.cert_file, certificate.key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    certificate.remove()
+
+
+def test_an_http_vendor_whose_certificate_does_not_verify_is_transient(vendors: dict, https_vendor: str) -> None:
+    settings = {**vendors["sms-primary"].settings, "base_url": https_vendor}
+    adapter = build_adapter("twilio", settings=settings, secrets={"auth_token": "sandbox-token"}, timeout=2.0)
+    message = OutboundMessage(channel="sms", to="+447911123456", subject="", text="hi", html="", idempotency_key="k-tls")
+
+    with pytest.raises(VendorError) as caught:
+        adapter.send(message)
+
+    # Nothing was sent and the message is fine: the next vendor may take it, the breaker counts it.
+    error = caught.value
+    assert (error.permanent, error.misconfigured, error.outcome_unknown) == (False, False, False)
+    assert "TLS" in str(error)
