@@ -4,6 +4,9 @@ Message-ID domain, BODY=8BITMIME, no internal headers). Failures are classified 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -156,3 +159,15 @@ def test_an_untrusted_primary_fails_over_to_the_fallback_and_trips_its_breaker(
     assert "certificate" in attempts[0].error
     assert len(relays.control.messages("smtp-plain")) == 1
     assert vendor_circuit(Vendor.objects.get(pk=primary.pk)).snapshot().state == "open"
+
+
+@pytest.mark.parametrize("name", ["SMTP_EHLO_HOSTNAME", "EMAIL_MESSAGE_ID_DOMAIN"])
+def test_a_domain_setting_that_is_no_domain_stops_the_process_at_start(name: str) -> None:
+    env = {**os.environ, "DEBUG": "true", "SECRET_KEY": "x", name: "shop example/"}
+    started = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"}, capture_output=True, text=True, timeout=60,
+    )
+
+    assert started.returncode != 0
+    assert f"{name} must be a domain name" in started.stderr
