@@ -406,7 +406,6 @@ def test_twilio_resend_with_the_same_key_is_stored_once(sandbox: SandboxHandle) 
     ("to", "code"),
     [
         ("+15005550001", "21211"),
-        ("+15005550003", "21408"),
         ("+15005550004", "21610"),
         ("+15005550009", "21614"),
     ],
@@ -417,6 +416,13 @@ def test_twilio_recipient_errors_are_permanent(sandbox: SandboxHandle, to: str, 
     assert (error.permanent, error.outcome_unknown, error.vendor_code, error.status_code) == (True, False, code, 400)
     assert to not in str(error)
     assert sandbox.control.messages("sms-primary") == []
+
+
+def test_twilio_region_not_enabled_is_the_accounts_configuration(sandbox: SandboxHandle) -> None:
+    error, _ = send_expecting_error(twilio(sandbox.url("sms-primary")), sms(to="+15005550003"))
+
+    # Geo permissions are set per account: another vendor may reach the number.
+    assert (error.permanent, error.misconfigured, error.vendor_code) == (False, True, "21408")
 
 
 def test_twilio_missing_body_is_permanent(sandbox: SandboxHandle) -> None:

@@ -25,7 +25,6 @@ ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
 # The recipient or the message is at fault: no vendor can deliver it (the notification fails).
 PERMANENT_CODES: dict[int, str] = {
     21211: "invalid 'To' number",
-    21408: "sending to this region is not enabled",
     21610: "recipient unsubscribed (STOP)",
     21612: "'To' is not reachable via SMS",
     21614: "'To' is not a mobile number",
@@ -38,6 +37,8 @@ MISCONFIGURED_CODES: dict[int, str] = {
     20003: "authentication failed: account_sid/auth_token rejected",
     20404: "account or resource not found (check account_sid)",
     21212: "invalid 'From' number",
+    # The account's Geo permissions, not the number: another vendor (account) may reach it.
+    21408: "sending to this region is not enabled for the account",
     21603: "'From' or 'MessagingServiceSid' is required",
     21606: "'From' is not a number of this account",
     21609: "invalid StatusCallback URL",
