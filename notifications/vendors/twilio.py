@@ -5,6 +5,10 @@ Wire format (checked against /work/shared/vendor-specs/twilio_messages_v2010.jso
 `MessagingServiceSid` (when configured) or else `From`, optional `StatusCallback`; HTTP basic
 auth `account_sid:auth_token`; header `I-Twilio-Idempotency-Token` = the idempotency key, so a
 resend to the same Twilio account is not delivered twice. 201 answers carry the message `sid`.
+
+Refusals are classified by cause (the code tables below): the recipient's or the message's
+fault is permanent; the account's own (credentials, sender, messaging service, callback URL,
+Geo permissions) is `misconfigured`, so the next vendor is tried and this one's breaker counts it.
 """
 
 from __future__ import annotations
@@ -168,8 +172,8 @@ class TwilioAdapter(VendorAdapter):
 
 
 def refused_fields(body: Mapping[str, Any]) -> set[str]:
-    """The request fields an OpenAPI validator (Prism: `{"validation": [{"location": ["request",
-    "body", "MessagingServiceSid"], ...}]}`) says it refused; empty for any other answer."""
+    """The request fields an OpenAPI validator (Prism: `{"validation": [{"location": ["body",
+    "MessagingServiceSid"], ...}]}`) says it refused; empty for any other answer."""
     validation = body.get("validation")
     if not isinstance(validation, list):
         return set()
