@@ -131,6 +131,8 @@ class InstanceState:
     # relays ignore Message-ID), so by default neither does the sandbox; True makes this
     # instance stand for a vendor that does: a repeated key gets the first answer, stored once.
     dedupe: bool = False
+    # SMTP with STARTTLS: {"mode": "trusted" | "untrusted", "ca_file": path or None}.
+    tls: dict[str, Any] | None = None
     # Idempotency key (Twilio token header or SMTP Message-ID) -> what was answered the first time.
     _accepted_keys: dict[str, Any] = field(default_factory=dict)
     # Idempotency key -> how many times a message with it was stored (reached the vendor).
@@ -157,6 +159,7 @@ class InstanceState:
             "faults": self.faults.as_dict(),
             "counters": self.counters.as_dict(),
             "message_count": len(self.messages),
+            "tls": self.tls,
         }
 
     # -- faults -------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_no_default_instance_dedupes(sandbox: SandboxHandle) -> None:
 def test_list_filters_by_to_and_from(sms: Client) -> None:
     mine = sms.messages.create(to=RECIPIENT, from_=SENDER, body="mine").sid
     sms.messages.create(to="+14155550999", from_=SENDER, body="other recipient")
-    sms.messages.create(to=RECIPIENT, from_="+15005550007", body="other sender")
+    sms.messages.create(to=RECIPIENT, messaging_service_sid="MG" + "a" * 32, body="other sender")
 
     assert [m.sid for m in sms.messages.list(to=RECIPIENT, from_=SENDER)] == [mine]
     assert len(sms.messages.list(to=RECIPIENT)) == 2
