@@ -36,11 +36,12 @@ def _scenarios() -> dict[int, Callable]:
         s4_dead_letters,
         s5_database_outage,
         s6_idempotency,
+        untrusted_relay,
     )
 
     modules = (s1_redis_outage, s2_worker_kill, s3_primary_degraded, s4_dead_letters, s5_database_outage, s6_idempotency)
     scenarios = {number: module.run for number, module in enumerate(modules, start=1)}
-    return {**scenarios, 7: answer_lost.run_sms, 8: answer_lost.run_email}
+    return {**scenarios, 7: answer_lost.run_sms, 8: answer_lost.run_email, 9: untrusted_relay.run}
 
 
 def seed(stack: ChaosStack) -> str:
