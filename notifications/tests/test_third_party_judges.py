@@ -224,3 +224,45 @@ def test_node_relays_certificate_untrusted_is_a_transient_tls_failure(node_relay
 
     assert (error.permanent, error.misconfigured, error.outcome_unknown) == (False, False, False)
     assert "TLS failure" in str(error)
+
+
+# Paging links Twilio answers as paths, as the examples of its own description show, although
+# the description's schema says `format: uri`: Prism reports those, and only those, in answers.
+RELATIVE_PAGE_LINKS = {"uri", "first_page_uri", "next_page_uri", "previous_page_uri"}
+
+
+def test_prism_finds_the_lookups_list_requests_valid(
+    twilio_sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lookup after an unknown outcome: To, DateSent>, PageSize, then the PageToken pages.
+    # Prism forwards everything here and names what breaks Twilio's description per answer.
+    import json
+
+    from django.utils import timezone
+
+    from notifications.vendors import http
+    from notifications.vendors import twilio as twilio_module
+
+    require_vendor_servers()
+    answers: list[http.HttpAnswer] = []
+    real_get = http.get
+
+    def recording_get(**kwargs: Any) -> http.HttpAnswer:
+        answers.append(real_get(**kwargs))
+        return answers[-1]
+
+    monkeypatch.setattr(http, "get", recording_get)
+    monkeypatch.setattr(twilio_module, "LOOKUP_PAGE_SIZE", 2)
+    with PrismProxy(twilio_sandbox.url("sms-primary"), errors=False) as prism:
+        adapter, message, since = twilio(prism.url), sms(), timezone.now()
+        sent = [adapter.send(message).message_id for _ in range(3)]
+        adapter.send(sms(text="another message"))
+
+        found = adapter.accepted_lookup(message, since=since)
+
+    assert sorted(found) == sorted(sent)
+    assert len(answers) == 2  # two pages of two, chained by next_page_uri
+    for answer in answers:
+        violations = json.loads(answer.headers.get("sl-violations") or "[]")
+        assert [v for v in violations if v["location"][0] == "request"] == []
+        assert {v["location"][-1] for v in violations} <= RELATIVE_PAGE_LINKS

@@ -69,12 +69,14 @@ class PrismProxy:
     """`prism proxy --errors` in front of `upstream`: an invalid request gets Prism's 422, a valid
     one goes upstream, and an upstream 2xx that breaks the description becomes an error."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, errors: bool = True) -> None:
+        """`errors=False`: forward everything, and name the violations in each answer's
+        `sl-violations` header instead (a JSON list of {location, code, message, ...})."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [str(PRISM), "proxy", str(TWILIO_SPEC), upstream, "--host", "127.0.0.1", "--port", str(self.port),
-             "--errors", "--verboseLevel", "warn"],
+             *(["--errors"] if errors else []), "--verboseLevel", "warn"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS

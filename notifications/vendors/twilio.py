@@ -132,7 +132,8 @@ class TwilioAdapter(VendorAdapter):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise VendorError(f"{self.label}: lookup ran out of time after {self.timeout:g}s")
-            response = http.get(session_key=self.key, label=self.label, url=base_url + next_uri,
+            # Twilio answers paths; an absolute link (a proxy's) is followed as it is.
+            response = http.get(session_key=self.key, label=self.label, url=next_uri if "://" in next_uri else base_url + next_uri,
                                 timeout=left, auth=(account_sid, self._secrets["auth_token"]))
             if response.status_code != 200:
                 raise self._error(response, message)
