@@ -133,8 +133,9 @@ class TwilioAdapter(VendorAdapter):
             if left <= 0:
                 raise VendorError(f"{self.label}: lookup ran out of time after {self.timeout:g}s")
             # Twilio answers paths; an absolute link (a proxy's) is followed as it is.
-            response = http.get(session_key=self.key, label=self.label, url=next_uri if "://" in next_uri else base_url + next_uri,
-                                timeout=left, auth=(account_sid, self._secrets["auth_token"]))
+            url = next_uri if "://" in next_uri else base_url + next_uri
+            response = http.get(session_key=self.key, label=self.label, url=url, timeout=left,
+                                auth=(account_sid, self._secrets["auth_token"]))
             if response.status_code != 200:
                 raise self._error(response, message)
             page = http.json_or_empty(response)
