@@ -229,6 +229,21 @@ TEMPLATE_CACHE_TTL = env.int("TEMPLATE_CACHE_TTL", default=300)
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).
 # Defaults to one derived from SECRET_KEY.
 VENDOR_SECRETS_KEY = env.str("VENDOR_SECRETS_KEY", default="")
+# --- Payments -----------------------------------------------------------------------------
+# Dotted path of the class that charges a checkout (docs/payments.md: the interface a real
+# provider implements). The sandbox gateway accepts the test token `tok_ok` as paid, so it is
+# the default only in development and tests: with DEBUG off it must be named explicitly (a
+# staging deploy may do so; `check --deploy` then warns), and nothing at all refuses to start.
+SANDBOX_PAYMENT_GATEWAY = "checkout.payments.SandboxPaymentGateway"
+PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default=SANDBOX_PAYMENT_GATEWAY if (DEBUG or TESTING) else "")
+if not PAYMENT_GATEWAY:
+    message = (
+        "PAYMENT_GATEWAY must be set when DEBUG is off: the dotted path of your payment provider's "
+        f"gateway class (docs/payments.md), or {SANDBOX_PAYMENT_GATEWAY} to accept test tokens on purpose."
+    )
+    sys.stderr.write(f"Beacon configuration error: {message}\n")
+    raise ImproperlyConfigured(message)
+
 # Synchronous sending inside the checkout request: the case study's "before" architecture,
 # kept only for the benchmark's comparison. Never enable it in production.
 BEACON_SYNC_SEND = env.bool("BEACON_SYNC_SEND", default=False)
