@@ -19,13 +19,11 @@ from sandbox.testing import SandboxHandle, start_sandbox
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _static_files_without_collectstatic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _static_files_without_collectstatic() -> Iterator[None]:
     """Plain static storage in the suite, as Django's docs advise: the manifest storage needs
-    `collectstatic` first (tests/browser/test_gunicorn_static.py runs the real one). An empty
-    STATIC_ROOT of its own keeps WhiteNoise from warning about a missing one."""
+    `collectstatic` first (tests/browser/test_gunicorn_static.py runs the real one)."""
     plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
-    static_root = tmp_path_factory.mktemp("static-root")
-    with override_settings(STORAGES={**settings.STORAGES, "staticfiles": plain}, STATIC_ROOT=static_root):
+    with override_settings(STORAGES={**settings.STORAGES, "staticfiles": plain}):
         yield
 
 
