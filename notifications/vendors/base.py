@@ -99,6 +99,9 @@ class VendorAdapter(ABC):
     label: ClassVar[str]  # human name for the admin
     settings_fields: ClassVar[dict[str, str]] = {}  # non-secret setting name -> help text
     secret_fields: ClassVar[dict[str, str]] = {}  # secret name -> help text
+    # Settings that say where the secrets are sent (host, port, URL, account): changing any of
+    # them without re-entering the secrets is refused (notifications/vendor_secrets.py).
+    destination_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, settings: Mapping[str, Any], secrets: Mapping[str, str], timeout: float) -> None:
         self.settings: Mapping[str, Any] = MappingProxyType(dict(settings))
@@ -116,6 +119,12 @@ class VendorAdapter(ABC):
         Pure (no network). Error texts never repeat a secret's value.
         """
         return {}
+
+    @classmethod
+    def destination(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The destination the secrets are entered for: `destination_fields` from `settings`,
+        normalised so that spelling a default out is not a change."""
+        return {name: settings.get(name) for name in cls.destination_fields}
 
     @abstractmethod
     def send(self, message: OutboundMessage) -> VendorResult:

@@ -195,6 +195,17 @@ class SmtpAdapter(VendorAdapter):
         "dedupes_by_message_id": "The relay drops a second message with the same Message-ID (sandbox only).",
     }
     secret_fields = {"username": "SMTP login (leave empty for no authentication).", "password": "SMTP password."}
+    # TLS flags too: turning TLS off would send the same password in clear text.
+    destination_fields = ("host", "port", "use_tls", "use_ssl")
+
+    @classmethod
+    def destination(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "host": str(settings.get("host") or "").strip().lower(),
+            "port": settings.get("port"),
+            "use_tls": settings.get("use_tls") is True,
+            "use_ssl": settings.get("use_ssl") is True,
+        }
 
     @classmethod
     def validate_config(cls, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:

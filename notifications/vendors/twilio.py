@@ -50,6 +50,14 @@ class TwilioAdapter(VendorAdapter):
         "status_callback": "Optional URL Twilio calls with delivery status updates.",
     }
     secret_fields = {"auth_token": "Auth token of the account."}
+    destination_fields = ("base_url", "account_sid")
+
+    @classmethod
+    def destination(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "base_url": str(settings.get("base_url") or DEFAULT_BASE_URL).strip().rstrip("/"),
+            "account_sid": settings.get("account_sid"),
+        }
 
     @classmethod
     def validate_config(cls, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:

@@ -41,6 +41,7 @@ class WebhookAdapter(VendorAdapter):
 
     settings_fields = {"url": "Endpoint receiving the signed JSON POST (https:// in production)."}
     secret_fields = {"signing_secret": "Shared secret for the HMAC-SHA256 signature."}
+    destination_fields = ("url",)
 
     @classmethod
     def validate_config(cls, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:
