@@ -1,23 +1,40 @@
 """Beacon's one settings module, configured from the environment (12-factor).
 
 Every value is read here, typed, from an environment variable (or from `.env` beside
-manage.py, which `make run` writes for development; real environment variables win).
+manage.py, which `make run` writes for development; real environment variables win; a
+deployed process never reads it: config/env_file.py).
 Nothing exists only in a production settings file: production is this file with
 DEBUG off and real secrets set.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.env_file import env_file_read
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+env_file_read(Path(env.str("BEACON_ENV_FILE", default=str(BASE_DIR / ".env"))))
+
+
+def _networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of CIDR networks; a typo stops the process instead of trusting nobody (or everybody)."""
+    values = env.list(name, default=default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP network (e.g. 10.0.0.0/8).") from exc
+    return values
+
 
 DEBUG = env.bool("DEBUG", default=False)
 TESTING = env.bool("BEACON_TESTING", default=False)
@@ -47,12 +64,15 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
+    "axes",
+    "config.apps.BeaconConfig",
     "checkout",
     "notifications",
     "sandbox",
 ]
 
 MIDDLEWARE = [
+    "config.trusted_proxies.TrustedProxyMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -63,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # After authentication: refuses a locked-out admin login with 429 (django-axes).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -260,14 +282,22 @@ SPECTACULAR_SETTINGS = {
 # Requests larger than this are refused with 413 before any parsing.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-# Default throttle of an API client without its own rate (requests per minute).
+# Default throttle of an API client without its own rate (requests per minute, sliding window).
 API_DEFAULT_RATE_PER_MINUTE = env.int("API_DEFAULT_RATE_PER_MINUTE", default=6000)
+# Wrong API keys from one client address before it gets 429 for everything, right keys
+# included, until API_AUTH_FAILURE_WINDOW seconds after its first failure (checkout/authentication.py).
+API_AUTH_FAILURE_LIMIT = env.int("API_AUTH_FAILURE_LIMIT", default=20)
+API_AUTH_FAILURE_WINDOW = env.int("API_AUTH_FAILURE_WINDOW", default=300)
 IDEMPOTENCY_KEY_TTL_HOURS = 24
 # An in-flight idempotency record older than this is taken to belong to a dead request.
 IDEMPOTENCY_IN_FLIGHT_TIMEOUT = env.int("IDEMPOTENCY_IN_FLIGHT_TIMEOUT", default=60)
 
 # --- Web security -------------------------------------------------------------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Proxies (CIDR) whose X-Forwarded-Proto / X-Forwarded-For are believed; from any other peer
+# those headers are dropped (config/trusted_proxies.py). Empty: clients connect to gunicorn
+# directly and nobody may claim HTTPS or another address.
+TRUSTED_PROXIES = _networks("TRUSTED_PROXIES", [])
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
@@ -278,6 +308,19 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# --- Admin login protection (django-axes; config/login_protection.py) ------------------------
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Failed logins before a username, or a client address, is locked out (separately: a
+# password-spraying address is locked whatever usernames it tries, and a targeted username
+# whatever addresses try it); the lockout lasts this long, and a right password is refused meanwhile.
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_LOCKOUT_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# The address behind a proxy named in TRUSTED_PROXIES, never a header anyone can write.
+AXES_CLIENT_IP_CALLABLE = "config.trusted_proxies.client_address_or_peer"
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -296,7 +339,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- Metrics --------------------------------------------------------------------------------
 # /metrics is served only to these networks (CIDR) or with `Authorization: Bearer METRICS_TOKEN`.
-METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+METRICS_ALLOWED_NETWORKS = _networks("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Logging --------------------------------------------------------------------------------
@@ -338,6 +381,8 @@ LOGGING = {
         "celery.beat": {"level": "WARNING"},
         # aiosmtpd logs every SMTP command of the sandbox at INFO.
         "mail.log": {"level": "WARNING"},
+        # django-axes says "BEGIN" in every process; its lockout lines are WARNING.
+        "axes.apps": {"level": "WARNING"},
     },
 }
 
