@@ -251,6 +251,12 @@ TEMPLATE_CACHE_TTL = env.int("TEMPLATE_CACHE_TTL", default=300)
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).
 # Defaults to one derived from SECRET_KEY.
 VENDOR_SECRETS_KEY = env.str("VENDOR_SECRETS_KEY", default="")
+# Egress policy of the vendor adapters (notifications/egress.py): vendors may connect to public
+# addresses only, over https for HTTP vendors; these networks (CIDR) are allowed besides, and
+# plain http:// with the flag. Development (DEBUG) allows loopback and http for the sandbox;
+# link-local and metadata addresses are refused whatever this says.
+VENDOR_EGRESS_ALLOWED_NETWORKS = _networks("VENDOR_EGRESS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"] if DEBUG else [])
+VENDOR_EGRESS_ALLOW_HTTP = env.bool("VENDOR_EGRESS_ALLOW_HTTP", default=DEBUG)
 # Synchronous sending inside the checkout request: the case study's "before" architecture,
 # kept only for the benchmark's comparison. Never enable it in production.
 BEACON_SYNC_SEND = env.bool("BEACON_SYNC_SEND", default=False)

@@ -177,6 +177,9 @@ def stack_env(*, database_url: str, redis_url: str, broker_url: str | None = Non
     env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
     env.setdefault("SECURE_SSL_REDIRECT", "false")
     env.setdefault("LOG_FORMAT", "text")
+    # The sandbox vendors are on loopback over plain HTTP (notifications/egress.py).
+    env.setdefault("VENDOR_EGRESS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+    env.setdefault("VENDOR_EGRESS_ALLOW_HTTP", "true")
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
         DATABASE_URL=database_url,

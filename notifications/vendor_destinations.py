@@ -12,7 +12,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from notifications.egress import EgressRefused, egress_check
 from notifications.vendors.registry import VENDOR_ADAPTERS, adapter_class
+
+
+def vendor_egress_errors(*, adapter: str, settings: Mapping[str, Any]) -> dict[str, str]:
+    """{setting: why} for each destination of the vendor that the egress policy refuses
+    (resolving host names now; the adapter checks again as it connects). {} when all pass."""
+    if adapter not in VENDOR_ADAPTERS:
+        return {}
+    try:
+        destinations = adapter_class(adapter).destinations(settings)
+    except EgressRefused as exc:
+        return {"destination": str(exc)}
+    errors = {}
+    for name, destination in destinations.items():
+        if not destination.host:
+            continue  # "required" is the configuration check's to say
+        try:
+            egress_check(destination)
+        except EgressRefused as exc:
+            errors[name] = f"refused by the egress policy: {exc}"
+    return errors
 
 
 def vendor_destination_changes(

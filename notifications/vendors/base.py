@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from notifications.egress import Destination
+
 
 @dataclass(frozen=True)
 class OutboundMessage:
@@ -125,6 +127,12 @@ class VendorAdapter(ABC):
         """The destination the secrets are entered for: `destination_fields` from `settings`,
         normalised so that spelling a default out is not a change."""
         return {name: settings.get(name) for name in cls.destination_fields}
+
+    @classmethod
+    def destinations(cls, settings: Mapping[str, Any]) -> dict[str, Destination]:
+        """Setting name -> where the adapter connects, for the egress policy's check on save
+        (notifications/egress.py). Raises EgressRefused for a destination that cannot be parsed."""
+        return {}
 
     @abstractmethod
     def send(self, message: OutboundMessage) -> VendorResult:

@@ -41,6 +41,8 @@ from urllib.parse import urlencode, urlsplit
 import requests.utils
 import urllib3
 from requests.exceptions import InvalidHeader
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -51,6 +53,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from notifications.egress import Destination, EgressRefused, egress_check, egress_connect
 from notifications.vendors.base import VendorError
 
 logger = logging.getLogger(__name__)
@@ -87,6 +90,50 @@ class HttpAnswer:
         return json.loads(self.body)
 
 
+class _EgressCheckedConnectionMixin:
+    """Resolves the host through the egress policy and connects to the address it checked
+    (notifications/egress.py, rule 4); TLS still verifies the certificate for the host name.
+    A connection to a proxy is left alone: the proxy resolves the vendor's name itself."""
+
+    host: str
+    port: int
+    timeout: float | None
+    source_address: tuple[str, int] | None
+    proxy: Any
+    socket_options: Any
+
+    def _new_conn(self) -> Any:
+        if self.proxy is not None:
+            return super()._new_conn()  # type: ignore[misc]
+        try:
+            sock = egress_connect(self.host, self.port, self.timeout, self.source_address)
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out.") from exc
+        except EgressRefused:
+            raise
+        except OSError as exc:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc  # type: ignore[arg-type]
+        for option in self.socket_options or ():
+            sock.setsockopt(*option)
+        return sock
+
+
+class _CheckedHTTPConnection(_EgressCheckedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _CheckedHTTPSConnection(_EgressCheckedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _CheckedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
 def pool_for(key: str, *, proxy: str | None = None, verify: bool | str = True) -> urllib3.PoolManager:
     """The process-wide pool manager of adapter `key` (through `proxy`, checking certificates as
     `verify` says): created once, never retries or follows redirects on its own."""
@@ -104,7 +151,11 @@ def pool_for(key: str, *, proxy: str | None = None, verify: bool | str = True) -
                 bundle = requests.utils.DEFAULT_CA_BUNDLE_PATH if verify is True else verify
                 options["cert_reqs"] = "CERT_REQUIRED"
                 options["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
-            pool = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+            if proxy:
+                pool = urllib3.ProxyManager(proxy, **options)
+            else:
+                pool = urllib3.PoolManager(**options)
+                pool.pool_classes_by_scheme = {"http": _CheckedHTTPConnectionPool, "https": _CheckedHTTPSConnectionPool}
             _pools[pool_key] = pool
     return pool
 
@@ -137,9 +188,15 @@ def post(
         request_headers = _request_headers(headers, auth or netrc_auth, form=isinstance(data, Mapping))
         body = urlencode(list(data.items()), doseq=True) if isinstance(data, Mapping) else data
         proxy = requests.utils.select_proxy(url, proxies)
+        # The scheme and a literal address here; a host name as the connection is made.
+        egress_check(Destination.from_url(url), resolve=False)
         response = pool_for(session_key, proxy=proxy, verify=verify).request(
             "POST", url, body=body, headers=request_headers, timeout=bounded, redirect=False, retries=False
         )
+    except EgressRefused as exc:
+        # Transient for the notification: another vendor may be allowed (and this one's
+        # breaker counts it, like any vendor that cannot be reached).
+        raise VendorError(f"{label}: egress policy refused {host} ({exc})") from exc
     except NewConnectionError as exc:  # before ConnectTimeoutError: it is one of them
         raise VendorError(f"{label}: connection failed ({host})") from exc
     except ConnectTimeoutError as exc:

@@ -43,6 +43,7 @@ from django.conf import settings as django_settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.smtp import EmailBackend
 
+from notifications.egress import Destination, EgressRefused, egress_resolve
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError, VendorResult, require, scrub
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,19 @@ class _BudgetedSMTPMixin:
         self.deadline = time.monotonic() + timeout
         self.body_sent = False
         self._expecting_body = False
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> Any:
+        """Connect to an address the egress policy has just checked (never a second lookup of
+        `host`, so a DNS answer that changes in between cannot redirect us); smtplib keeps
+        `self._host` for TLS, so certificates are still checked against the host name."""
+        last_error: OSError | None = None
+        for _, address in egress_resolve(host, port):
+            try:
+                return super()._get_socket(address, port, timeout)  # type: ignore[misc]
+            except OSError as exc:
+                last_error = exc
+        assert last_error is not None
+        raise last_error
 
     def _shrink_timeout(self) -> None:
         remaining = self.deadline - time.monotonic()
@@ -223,6 +237,11 @@ class SmtpAdapter(VendorAdapter):
             errors["username"] = "username and password go together"
         return errors
 
+    @classmethod
+    def destinations(cls, settings: Mapping[str, Any]) -> dict[str, Destination]:
+        port = settings.get("port")
+        return {"host": Destination(scheme="smtp", host=str(settings.get("host") or ""), port=port if isinstance(port, int) else 25)}
+
     def supports_idempotency(self) -> bool:
         return self.settings.get("dedupes_by_message_id") is True
 
@@ -314,6 +333,8 @@ class SmtpAdapter(VendorAdapter):
     def _classify(self, exc: Exception, message: OutboundMessage, *, body_sent: bool) -> VendorError:
         """Map one exception of an SMTP session to a `VendorError` (see the module's table)."""
         label = self.label
+        if isinstance(exc, EgressRefused):  # before ValueError: the destination, not the message
+            return VendorError(f"{label}: egress policy refused the connection ({exc})")
         if isinstance(exc, smtplib.SMTPAuthenticationError):
             return VendorError(
                 f"{label}: authentication failed ({exc.smtp_code}): username/password rejected (configuration fault)",

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from notifications.egress import Destination
 from notifications.vendors import http
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError, VendorResult, require, scrub
 
@@ -72,6 +73,10 @@ class TwilioAdapter(VendorAdapter):
         if not base_url.startswith(("https://", "http://")):
             errors["base_url"] = "must start with https:// or http://"
         return errors
+
+    @classmethod
+    def destinations(cls, settings: Mapping[str, Any]) -> dict[str, Destination]:
+        return {"base_url": Destination.from_url(str(settings.get("base_url") or DEFAULT_BASE_URL))}
 
     def supports_idempotency(self) -> bool:
         return True

@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from notifications.egress import Destination
 from notifications.vendors import http
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorResult, require
 
@@ -51,6 +52,10 @@ class WebhookAdapter(VendorAdapter):
         if "url" not in errors and not str(settings["url"]).startswith(("https://", "http://")):
             errors["url"] = "must start with https:// or http://"
         return errors
+
+    @classmethod
+    def destinations(cls, settings: Mapping[str, Any]) -> dict[str, Destination]:
+        return {"url": Destination.from_url(str(settings.get("url") or ""))}
 
     def supports_idempotency(self) -> bool:
         return True

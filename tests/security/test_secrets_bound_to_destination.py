@@ -9,9 +9,6 @@ for every adapter, in the admin and in the service alike.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -25,6 +22,7 @@ from notifications.sending import notification_send
 from notifications.tests.conftest import templates, vendors  # noqa: F401
 from notifications.vendor_secrets import secrets_stored
 from sandbox.testing import SandboxHandle
+from tests.security.listeners import Listener, listener  # noqa: F401
 
 ACCOUNT = "AC" + "1" * 32
 OTHER_ACCOUNT = "AC" + "2" * 32
@@ -152,43 +150,6 @@ def test_the_service_refuses_a_new_destination_for_old_secrets(adapter: str, mov
     assert set(refused.value.message_dict) == set(secrets)
     vendor.refresh_from_db()
     assert vendor.settings == settings and secrets_stored(vendor.secrets_encrypted) == secrets
-
-
-class Listener(ThreadingHTTPServer):
-    """An attacker's HTTP server: records the headers of every request it gets."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ListenerHandler)
-        self.seen: list[dict[str, str]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _ListenerHandler(BaseHTTPRequestHandler):
-    server: Listener
-
-    def do_POST(self) -> None:
-        self.server.seen.append(dict(self.headers))
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"sid": "SMlistener"}')
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    server = Listener()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.django_db
