@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.content_security.ContentSecurityPolicyMiddleware",
     # After authentication: refuses a locked-out admin login with 429 (django-axes).
     "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -266,7 +267,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["checkout.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["checkout.throttling.ApiClientRateThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["checkout.parsers.DepthLimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -281,10 +282,21 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Checkout API whose notifications never slow the checkout down.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "SERVE_AUTHENTICATION": [],
+    # API_DOCS_ACCESS decides (checkout/api_docs.py): an API key or an admin session by default.
+    "SERVE_PERMISSIONS": ["checkout.api_docs.ApiDocsAccess"],
+    "SERVE_AUTHENTICATION": [
+        "checkout.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "COMPONENT_SPLIT_REQUEST": True,
 }
+# Who may read /api/schema/ and /api/docs/: authenticated (an API key or a staff admin
+# session), public, or off.
+API_DOCS_ACCESS = env.str("API_DOCS_ACCESS", default="authenticated")
+if API_DOCS_ACCESS not in ("authenticated", "public", "off"):
+    raise ImproperlyConfigured("API_DOCS_ACCESS must be authenticated, public or off.")
+# JSON bodies nested deeper than this are refused (400) before they are parsed.
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
 # Requests larger than this are refused with 413 before any parsing.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
@@ -314,6 +326,15 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Sent with every HTML page (config/content_security.py); empty turns it off.
+CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default=(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "font-src 'self' data:; connect-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'self'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+)
 
 # --- Admin login protection (django-axes; config/login_protection.py) ------------------------
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
@@ -397,6 +418,9 @@ SENTRY_DSN = env.str("SENTRY_DSN", default="")
 SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
 SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+# URL patterns (regular expressions) whose requests may carry Sentry's trace headers; none by
+# default: vendors must not learn Beacon's release and transaction names.
+SENTRY_TRACE_PROPAGATION_TARGETS = env.list("SENTRY_TRACE_PROPAGATION_TARGETS", default=[])
 if SENTRY_DSN:
     from config.sentry import sentry_init
 
@@ -405,6 +429,7 @@ if SENTRY_DSN:
         environment=SENTRY_ENVIRONMENT,
         release=SENTRY_RELEASE or None,
         traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+        trace_propagation_targets=SENTRY_TRACE_PROPAGATION_TARGETS,
     )
 
 CELERY_BEAT_SCHEDULE = {

@@ -279,8 +279,8 @@ def test_throttle_answers_429_with_retry_after(api: APIClient, api_client_with_k
 
 
 @pytest.mark.django_db
-def test_openapi_schema_and_docs_are_served() -> None:
-    client = APIClient()
+def test_openapi_schema_and_docs_are_served(api: APIClient) -> None:
+    client = api  # an API key (API_DOCS_ACCESS=authenticated)
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert schema.status_code == 200
     paths = json.loads(schema.content)["paths"]
