@@ -140,3 +140,11 @@ def test_admin_and_docs_pages_carry_a_content_security_policy(admin_client: Clie
     # The docs page keeps to it: every script is a file of Beacon's, none inline.
     docs = pages[2].content.decode()
     assert re.findall(r"<script(?![^>]*\bsrc=)", docs) == []
+
+
+def test_beacons_own_templates_have_no_inline_script_the_policy_would_block() -> None:
+    root = Path(__file__).resolve().parents[2] / "templates"
+    for path in root.rglob("*.html"):
+        text = path.read_text()
+        assert not re.search(r"<[^>]+\son[a-z]+\s*=", text), f"{path}: an inline event handler"
+        assert not re.findall(r"<script(?![^>]*\bsrc=)", text), f"{path}: an inline <script>"
