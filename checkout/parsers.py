@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from itertools import accumulate
 from typing import Any
 
 from django.conf import settings
@@ -17,28 +18,23 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser, get_encoding
 from rest_framework.utils import json
 
-# A JSON string (escapes included) or one bracket: brackets inside strings do not nest.
-_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
-_OPENERS = frozenset(b"[{")
+# A JSON string (escapes included): brackets inside strings do not nest.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_A_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 def json_nesting_exceeds(body: bytes, limit: int) -> bool:
-    """True when `body` opens more than `limit` arrays/objects inside one another. Linear in
-    the body; a body with no more openers than `limit` is not scanned at all."""
+    """True when `body` opens more than `limit` arrays/objects inside one another.
+
+    Linear in the body, and mostly in C: strings are cut out and everything but brackets
+    dropped before Python walks what is left. A body with no more openers than `limit` is
+    not scanned at all (a checkout has a handful).
+    """
     if body.count(b"[") + body.count(b"{") <= limit:
         return False
-    depth = 0
-    for match in _STRING_OR_BRACKET.finditer(body):
-        token = match.group()
-        if len(token) != 1:
-            continue  # a string
-        if token[0] in _OPENERS:
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_A_BRACKET)
+    return max(accumulate(_STEP[byte] for byte in brackets), default=0) > limit
 
 
 class DepthLimitedJSONParser(JSONParser):

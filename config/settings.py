@@ -346,7 +346,9 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_LOCKOUT_MINUTES", d
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # The address behind a proxy named in TRUSTED_PROXIES, never a header anyone can write.
 AXES_CLIENT_IP_CALLABLE = "config.trusted_proxies.client_address_or_peer"
-AXES_RESET_ON_SUCCESS = True
+# A success does not wipe the count: it would let anyone with one staff login clear their
+# address's failures between guesses at other accounts. Failures age out after the cool-off.
+AXES_RESET_ON_SUCCESS = False
 AXES_HTTP_RESPONSE_CODE = 429
 
 AUTH_PASSWORD_VALIDATORS = [
