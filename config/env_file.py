@@ -35,13 +35,12 @@ def env_file_is_for_this_process(environment: MutableMapping[str, str]) -> bool:
     return not ("SECRET_KEY" in environment or explicitly_off)
 
 
-def env_file_read(path: Path, environment: MutableMapping[str, str] | None = None) -> str:
-    """Load `path` into the environment when this is a development process; real variables
-    win. Returns "read", "absent" or "ignored"."""
-    environment = os.environ if environment is None else environment
+def env_file_read(path: Path) -> str:
+    """Load `path` into os.environ when this is a development process; real variables win.
+    Returns "read", "absent" or "ignored"."""
     if not path.is_file():
         return "absent"
-    if not env_file_is_for_this_process(environment):
+    if not env_file_is_for_this_process(os.environ):
         if _DEBUG_ON.search(path.read_text(errors="replace")):
             sys.stderr.write(
                 f"Beacon: ignoring {path} (it sets DEBUG=true) because the environment sets SECRET_KEY or "
