@@ -34,6 +34,8 @@ def _networks(spec: tuple[str, ...]) -> tuple[IpNetwork, ...]:
 
 def address_in(address: str, networks: list[str] | tuple[str, ...]) -> bool:
     """True when `address` is an IP address inside one of `networks` (CIDR strings)."""
+    if not networks:  # the usual case for TRUSTED_PROXIES: no parsing on every request
+        return False
     try:
         ip = ipaddress.ip_address(address.strip())
     except ValueError:
