@@ -1,8 +1,9 @@
 """`Authorization: Bearer <key>` authentication for the REST API.
 
-A wrong key is counted per client address (config/trusted_proxies.py) for
-API_AUTH_FAILURE_WINDOW seconds; past API_AUTH_FAILURE_LIMIT the address gets 429 instead of
-401, and checkout/throttling.py refuses it even with a right key until the window ends.
+A wrong key is counted per client address (config/trusted_proxies.py), for
+API_AUTH_FAILURE_WINDOW seconds from the first one. Once API_AUTH_FAILURE_LIMIT are counted the
+address is blocked: further wrong keys get 429 instead of 401, and checkout/throttling.py
+refuses its right keys too, until the window ends.
 """
 
 from __future__ import annotations
