@@ -22,6 +22,10 @@ TCP+TLS handshake each). The table is cleared in a forked child: a child must no
 parent's sockets. urllib3 is called directly, not through `requests`: a send costs about 190 µs
 of CPU that way against 470-540 µs through `requests.Session.post` (docs/performance.md).
 
+Egress: every direct connection resolves the vendor's host through the egress policy and
+connects to the address it checked (notifications/egress.py); through a proxy, the scheme and a
+literal address are checked and the proxy resolves the name.
+
 Environment: the proxy variables (HTTPS_PROXY, NO_PROXY, ...), REQUESTS_CA_BUNDLE and
 CURL_CA_BUNDLE, and .netrc are honoured as requests honours them (its own helpers read them),
 but once per host and process instead of on every send; restart workers after changing them.
