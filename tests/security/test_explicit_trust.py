@@ -70,6 +70,7 @@ def settings_of_a_process(env_file: Path, **environment: str) -> dict[str, str]:
         "print(s.DEBUG, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.SECURE_HSTS_SECONDS)"
     )
     base = {key: os.environ[key] for key in ("PATH", "DATABASE_URL", "REDIS_URL") if key in os.environ}
+    base["PAYMENT_GATEWAY"] = "checkout.payments.SandboxPaymentGateway"  # a deployed process names its gateway
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={**base, "BEACON_ENV_FILE": str(env_file), **environment},
