@@ -228,3 +228,13 @@ def test_a_relay_that_dedupes_by_message_id_is_trusted_to_keep_one_copy(
         assert len(deduping.control.messages("smtp-dedupe")) == 1
         assert deduping.control.instance("smtp-dedupe")["counters"]["duplicates_suppressed"] == 1
         assert (final.status, final.possible_duplicate) == ("sent", False)
+
+
+def test_the_lookup_keeps_to_the_egress_policy(vendors: dict, sandbox: SandboxHandle, settings) -> None:
+    settings.VENDOR_EGRESS_ALLOWED_NETWORKS = []  # loopback (the sandbox) no longer allowed
+    adapter = route_for(vendors["sms-primary"]).adapter
+    before = sandbox.control.instance("sms-primary")["counters"]["requests"]
+
+    with pytest.raises(VendorError, match="egress policy refused"):
+        adapter.accepted_lookup(sms_message(), since=timezone.now())
+    assert sandbox.control.instance("sms-primary")["counters"]["requests"] == before

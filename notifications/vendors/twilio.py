@@ -24,6 +24,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from notifications.egress import Destination
 from notifications.vendors import http
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError, VendorResult, require, scrub
 
@@ -88,6 +89,14 @@ class TwilioAdapter(VendorAdapter):
         "status_callback": "Optional URL Twilio calls with delivery status updates.",
     }
     secret_fields = {"auth_token": "Auth token of the account."}
+    destination_fields = ("base_url", "account_sid")
+
+    @classmethod
+    def destination(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "base_url": str(settings.get("base_url") or DEFAULT_BASE_URL).strip().rstrip("/"),
+            "account_sid": settings.get("account_sid"),
+        }
 
     @classmethod
     def validate_config(cls, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:
@@ -111,6 +120,10 @@ class TwilioAdapter(VendorAdapter):
             errors["status_callback"] = error
         return errors
 
+    @classmethod
+    def destinations(cls, settings: Mapping[str, Any]) -> dict[str, Destination]:
+        return {"base_url": Destination.from_url(str(settings.get("base_url") or DEFAULT_BASE_URL))}
+
     def accepted_lookup(self, message: OutboundMessage, *, since: datetime) -> list[str]:
         """The sids of messages to `message.to` with `message.text` as body, sent (or, still
         queued, created) at or after `since`. Pages through Twilio's list by its
@@ -132,8 +145,10 @@ class TwilioAdapter(VendorAdapter):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise VendorError(f"{self.label}: lookup ran out of time after {self.timeout:g}s")
-            # Twilio answers paths; an absolute link (a proxy's) is followed as it is.
+            # Twilio answers paths; an absolute link is followed only to the same server.
             url = next_uri if "://" in next_uri else base_url + next_uri
+            if urlsplit(url).netloc != urlsplit(base_url).netloc:
+                raise VendorError(f"{self.label}: lookup's next page is on another host; not followed")
             response = http.get(session_key=self.key, label=self.label, url=url, timeout=left,
                                 auth=(account_sid, self._secrets["auth_token"]))
             if response.status_code != 200:
