@@ -104,7 +104,8 @@ class ChaosStack:
             redis_url=self.redis.url(0),
             broker_url=self.redis.url(2),
             SECRET_KEY=self.secret_key,
-            **{"CACHE_KEY_PREFIX": "beacon-chaos", "WORKER_METRICS_PORT": "0", **STACK_SETTINGS, **extra},
+            **{"CACHE_KEY_PREFIX": "beacon-chaos", "WORKER_METRICS_PORT": "0",
+               "STATIC_ROOT": str(self.log_dir.parent / "static"), **STACK_SETTINGS, **extra},
         )
 
     def runner_environ(self) -> None:
@@ -117,12 +118,15 @@ class ChaosStack:
         with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{CHAOS_DATABASE}" WITH (FORCE)')
             connection.execute(f'CREATE DATABASE "{CHAOS_DATABASE}"')
-        migrate = subprocess.run(
-            [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=180, check=False,
-        )
-        if migrate.returncode != 0:
-            raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
+        # The release step, as a deploy runs it: collectstatic (gunicorn serves the admin's files
+        # through WhiteNoise's manifest, which DEBUG=false needs) and migrate.
+        for step in (["collectstatic", "--noinput", "-v", "0"], ["migrate", "--noinput", "-v", "0"]):
+            done = subprocess.run(
+                [PYTHON, "manage.py", *step], cwd=ROOT, env=self.env(), capture_output=True, text=True,
+                timeout=300, check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{step[0]} failed:\n{done.stdout}\n{done.stderr}")
 
     def start_services(self) -> None:
         self.redis.start()
