@@ -226,6 +226,18 @@ NOTIFICATION_VENDOR_CACHE_SECONDS = env.float("NOTIFICATION_VENDOR_CACHE_SECONDS
 SMTP_SESSION_IDLE_SECONDS = env.float("SMTP_SESSION_IDLE_SECONDS", default=15.0)
 DEFAULT_LOCALE = env.str("BEACON_DEFAULT_LOCALE", default="en")
 TEMPLATE_CACHE_TTL = env.int("TEMPLATE_CACHE_TTL", default=300)
+# The render budget of one notification (or one admin preview or save check), enforced inside
+# the template sandbox: wall-clock seconds, and characters produced (all parts together,
+# including text captured by macros and {% set %} blocks; also the largest value a template
+# may build). A template over either fails its notification permanently, with the reason.
+TEMPLATE_RENDER_TIME_LIMIT = env.float("TEMPLATE_RENDER_TIME_LIMIT", default=0.5)
+TEMPLATE_RENDER_MAX_CHARS = env.int("TEMPLATE_RENDER_MAX_CHARS", default=256 * 1024)
+# Hand-overs of one trigger by the relay before it is declared dead (it keeps failing to
+# dispatch): it then waits for an operator in the admin instead of being republished forever.
+OUTBOX_TRIGGER_MAX_PUBLISHES = env.int("OUTBOX_TRIGGER_MAX_PUBLISHES", default=10)
+for _name in ("TEMPLATE_RENDER_TIME_LIMIT", "TEMPLATE_RENDER_MAX_CHARS", "OUTBOX_TRIGGER_MAX_PUBLISHES"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be positive")
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).
 # Defaults to one derived from SECRET_KEY.
 VENDOR_SECRETS_KEY = env.str("VENDOR_SECRETS_KEY", default="")

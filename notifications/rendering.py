@@ -3,7 +3,9 @@
 Templates are written by operators and filled with customer-supplied data, so they run in
 Jinja2's ImmutableSandboxedEnvironment: no attribute starting with `_`, no method that
 mutates, no access to settings or modules; the context holds plain JSON data only. HTML
-bodies autoescape, so `<script>` in a customer's name arrives as text.
+bodies autoescape, so `<script>` in a customer's name arrives as text. Every render runs
+under a budget of time and size (TEMPLATE_RENDER_TIME_LIMIT, TEMPLATE_RENDER_MAX_CHARS)
+enforced inside the sandbox itself (render_budget.py), in workers and the admin alike.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
+
+from notifications.render_budget import RenderBudgetExceeded, render_budget_open
+from notifications.render_sandbox import BudgetedSandboxEnvironment
 
 # Compiled templates kept per process, keyed by their source: a new version compiles anew.
 COMPILED_TEMPLATE_CACHE_SIZE = 512
 
-_plain_env = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
-_html_env = ImmutableSandboxedEnvironment(autoescape=True)
+_plain_env = BudgetedSandboxEnvironment(autoescape=False, keep_trailing_newline=False)
+_html_env = BudgetedSandboxEnvironment(autoescape=True)
 
 
 class TemplateRenderError(Exception):
@@ -50,13 +56,21 @@ def template_syntax_errors(*, subject: str, body_text: str, body_html: str) -> d
 
 
 def template_render(*, subject: str, body_text: str, body_html: str, context: dict[str, Any]) -> RenderedMessage:
-    """Render the three parts with `context`; raises TemplateRenderError."""
+    """Render the three parts with `context`, under one render budget; raises TemplateRenderError
+    (naming the part, and for a budget overrun what ran over) for anything that goes wrong."""
+    part = "subject"
     try:
-        return RenderedMessage(
-            subject=" ".join(_compiled(subject, False).render(context).split()) if subject else "",
-            text=_compiled(body_text, False).render(context),
-            html=_compiled(body_html, True).render(context) if body_html else "",
-        )
+        with render_budget_open(time_limit=settings.TEMPLATE_RENDER_TIME_LIMIT, max_chars=settings.TEMPLATE_RENDER_MAX_CHARS):
+            subject_text = " ".join(_compiled(subject, False).render(context).split()) if subject else ""
+            part = "body_text"
+            text = _compiled(body_text, False).render(context)
+            part = "body_html"
+            html = _compiled(body_html, True).render(context) if body_html else ""
+        return RenderedMessage(subject=subject_text, text=text, html=html)
+    except RenderBudgetExceeded as exc:
+        raise TemplateRenderError(f"Template {part} exceeded the render budget: {exc}") from exc
+    except RecursionError as exc:
+        raise TemplateRenderError(f"Template {part} exceeded the render budget: it nests too deeply") from exc
     except SecurityError as exc:
         raise TemplateRenderError(f"Template tried something the sandbox forbids: {exc}") from exc
     except TemplateSyntaxError as exc:
