@@ -29,7 +29,12 @@ _html_env = BudgetedSandboxEnvironment(autoescape=True)
 
 
 class TemplateRenderError(Exception):
-    """A template failed to render (a sandbox violation or a runtime error): permanent."""
+    """A template failed to render (a sandbox violation, a runtime error, or it went over its
+    render budget): permanent. `part` names the field that failed, when known."""
+
+    def __init__(self, message: str, *, part: str = "") -> None:
+        super().__init__(message)
+        self.part = part
 
 
 @dataclass(frozen=True)
@@ -68,12 +73,25 @@ def template_render(*, subject: str, body_text: str, body_html: str, context: di
             html = _compiled(body_html, True).render(context) if body_html else ""
         return RenderedMessage(subject=subject_text, text=text, html=html)
     except RenderBudgetExceeded as exc:
-        raise TemplateRenderError(f"Template {part} exceeded the render budget: {exc}") from exc
+        raise TemplateRenderError(f"Template {part} exceeded the render budget: {exc}", part=part) from exc
     except RecursionError as exc:
-        raise TemplateRenderError(f"Template {part} exceeded the render budget: it nests too deeply") from exc
+        raise TemplateRenderError(f"Template {part} exceeded the render budget: it nests too deeply", part=part) from exc
     except SecurityError as exc:
-        raise TemplateRenderError(f"Template tried something the sandbox forbids: {exc}") from exc
+        raise TemplateRenderError(f"Template tried something the sandbox forbids: {exc}", part=part) from exc
     except TemplateSyntaxError as exc:
-        raise TemplateRenderError(f"Template syntax error on line {exc.lineno}: {exc.message}") from exc
+        raise TemplateRenderError(f"Template syntax error on line {exc.lineno}: {exc.message}", part=part) from exc
     except Exception as exc:
-        raise TemplateRenderError(f"Template failed to render: {type(exc).__name__}: {exc}") from exc
+        raise TemplateRenderError(f"Template failed to render: {type(exc).__name__}: {exc}", part=part) from exc
+
+
+def template_problems(*, subject: str, body_text: str, body_html: str, sample: dict[str, Any]) -> dict[str, str]:
+    """Field -> why the template cannot be saved: a syntax error (with its line), else a render of
+    `sample` that fails or goes over the render budget. Empty when the template is fine."""
+    errors = template_syntax_errors(subject=subject, body_text=body_text, body_html=body_html)
+    if errors:
+        return errors
+    try:
+        template_render(subject=subject, body_text=body_text, body_html=body_html, context=sample)
+    except TemplateRenderError as exc:
+        return {exc.part or "body_text": f"With the sample data: {exc}"}
+    return {}
