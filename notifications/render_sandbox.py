@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from jinja2 import nodes
+from jinja2 import nodes, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -27,6 +27,9 @@ from notifications.render_budget import (
     value_weight,
 )
 
+# The filters the parse-time rewrite inserts (a template naming them only counts more).
+BUDGET_ITERATE, BUDGET_EMIT, BUDGET_EMIT_LITERAL, BUDGET_VALUE = "_budget_iterate", "_budget_emit", "_budget_emit_literal", "_budget_value"
+
 
 def _iterate(iterable: Iterable) -> Iterator:
     budget = budget_active()
@@ -38,9 +41,37 @@ def _iterate(iterable: Iterable) -> Iterator:
         yield item
 
 
-def _budget_internal(function: Callable) -> Callable:
-    function.budget_internal = True  # type: ignore[attr-defined]
-    return function
+@pass_context
+def budget_iterate(context: Context, iterable: Iterable) -> Iterator:
+    """Every `{% for %}` iterable: the clock is read as the loop goes."""
+    return _iterate(iterable)
+
+
+@pass_context
+def budget_emit(context: Context, value: Any) -> Any:
+    """Every `{{ ... }}` output, counted before it joins the text (captured output included).
+    The hottest check of a render: plain strings take the short way."""
+    budget = budget_active()
+    if budget is not None:
+        budget.emit(len(value) if value.__class__ is str else value_weight(value, budget.max_chars))
+        budget.tick()
+    return value
+
+
+@pass_context
+def budget_emit_literal(context: Context, size: int) -> str:
+    """The literal text of one output node, counted each time it is output."""
+    budget = budget_active()
+    if budget is not None:
+        budget.emit(size)
+    return ""
+
+
+@pass_context
+def budget_value(context: Context, value: Any) -> Any:
+    """Every `~`, made of pairs: each pair is measured before the next is joined."""
+    budget = budget_active()
+    return value if budget is None else budget.check_value(value, "joining with ~")
 
 
 class BudgetedSandboxEnvironment(ImmutableSandboxedEnvironment):
@@ -53,27 +84,34 @@ class BudgetedSandboxEnvironment(ImmutableSandboxedEnvironment):
         # lipsum(n, min, max) writes as many words as asked: no place in a notification.
         self.globals.pop("lipsum", None)
         self.filters = {name: budgeted_filter(name, function) for name, function in self.filters.items()}
+        self.filters.update({
+            BUDGET_ITERATE: budget_iterate, BUDGET_EMIT: budget_emit,
+            BUDGET_EMIT_LITERAL: budget_emit_literal, BUDGET_VALUE: budget_value,
+        })
 
     # Parse-time rewrite: every loop iterable, output and `~` goes through the budget.
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
         for loop in tree.find_all(nodes.For):
-            loop.iter = self._budget_call("budget_iterate", loop.iter)
+            loop.iter = self._budget_call(BUDGET_ITERATE, loop.iter)
         for output in tree.find_all(nodes.Output):
             output.nodes = self._budgeted_output(output.nodes)
         self._concat_rewrite(tree)
         return tree
 
-    def _budget_call(self, attribute: str, *args: nodes.Expr) -> nodes.Call:
-        node = nodes.Call(nodes.EnvironmentAttribute(attribute), list(args), [], None, None)
-        return node.set_lineno(args[0].lineno if args and args[0].lineno else 1).set_environment(self)
+    def _budget_call(self, name: str, value: nodes.Expr) -> nodes.Filter:
+        """`value|<name>`: a filter is a direct call in the compiled code (a Call node would go
+        through the sandbox's `call`, several times slower), and pass_context keeps it from
+        being folded at compile time."""
+        node = nodes.Filter(value, name, [], [], None, None)
+        return node.set_lineno(value.lineno or 1).set_environment(self)
 
     def _budgeted_output(self, children: list[nodes.Expr]) -> list[nodes.Expr]:
         """Expressions are counted as they are output; the literal text of the node at once."""
         literal = sum(len(child.data) for child in children if isinstance(child, nodes.TemplateData))
-        counted: list[nodes.Expr] = [self._budget_call("budget_emit_literal", nodes.Const(literal))] if literal else []
+        counted: list[nodes.Expr] = [self._budget_call(BUDGET_EMIT_LITERAL, nodes.Const(literal))] if literal else []
         for child in children:
-            counted.append(child if isinstance(child, nodes.TemplateData) else self._budget_call("budget_emit", child))
+            counted.append(child if isinstance(child, nodes.TemplateData) else self._budget_call(BUDGET_EMIT, child))
         return counted
 
     def _concat_rewrite(self, parent: nodes.Node) -> None:
@@ -89,34 +127,10 @@ class BudgetedSandboxEnvironment(ImmutableSandboxedEnvironment):
 
     def _concat_pairs(self, concat: nodes.Concat) -> nodes.Expr:
         parts = concat.nodes
-        joined = self._budget_call("budget_value", nodes.Concat(parts[:1], lineno=concat.lineno))
+        joined = self._budget_call(BUDGET_VALUE, nodes.Concat(parts[:1], lineno=concat.lineno))
         for part in parts[1:]:
-            joined = self._budget_call("budget_value", nodes.Concat([joined, part], lineno=concat.lineno))
+            joined = self._budget_call(BUDGET_VALUE, nodes.Concat([joined, part], lineno=concat.lineno))
         return joined
-
-    @_budget_internal
-    def budget_iterate(self, iterable: Iterable) -> Iterator:
-        return _iterate(iterable)
-
-    @_budget_internal
-    def budget_emit(self, value: Any) -> Any:
-        budget = budget_active()
-        if budget is not None:
-            budget.tick()
-            budget.emit(value_weight(value, budget.max_chars))
-        return value
-
-    @_budget_internal
-    def budget_emit_literal(self, size: int) -> str:
-        budget = budget_active()
-        if budget is not None:
-            budget.emit(size)
-        return ""
-
-    @_budget_internal
-    def budget_value(self, value: Any) -> Any:
-        budget = budget_active()
-        return value if budget is None else budget.check_value(value, "joining with ~")
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         budget = budget_active()
@@ -143,8 +157,6 @@ class BudgetedSandboxEnvironment(ImmutableSandboxedEnvironment):
 
     # Jinja's own signature: the double underscores keep a template's keyword arguments apart.
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(__obj, "budget_internal", False):
-            return __context.call(__obj, *args, **kwargs)
         budget = budget_active()
         if budget is None:
             return super().call(__context, __obj, *args, **kwargs)

@@ -26,9 +26,11 @@ from notifications.tests.conftest import make_trigger, templates, vendors  # noq
 from sandbox.testing import SandboxHandle
 
 NESTED_LOOPS = "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}"
+# Nothing to output: only the clock stops it.
+SILENT_LOOPS = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
 HOSTILE = {
     "nested range loops (the attack)": NESTED_LOOPS,
-    "nested loops with no output": "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+    "nested loops with no output": SILENT_LOOPS,
     "string times 10**9 (the attack)": "{{ 'a' * 10**9 }}",
     "list times 10**9": "{{ [1] * 10**9 }}",
     "a big string repeated": "{{ ('a' * 100000) * 100000 }}",
@@ -99,7 +101,7 @@ def test_the_time_limit_is_a_setting(settings) -> None:
     settings.TEMPLATE_RENDER_TIME_LIMIT = 0.05
     started = time.monotonic()
     with pytest.raises(TemplateRenderError, match=r"rendering took longer than 0\.05 s"):
-        template_render(subject="", body_text=NESTED_LOOPS, body_html="", context={})
+        template_render(subject="", body_text=SILENT_LOOPS, body_html="", context={})
     assert time.monotonic() - started < 0.5
 
 
@@ -158,7 +160,7 @@ def test_the_admin_refuses_a_template_over_the_budget_and_says_why(admin_client:
 
 def test_the_admin_preview_of_a_stored_hostile_template_answers_within_the_budget(admin_client: Client, db) -> None:
     # Stored without the save check (before it existed): the preview renders it under the budget.
-    template = NotificationTemplate.objects.create(event_type="order_confirmed", channel="sms", locale="en", body_text=NESTED_LOOPS)
+    template = NotificationTemplate.objects.create(event_type="order_confirmed", channel="sms", locale="en", body_text=SILENT_LOOPS)
     started = time.monotonic()
     response = admin_client.get(reverse("admin:notifications_notificationtemplate_preview", args=[template.pk]))
 
@@ -173,7 +175,7 @@ def _hostile_sms_template_for(name: str) -> None:
     template_save(
         template=NotificationTemplate(
             event_type="order_confirmed", channel="sms", locale="en",
-            body_text="Hi {{ customer_name }}{% if customer_name == '" + name + "' %}" + NESTED_LOOPS + "{% endif %}",
+            body_text="Hi {{ customer_name }}{% if customer_name == '" + name + "' %}" + SILENT_LOOPS + "{% endif %}",
         ),
         saved_by="attacker",
     )
