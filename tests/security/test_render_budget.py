@@ -169,6 +169,23 @@ def test_the_admin_preview_of_a_stored_hostile_template_answers_within_the_budge
     assert "exceeded the render budget: rendering took longer than" in response.content.decode()
 
 
+def test_restoring_a_version_over_the_budget_is_refused_and_says_why(admin_client: Client, templates: None) -> None:  # noqa: F811
+    template = NotificationTemplate.objects.get(event_type="order_confirmed", channel="sms", locale="en")
+    current = (template.version, template.body_text)
+    # A version saved before the budget existed.
+    old = template.versions.create(version=0, body_text=SILENT_LOOPS, saved_by="attacker")
+
+    response = admin_client.post(
+        reverse("admin:notifications_notificationtemplate_restore", args=[template.pk, old.pk]), follow=True
+    )
+
+    assert "Version 0 cannot be restored: body_text: With the sample data: Template body_text exceeded the render budget" in (
+        response.content.decode()
+    )
+    template.refresh_from_db()
+    assert (template.version, template.body_text) == current
+
+
 def _hostile_sms_template_for(name: str) -> None:
     """An SMS template that passes the save check (the sample's customer is Ana Silva) and blows
     up for one customer: the budget at dispatch is what stops it."""
