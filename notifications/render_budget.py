@@ -206,7 +206,7 @@ def _width_estimate(text: Any, width: Any) -> float:
     return max(len(text), width if isinstance(width, int) else 0)
 
 
-def _join_estimate(separator: Any, items: list, limit: int) -> float:
+def _join_estimate(separator: Any, items: Any, limit: int) -> float:
     return value_weight(items, limit) + max(len(items) - 1, 0) * len(separator)
 
 
@@ -292,12 +292,20 @@ def _filter_precheck(budget: RenderBudget, name: str, arguments: dict[str, Any])
         indent = arguments.get("indent")
         if (len(indent) if isinstance(indent, str) else _int_or_zero(indent)) > 8:
             raise RenderBudgetExceeded("the tojson filter indents by at most 8 in templates")
+    elif name == "join":
+        budget.refuse_larger(_join_estimate(str(arguments.get("d", "")), value, limit), "the join filter")
+    elif name == "sum":
+        start = arguments.get("start", 0)
+        if not isinstance(start, (int, float)):  # sequences: each step copies what it has so far
+            budget.refuse_larger(value_weight(start, limit) + value_weight(arguments.get("iterable"), limit), "the sum filter")
 
 
 # Filters that read a whole iterable: it is read under the budget first (time and item count).
 _ITERABLE_FILTERS = frozenset({"join", "list", "sum", "sort", "unique", "reverse", "min", "max", "groupby", "dictsort", "count", "length"})
 # Filters whose arguments decide how large their result is.
-_GROWING_FILTERS = frozenset({"center", "indent", "wordwrap", "format", "replace", "batch", "slice", "urlize", "tojson"})
+_GROWING_FILTERS = frozenset(
+    {"center", "indent", "wordwrap", "format", "replace", "batch", "slice", "urlize", "tojson", "join", "sum"}
+)
 
 
 def budgeted_filter(name: str, function: Callable) -> Callable:
@@ -308,6 +316,8 @@ def budgeted_filter(name: str, function: Callable) -> Callable:
     """
     pass_arg = _PassArg.from_obj(function)
     signature = inspect.signature(function)
+    # Jinja's async-aware filters ask for the eval context without naming it in the signature.
+    names_leading = next(iter(signature.parameters), "") in ("context", "eval_ctx", "environment")
 
     @pass_context
     def budgeted(context: Context, value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -326,14 +336,8 @@ def budgeted_filter(name: str, function: Callable) -> Callable:
         if name in _ITERABLE_FILTERS and not isinstance(value, (str, dict)):
             value = budget_list(budget, value)
         if name in _GROWING_FILTERS:
-            _filter_precheck(budget, name, signature.bind_partial(*leading, value, *args, **kwargs).arguments)
-        if name == "join":
-            separator = args[0] if args else kwargs.get("d", "")
-            budget.refuse_larger(_join_estimate(separator, value, budget.max_chars), "the join filter")
-        if name == "sum":
-            start = args[1] if len(args) > 1 else kwargs.get("start", 0)
-            if not isinstance(start, (int, float)):
-                budget.refuse_larger(value_weight(start, budget.max_chars) + value_weight(value, budget.max_chars), "the sum filter")
+            bound = signature.bind_partial(*(leading if names_leading else ()), value, *args, **kwargs)
+            _filter_precheck(budget, name, bound.arguments)
         return budget.check_value(function(*leading, value, *args, **kwargs), f"the {name} filter")
 
     return budgeted
