@@ -57,6 +57,8 @@ def template_syntax_errors(*, subject: str, body_text: str, body_html: str) -> d
             (_html_env if html else _plain_env).parse(source)
         except TemplateSyntaxError as exc:
             errors[field] = f"Line {exc.lineno}: {exc.message}"
+        except RecursionError:  # Jinja's parser recurses about a dozen frames per nesting level
+            errors[field] = "The template nests too deeply to be read (brackets, parentheses or blocks)."
     return errors
 
 

@@ -144,6 +144,17 @@ def test_saving_a_template_over_the_budget_is_refused_with_the_reason() -> None:
     assert not NotificationTemplate.objects.exists()
 
 
+@pytest.mark.django_db
+def test_a_template_nested_too_deeply_to_parse_is_refused_with_a_reason_not_a_crash() -> None:
+    with pytest.raises(ValidationError) as refused:  # was a RecursionError out of the parser
+        template_save(
+            template=NotificationTemplate(event_type="order_confirmed", channel="sms", locale="en",
+                                          body_text="{{ " + "[" * 2000 + "]" * 2000 + " }}"),
+            saved_by="attacker",
+        )
+    assert refused.value.message_dict["body_text"] == ["The template nests too deeply to be read (brackets, parentheses or blocks)."]
+
+
 def test_the_admin_refuses_a_template_over_the_budget_and_says_why(admin_client: Client, db) -> None:
     data = {
         "event_type": "order_confirmed", "channel": "sms", "locale": "de", "is_active": "on", "subject": "",
