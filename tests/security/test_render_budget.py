@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from notifications.collectors import OutboxCollector
 from notifications.configuration import template_save
 from notifications.dispatch import trigger_dispatch
 from notifications.models import Notification, NotificationTemplate, NotificationTrigger
@@ -278,6 +279,21 @@ def test_a_trigger_that_keeps_failing_to_dispatch_goes_dead_and_is_no_longer_rep
     assert outbox_relay() == 0  # never handed over again
     trigger_dispatch(trigger_id=trigger.pk)  # a message still queued for it does nothing
     assert not Notification.objects.filter(trigger=trigger).exists()
+
+
+@pytest.mark.django_db
+def test_a_dead_trigger_is_a_gauge_of_its_own_and_leaves_the_outbox_gauges(settings, templates: None) -> None:  # noqa: F811
+    settings.TRIGGER_MAX_DISPATCH_ATTEMPTS = 1
+    trigger = _poison_trigger()
+    with pytest.raises(Exception, match="value too long"):
+        _relay_and_dispatch(trigger)
+    _relay_and_dispatch(trigger)
+
+    gauges = {metric.name: metric.samples[0].value for metric in OutboxCollector().collect()}
+
+    assert gauges["beacon_outbox_dead_triggers"] == 1
+    assert gauges["beacon_outbox_undispatched_triggers"] == 0  # BeaconOutboxStalled stays quiet
+    assert gauges["beacon_outbox_oldest_undispatched_age_seconds"] == 0
 
 
 @pytest.mark.django_db
