@@ -8,11 +8,13 @@ DEBUG off and real secrets set.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from whitenoise.compress import Compressor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -47,6 +49,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our static files, no CDN
     "checkout",
     "notifications",
     "sandbox",
@@ -56,6 +59,8 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the web process itself, right after SecurityMiddleware (WhiteNoise's rule).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -224,6 +229,15 @@ NOTIFICATION_VENDOR_CACHE_SECONDS = env.float("NOTIFICATION_VENDOR_CACHE_SECONDS
 # Seconds an SMTP session (connected, EHLO/STARTTLS/AUTH done) waits in a worker for its next
 # email before it is closed; 0 opens and QUITs a session for every email.
 SMTP_SESSION_IDLE_SECONDS = env.float("SMTP_SESSION_IDLE_SECONDS", default=15.0)
+# The name Beacon gives in EHLO and the right part of its Message-IDs; empty: each SMTP vendor's
+# sender domain (from_email), never the host's getfqdn() ("localhost" on many machines).
+SMTP_EHLO_HOSTNAME = env.str("SMTP_EHLO_HOSTNAME", default="")
+EMAIL_MESSAGE_ID_DOMAIN = env.str("EMAIL_MESSAGE_ID_DOMAIN", default="")
+for _name in ("SMTP_EHLO_HOSTNAME", "EMAIL_MESSAGE_ID_DOMAIN"):
+    if globals()[_name] and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", globals()[_name]):
+        raise ImproperlyConfigured(f"{_name} must be a domain name such as shop.example")
+# CA bundle (PEM file) that SMTP relays' certificates are checked against; empty: the system's.
+SMTP_CA_BUNDLE = env.str("SMTP_CA_BUNDLE", default="")
 DEFAULT_LOCALE = env.str("BEACON_DEFAULT_LOCALE", default="en")
 TEMPLATE_CACHE_TTL = env.int("TEMPLATE_CACHE_TTL", default=300)
 # The render budget of one notification (or one admin preview or save check), enforced inside
@@ -243,6 +257,21 @@ for _name in ("TEMPLATE_RENDER_TIME_LIMIT", "TEMPLATE_RENDER_MAX_CHARS", "TRIGGE
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).
 # Defaults to one derived from SECRET_KEY.
 VENDOR_SECRETS_KEY = env.str("VENDOR_SECRETS_KEY", default="")
+# --- Payments -----------------------------------------------------------------------------
+# Dotted path of the class that charges a checkout (docs/payments.md: the interface a real
+# provider implements). The sandbox gateway accepts the test token `tok_ok` as paid, so it is
+# the default only in development and tests: with DEBUG off it must be named explicitly (a
+# staging deploy may do so; `check --deploy` then warns); left unset, nothing starts.
+SANDBOX_PAYMENT_GATEWAY = "checkout.payments.SandboxPaymentGateway"
+PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default=SANDBOX_PAYMENT_GATEWAY if (DEBUG or TESTING) else "")
+if not PAYMENT_GATEWAY:
+    message = (
+        "PAYMENT_GATEWAY must be set when DEBUG is off: the dotted path of your payment provider's "
+        f"gateway class (docs/payments.md), or {SANDBOX_PAYMENT_GATEWAY} to accept test tokens on purpose."
+    )
+    sys.stderr.write(f"Beacon configuration error: {message}\n")
+    raise ImproperlyConfigured(message)
+
 # Synchronous sending inside the checkout request: the case study's "before" architecture,
 # kept only for the benchmark's comparison. Never enable it in production.
 BEACON_SYNC_SEND = env.bool("BEACON_SYNC_SEND", default=False)
@@ -263,6 +292,10 @@ REST_FRAMEWORK = {
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 SPECTACULAR_SETTINGS = {
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files: /api/docs/ works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "TITLE": "Beacon API",
     "DESCRIPTION": "Checkout API whose notifications never slow the checkout down.",
     "VERSION": "1.0.0",
@@ -305,8 +338,21 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Static files -------------------------------------------------------------------------
+# gunicorn serves them through WhiteNoise: `collectstatic` (the Procfile's release step and
+# `make run`) copies them to STATIC_ROOT with a content hash in each name and a gzip/Brotli
+# copy beside it, so browsers may cache them for ever and a deploy never serves stale CSS.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Every page names its files through {% static %} (hashed names), so the unhashed copies are
+# dead weight; source maps are fetched only by a developer's browser tools, and compressing
+# the API docs' multi-megabyte maps with Brotli was most of collectstatic's time.
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = (*Compressor.SKIP_COMPRESS_EXTENSIONS, "map")
 
 # --- Metrics --------------------------------------------------------------------------------
 # /metrics is served only to these networks (CIDR) or with `Authorization: Bearer METRICS_TOKEN`.
