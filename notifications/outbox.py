@@ -123,11 +123,8 @@ def outbox_relay(*, batch_size: int = 500) -> int:
         try:
             app.send_task(TRIGGER_DISPATCH_TASK, args=[trigger_id])
         except Exception as exc:
-            # Broker gone mid-batch: give the rest back so the next run takes them at once
-            # (and uncount the hand-overs that did not happen).
-            NotificationTrigger.objects.filter(pk__in=ids[published:], dispatched_at__isnull=True).update(
-                relay_after=now, publish_count=F("publish_count") - 1
-            )
+            # Broker gone mid-batch: give the rest back so the next run takes them at once.
+            NotificationTrigger.objects.filter(pk__in=ids[published:], dispatched_at__isnull=True).update(relay_after=now)
             logger.warning("relay stopped after %d of %d triggers: %r", published, len(ids), exc)
             break
         published += 1
