@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from jinja2 import nodes, pass_context
-from jinja2.runtime import Context
+from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from notifications.render_budget import (
@@ -162,6 +162,8 @@ class BudgetedSandboxEnvironment(ImmutableSandboxedEnvironment):
             return super().call(__context, __obj, *args, **kwargs)
         budget.tick()
         args = method_precheck(budget, __obj, args, kwargs)
+        if isinstance(__obj, LoopContext) and args:  # `loop(children)` of a recursive loop
+            args = (_iterate(args[0]), *args[1:])
         if budget.depth >= MAX_CALL_DEPTH:
             raise RenderBudgetExceeded(f"calls nested more than {MAX_CALL_DEPTH} deep (a recursive macro?)")
         budget.depth += 1

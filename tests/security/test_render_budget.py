@@ -60,6 +60,7 @@ HOSTILE = {
     "exponential macro recursion": "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}",
     "unbounded macro recursion": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
     "recursive loop": "{% for x in [1] recursive %}{{ loop([1]) }}{% endfor %}",
+    "a wide recursive loop": "{% for x in [1] recursive %}{% set _ = loop(range(100000)) %}{% endfor %}",
     "doubling with ~": "{% set ns = namespace(s='a') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
     "doubling with +": "{% set ns = namespace(s='a') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
     "a long ~ chain": "{% set b = 'x' * 200000 %}{{ b ~ b ~ b ~ b ~ b ~ b ~ b ~ b ~ b ~ b }}",
