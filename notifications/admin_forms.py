@@ -13,6 +13,7 @@ from notifications.configuration import vendor_config_errors
 from notifications.models import Channel, NotificationTemplate, Vendor
 from notifications.rendering import template_problems
 from notifications.template_samples import sample_payload
+from notifications.vendor_destinations import vendor_egress_errors, vendor_secrets_rebind_errors
 from notifications.vendor_secrets import secret_names, secrets_stored
 from notifications.vendors.registry import VENDOR_ADAPTERS, adapter_choices, adapter_class
 
@@ -111,6 +112,19 @@ class VendorAdminForm(forms.ModelForm):
                 self.add_error(SECRET_FIELD_PREFIX + key, f"{key}: {message}")
             else:
                 self.add_error("settings", f"{key}: {message}")
+        for key, message in vendor_egress_errors(adapter=adapter, settings=cleaned.get("settings") or {}).items():
+            self.add_error("settings", f"{key}: {message}")
+        if self.instance.pk:
+            rebind = vendor_secrets_rebind_errors(
+                adapter_before=self.instance.adapter,
+                settings_before=self.instance.settings or {},
+                adapter_after=adapter,
+                settings_after=cleaned.get("settings") or {},
+                stored=stored,
+                entered=self.secret_values,
+            )
+            for name, message in rebind.items():
+                self.add_error(SECRET_FIELD_PREFIX + name, message)
         return cleaned
 
 

@@ -11,6 +11,7 @@ from notifications.models import NotificationTemplate, NotificationTemplateVersi
 from notifications.rendering import template_problems
 from notifications.template_cache import template_cache_invalidate
 from notifications.template_samples import sample_payload
+from notifications.vendor_destinations import vendor_egress_errors, vendor_secrets_rebind_errors
 from notifications.vendor_secrets import secrets_encrypt, secrets_stored
 from notifications.vendors.registry import VENDOR_ADAPTERS, adapter_class
 
@@ -73,15 +74,33 @@ def vendor_secrets_update(*, vendor: Vendor, secrets: dict[str, str]) -> None:
 
 
 def vendor_upsert(*, name: str, secrets: dict[str, str] | None = None, **fields: Any) -> Vendor:
-    """Create or update a vendor by name, checking its adapter configuration."""
+    """Create or update a vendor by name, checking its adapter configuration.
+
+    Raises ValidationError when the configuration is invalid, when the egress policy refuses
+    a destination, or when the change moves the vendor's destination without re-entering its
+    stored secrets (vendor_destinations.py).
+    """
     vendor = Vendor.objects.filter(name=name).first() or Vendor(name=name)
+    adapter_before, settings_before = vendor.adapter, dict(vendor.settings or {})
+    stored_before = secrets_stored(vendor.secrets_encrypted)
     for field, value in fields.items():
         setattr(vendor, field, value)
+    if vendor.pk:
+        rebind = vendor_secrets_rebind_errors(
+            adapter_before=adapter_before,
+            settings_before=settings_before,
+            adapter_after=vendor.adapter,
+            settings_after=vendor.settings or {},
+            stored=stored_before,
+            entered={k: v for k, v in (secrets or {}).items() if v},
+        )
+        if rebind:
+            raise ValidationError(rebind)
     if secrets is not None:
         vendor_secrets_update(vendor=vendor, secrets=secrets)
     errors = vendor_config_errors(
         adapter=vendor.adapter, settings=vendor.settings, secrets=secrets_stored(vendor.secrets_encrypted)
-    )
+    ) or vendor_egress_errors(adapter=vendor.adapter, settings=vendor.settings)
     if errors:
         raise ValidationError(errors)
     vendor.full_clean(exclude=["adapter"])
