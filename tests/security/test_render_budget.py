@@ -147,6 +147,33 @@ def test_saving_a_template_over_the_budget_is_refused_with_the_reason() -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("{{ customer_name }}" * 36000, "The template is 684,000 characters long; at most 100,000 are allowed."),
+        ("{{ x }}" * 4000, "The template has 4,000 tags ({{ }} and {% %}); at most 1,000 are allowed."),
+    ],
+    ids=["long", "many tags"],
+)
+def test_a_template_too_large_to_read_within_the_budget_is_refused_before_it_is_parsed(source: str, reason: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(ValidationError) as refused:  # 36,000 tags took 7 s to read and compile
+        template_save(
+            template=NotificationTemplate(event_type="order_confirmed", channel="email", locale="en", body_text="t", body_html=source),
+            saved_by="attacker",
+        )
+    assert time.monotonic() - started < 0.5
+    assert refused.value.message_dict == {"body_html": [reason]}
+
+
+def test_a_stored_template_too_large_fails_its_render_without_being_compiled() -> None:
+    started = time.monotonic()
+    with pytest.raises(TemplateRenderError, match="body_text exceeded the render budget: the template is 684,000 characters"):
+        template_render(subject="", body_text="{{ customer_name }}" * 36000, body_html="", context=dict(CONTEXT))
+    assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.django_db
 def test_a_template_nested_too_deeply_to_parse_is_refused_with_a_reason_not_a_crash() -> None:
     with pytest.raises(ValidationError) as refused:  # was a RecursionError out of the parser
         template_save(
