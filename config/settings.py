@@ -263,6 +263,23 @@ for _name in ("SMTP_EHLO_HOSTNAME", "EMAIL_MESSAGE_ID_DOMAIN"):
 SMTP_CA_BUNDLE = env.str("SMTP_CA_BUNDLE", default="")
 DEFAULT_LOCALE = env.str("BEACON_DEFAULT_LOCALE", default="en")
 TEMPLATE_CACHE_TTL = env.int("TEMPLATE_CACHE_TTL", default=300)
+# The render budget of one notification (or one admin preview or save check), enforced inside
+# the template sandbox: wall-clock seconds, and characters produced (all parts together,
+# including text captured by macros and {% set %} blocks; also the largest value a template
+# may build). A template over either fails its notification permanently, with the reason.
+TEMPLATE_RENDER_TIME_LIMIT = env.float("TEMPLATE_RENDER_TIME_LIMIT", default=0.5)
+TEMPLATE_RENDER_MAX_CHARS = env.int("TEMPLATE_RENDER_MAX_CHARS", default=256 * 1024)
+# The longest source one template part may have (about Gmail's clipping size); longer ones
+# are refused on save and fail at render without being compiled.
+TEMPLATE_SOURCE_MAX_CHARS = env.int("TEMPLATE_SOURCE_MAX_CHARS", default=100_000)
+# Dispatches of one trigger after relay hand-overs before it is declared dead (it keeps
+# failing to dispatch): it then waits for an operator in the admin instead of being
+# republished forever (the relay hands it over every 30 s, so the default gives up after
+# about 3 minutes of failures; a trigger waiting for workers that are down is not counted).
+TRIGGER_MAX_DISPATCH_ATTEMPTS = env.int("TRIGGER_MAX_DISPATCH_ATTEMPTS", default=5)
+for _name in ("TEMPLATE_RENDER_TIME_LIMIT", "TEMPLATE_RENDER_MAX_CHARS", "TEMPLATE_SOURCE_MAX_CHARS", "TRIGGER_MAX_DISPATCH_ATTEMPTS"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be positive")
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).
 # Defaults to one derived from SECRET_KEY.
 VENDOR_SECRETS_KEY = env.str("VENDOR_SECRETS_KEY", default="")

@@ -8,8 +8,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from notifications.models import NotificationTemplate, NotificationTemplateVersion, Vendor
-from notifications.rendering import template_syntax_errors
+from notifications.rendering import template_problems
 from notifications.template_cache import template_cache_invalidate
+from notifications.template_samples import sample_payload
 from notifications.vendor_destinations import vendor_egress_errors, vendor_secrets_rebind_errors
 from notifications.vendor_secrets import secrets_encrypt, secrets_stored
 from notifications.vendors.registry import VENDOR_ADAPTERS, adapter_class
@@ -23,11 +24,15 @@ def template_save(
 ) -> NotificationTemplate:
     """Validate and save a template as a new version, with a snapshot in its history.
 
-    Raises ValidationError (field -> "Line N: ...") when a part does not parse. The cache of
+    Raises ValidationError (field -> reason) when a part does not parse ("Line N: ..."), or
+    when rendering the event's sample data fails or goes over the render budget. The cache of
     its event and channel (and of the old pair, when `previous_key` says it moved) is
     invalidated once the save commits.
     """
-    errors = template_syntax_errors(subject=template.subject, body_text=template.body_text, body_html=template.body_html)
+    errors = template_problems(
+        subject=template.subject, body_text=template.body_text, body_html=template.body_html,
+        sample=sample_payload(template.event_type),
+    )
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
