@@ -6,6 +6,7 @@ helpers) and calls a service from configuration.py / operations.py, or a read fr
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from django.utils.html import format_html
 
 from notifications.admin_forms import RequeueDeadForm, TestMessageForm
 from notifications.configuration import template_version_restore
+from notifications.email_document import email_html_document
 from notifications.models import NotificationTemplate, NotificationTemplateVersion
 from notifications.operations import notifications_requeue_dead, test_message_send
 from notifications.overview import overview, template_coverage
@@ -63,11 +65,11 @@ def sample_payload(event_type: str) -> dict[str, Any]:
         "customer_name": "Ana Silva",
         "currency": "EUR",
         "total": "47.30",
-        "payment_error": "",
+        "payment_error_code": "",
         "lines": lines,
     }
     if event_type == "payment_failed":
-        payload.update(status="payment_failed", payment_error="Card declined: insufficient funds.")
+        payload.update(status="payment_failed", payment_error_code="card_declined")
     return payload
 
 
@@ -91,7 +93,11 @@ def template_preview_view(model_admin: ModelAdmin, request: HttpRequest, object_
         try:
             rendered = template_render(
                 subject=shown.subject, body_text=shown.body_text, body_html=shown.body_html,
-                context=sample_payload(template.event_type),
+                context=sample_payload(template.event_type), locale=locale,
+            )
+            # The HTML exactly as the email carries it (a whole document in that locale).
+            rendered = dataclasses.replace(
+                rendered, html=email_html_document(body_html=rendered.html, subject=rendered.subject, locale=locale)
             )
         except TemplateRenderError as exc:
             error = str(exc)
