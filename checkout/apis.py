@@ -213,8 +213,10 @@ class CheckoutListCreateApi(APIView):
             400: ErrorBody,
             401: ErrorBody,
             402: OpenApiResponse(PaymentDeclinedBody, description="Payment declined; the failed order is in `order`."),
+            406: ErrorBody,
             409: ErrorBody,
             413: ErrorBody,
+            415: ErrorBody,
             422: ErrorBody,
             429: ErrorBody,
             502: ErrorBody,
@@ -242,7 +244,7 @@ class CheckoutListCreateApi(APIView):
     @extend_schema(
         operation_id="checkout_list",
         parameters=PAGE_PARAMETERS,
-        responses={200: OrderPage, 401: ErrorBody, 429: ErrorBody, 503: ErrorBody},
+        responses={200: OrderPage, 401: ErrorBody, 406: ErrorBody, 429: ErrorBody, 503: ErrorBody},
     )
     def get(self, request: Request) -> Response:
         orders = Order.objects.filter(client=request.user).prefetch_related("lines").order_by("-created_at", "id")
@@ -252,7 +254,7 @@ class CheckoutListCreateApi(APIView):
 
 
 class CheckoutDetailApi(APIView):
-    @extend_schema(operation_id="checkout_retrieve", responses={200: OrderDetailOutputSerializer, 401: ErrorBody, 404: ErrorBody})
+    @extend_schema(operation_id="checkout_retrieve", responses={200: OrderDetailOutputSerializer, 401: ErrorBody, 404: ErrorBody, 406: ErrorBody})
     def get(self, request: Request, order_id: UUID) -> Response:
         order = get_object_or_404(Order.objects.prefetch_related("lines"), pk=order_id, client=request.user)
         return Response(OrderDetailOutputSerializer(order).data)
