@@ -8,6 +8,7 @@ DEBUG off and real secrets set.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -224,6 +225,15 @@ NOTIFICATION_VENDOR_CACHE_SECONDS = env.float("NOTIFICATION_VENDOR_CACHE_SECONDS
 # Seconds an SMTP session (connected, EHLO/STARTTLS/AUTH done) waits in a worker for its next
 # email before it is closed; 0 opens and QUITs a session for every email.
 SMTP_SESSION_IDLE_SECONDS = env.float("SMTP_SESSION_IDLE_SECONDS", default=15.0)
+# The name Beacon gives in EHLO and the right part of its Message-IDs; empty: each SMTP vendor's
+# sender domain (from_email), never the host's getfqdn() ("localhost" on many machines).
+SMTP_EHLO_HOSTNAME = env.str("SMTP_EHLO_HOSTNAME", default="")
+EMAIL_MESSAGE_ID_DOMAIN = env.str("EMAIL_MESSAGE_ID_DOMAIN", default="")
+for _name in ("SMTP_EHLO_HOSTNAME", "EMAIL_MESSAGE_ID_DOMAIN"):
+    if globals()[_name] and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", globals()[_name]):
+        raise ImproperlyConfigured(f"{_name} must be a domain name such as shop.example")
+# CA bundle (PEM file) that SMTP relays' certificates are checked against; empty: the system's.
+SMTP_CA_BUNDLE = env.str("SMTP_CA_BUNDLE", default="")
 DEFAULT_LOCALE = env.str("BEACON_DEFAULT_LOCALE", default="en")
 TEMPLATE_CACHE_TTL = env.int("TEMPLATE_CACHE_TTL", default=300)
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).

@@ -3,7 +3,10 @@
 Policies (each stated once, here):
 - A claim is a conditional UPDATE with a lease; no row lock is held across a vendor call.
 - Transient failure (connection error, 429, 5xx): try the next vendor at once.
-- Permanent failure (invalid number or address, a 4xx retrying cannot fix): `failed` at once.
+- Permanent failure (the recipient or the message: invalid number or address, unsubscribed,
+  bounced): `failed` at once. A vendor's own configuration fault (credentials, sender,
+  messaging service, callback URL, TLS) is not permanent: it counts against that vendor and
+  the next one is tried.
 - Unknown outcome (a timeout after the request was sent, or a worker lost mid-call): the
   vendor may have accepted. Policy: fail over at once (delivery first), keep the attempt as
   `timeout`, and flag the notification `possible_duplicate` if another vendor then delivers
@@ -302,10 +305,9 @@ def _attempt(notification: Notification, route: Route, message: OutboundMessage)
             outcome = AttemptOutcome.PERMANENT_ERROR
         else:
             outcome = AttemptOutcome.TRANSIENT_ERROR
-        # A recipient the vendor refuses is not the vendor failing: only vendor faults
-        # (and configuration faults, which the adapter reports as status 401/403) trip the breaker.
-        vendor_fault = outcome != AttemptOutcome.PERMANENT_ERROR or exc.status_code in (401, 403)
-        route.circuit.record(success=not vendor_fault, duration=duration)
+        # Classified by cause: a recipient or message the vendor refuses (permanent) is not the
+        # vendor failing; everything else, its own misconfiguration included, trips its breaker.
+        route.circuit.record(success=exc.permanent, duration=duration)
         _attempt_finish(attempt, outcome, duration, status_code=exc.status_code, vendor_code=exc.vendor_code or "", error=str(exc))
         logger.warning(
             "delivery attempt %s via %s: %s",

@@ -18,7 +18,8 @@ from aiohttp import web
 from sandbox.control_api import build_control_app
 from sandbox.smtp import SmtpListener
 from sandbox.state import INSTANCE_KINDS, InstanceKind, InstanceState, Listener, sockets_closed
-from sandbox.twilio_api import DEFAULT_AUTH_TOKEN, build_twilio_app
+from sandbox.tls import TLS_MODES, TlsMode, certificate_generate
+from sandbox.twilio_api import DEFAULT_AUTH_TOKEN, TwilioAccount, build_twilio_app
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +45,19 @@ class InstanceConfig:
     port: int = 0
     # Twilio: the basic-auth password to require; None accepts any password.
     auth_token: str | None = DEFAULT_AUTH_TOKEN
+    # Twilio: the senders and messaging services the account owns (others are refused).
+    twilio_account: TwilioAccount = field(default_factory=TwilioAccount)
     # SMTP: require AUTH with these credentials; None = no AUTH.
     smtp_credentials: tuple[str, str] | None = None
+    # SMTP: STARTTLS on a generated certificate a CA file vouches for ("trusted"), on a
+    # self-signed one ("untrusted"), or no TLS ("off"). See sandbox/tls.py.
+    smtp_tls: TlsMode = "off"
 
     def __post_init__(self) -> None:
         if self.kind not in INSTANCE_KINDS:
             raise ValueError(f"instance {self.name!r}: kind must be one of {INSTANCE_KINDS}")
+        if self.smtp_tls not in TLS_MODES:
+            raise ValueError(f"instance {self.name!r}: smtp_tls must be one of {TLS_MODES}")
 
 
 @dataclass(frozen=True)
@@ -103,8 +111,13 @@ class AiohttpListener:
 
 def make_listener(instance: InstanceState, config: InstanceConfig) -> Listener:
     if config.kind == "twilio":
-        return AiohttpListener(build_twilio_app(instance, auth_token=config.auth_token), instance.host)
-    return SmtpListener(instance, credentials=config.smtp_credentials)
+        app = build_twilio_app(instance, auth_token=config.auth_token, account=config.twilio_account)
+        return AiohttpListener(app, instance.host)
+    certificate = None
+    if config.smtp_tls != "off":
+        certificate = certificate_generate(config.smtp_tls)
+        instance.tls = {"mode": config.smtp_tls, "ca_file": str(certificate.ca_file) if certificate.ca_file else None}
+    return SmtpListener(instance, credentials=config.smtp_credentials, certificate=certificate)
 
 
 class SandboxServer:
@@ -122,8 +135,12 @@ class SandboxServer:
         return f"http://{self.host}:{self.control_port}"
 
     def endpoints(self) -> dict[str, dict[str, object]]:
-        """name -> {kind, host, port, url}; ports are the bound ones once started."""
-        return {i.name: {"kind": i.kind, "host": i.host, "port": i.port, "url": i.url} for i in self.instances.values()}
+        """name -> {kind, host, port, url, tls}; ports are the bound ones once started; `tls` is
+        None or {mode, ca_file} (the CA file a client must trust, None when untrusted)."""
+        return {
+            i.name: {"kind": i.kind, "host": i.host, "port": i.port, "url": i.url, "tls": i.tls}
+            for i in self.instances.values()
+        }
 
     # -- on the loop --------------------------------------------------------------------------
 
@@ -151,6 +168,8 @@ class SandboxServer:
                 await listener.cleanup()
             elif listener is not None:
                 await listener.close()
+            if isinstance(listener, SmtpListener) and listener.certificate is not None:
+                listener.certificate.remove()
         if self._control is not None:
             await self._control.cleanup()
 

@@ -8,7 +8,12 @@ Protocol behaviour:
   true and `error_status >= 500`, with `554 5.3.0` (permanent); hang withholds every reply
   (including the greeting of new connections) and drops the connection when the hang ends.
 - Optional AUTH PLAIN/LOGIN with a configured username/password, allowed without TLS because
-  the sandbox only listens on loopback.
+  the sandbox only listens on loopback, unless the instance has TLS.
+- Optional STARTTLS (`tls` = "trusted" or "untrusted", see sandbox/tls.py) on a certificate
+  generated at start: then every command but EHLO/NOOP/QUIT needs STARTTLS first (530), and
+  AUTH is offered only after it (AUTH without TLS: 538), as submission relays do.
+- EHLO advertises 8BITMIME and SMTPUTF8. Each stored message records its EHLO name, its MAIL
+  FROM parameters (e.g. BODY=8BITMIME) and whether it came over TLS.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from sandbox.state import COMPLETE_KEY, InstanceState, sockets_closed
+from sandbox.tls import CertificateFiles
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +125,7 @@ class InboxHandler:
         if instance.previous_answer(key) is not None:
             return "250 2.0.0 OK: duplicate Message-ID, already accepted"
         record = self._inbox_record(envelope, raw, key)
+        record.update(ehlo=session.host_name, mail_options=list(envelope.mail_options), tls=session.ssl is not None)
         instance.store(record, key=key, answer=record["id"])
         logger.debug("sandbox %s accepted a message for %d recipient(s)", instance.name, len(envelope.rcpt_tos))
         return f"250 2.0.0 OK: queued as {record['id']}"
@@ -181,10 +188,18 @@ class SandboxSMTP(SMTP):
 class SmtpListener:
     """Opens/closes the listening socket of an SMTP instance (see sandbox.state.Listener)."""
 
-    def __init__(self, instance: InstanceState, *, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        instance: InstanceState,
+        *,
+        credentials: tuple[str, str] | None = None,
+        certificate: CertificateFiles | None = None,
+    ) -> None:
         self.instance = instance
         self.handler = InboxHandler(instance, credentials)
         self.auth_required = credentials is not None
+        self.certificate = certificate
+        self._tls_context = certificate.server_context() if certificate is not None else None
         self._server: asyncio.Server | None = None
         self._live: set[SandboxSMTP] = set()
 
@@ -201,7 +216,9 @@ class SmtpListener:
             hostname=SERVER_HOSTNAME,
             enable_SMTPUTF8=True,
             auth_required=self.auth_required,
-            auth_require_tls=False,
+            tls_context=self._tls_context,
+            require_starttls=self._tls_context is not None,
+            auth_require_tls=self._tls_context is not None,
             authenticator=self.handler.authenticate if self.auth_required else None,
             loop=asyncio.get_running_loop(),
         )

@@ -120,6 +120,8 @@ class InstanceState:
     counters: Counters = field(default_factory=Counters)
     messages: list[dict[str, Any]] = field(default_factory=list)
     listener: Listener | None = None
+    # SMTP with STARTTLS: {"mode": "trusted" | "untrusted", "ca_file": path or None}.
+    tls: dict[str, Any] | None = None
     # Idempotency key (Twilio token header or SMTP Message-ID) -> what was answered the first time.
     _accepted_keys: dict[str, Any] = field(default_factory=dict)
     # Set while no hang is active; hung requests wait on it and are dropped when it is set.
@@ -143,6 +145,7 @@ class InstanceState:
             "faults": self.faults.as_dict(),
             "counters": self.counters.as_dict(),
             "message_count": len(self.messages),
+            "tls": self.tls,
         }
 
     # -- faults -------------------------------------------------------------------------------

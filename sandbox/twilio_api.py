@@ -2,7 +2,10 @@
 
 Answers what Twilio answers (see /work/shared/vendor-specs/twilio_messages_v2010.json): 201 with
 the message resource, Twilio error JSON for validation and auth failures, the magic test numbers,
-and idempotency-token replays. Faults (latency, failures, hang) are applied by a middleware to
+and idempotency-token replays. It refuses what Twilio refuses (`TwilioAccount` says which senders
+and messaging services the account has): a malformed AccountSid, a From number the account does
+not own, a malformed or unknown MessagingServiceSid, a relative StatusCallback, a body over
+1,600 characters. Faults (latency, failures, hang) are applied by a middleware to
 every request on the instance's port.
 """
 
@@ -15,10 +18,11 @@ import re
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
@@ -36,6 +40,23 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
+# An alphanumeric sender ID: up to 11 letters, digits and spaces, at least one letter.
+ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+# Twilio's limit for one (concatenated) message body, in characters (error 21617).
+MAX_BODY_CHARS = 1600
+# Twilio's "valid From" magic number of its test credentials: owned by every sandbox account.
+DEFAULT_SENDERS = ("+15005550006",)
+
+
+@dataclass(frozen=True)
+class TwilioAccount:
+    """What the sandbox's account owns: the From numbers (or sender IDs) it may send from, and
+    its messaging services (None: any well-formed MG SID is one of them)."""
+
+    senders: tuple[str, ...] = DEFAULT_SENDERS
+    messaging_services: tuple[str, ...] | None = None
 
 # Twilio's magic test numbers (test credentials): `To` values that fail with a known error.
 MAGIC_TO_ERRORS: dict[str, tuple[int, str]] = {
@@ -123,21 +144,50 @@ def message_resource(account_sid: str, form: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def validate_create(form: dict[str, str]) -> web.Response | None:
+def validate_create(form: dict[str, str], account: TwilioAccount) -> web.Response | None:
     """Twilio's answer to an invalid create request, in Twilio's order of checks; None if valid."""
     to = form.get("To", "")
     if not to:
         return twilio_error(21604, "A 'To' phone number is required.", 400)
     if not E164.match(to):
         return twilio_error(21211, f"The 'To' number {to} is not a valid phone number.", 400)
-    if not form.get("From") and not form.get("MessagingServiceSid"):
+    sender, service_sid = form.get("From", ""), form.get("MessagingServiceSid", "")
+    if not sender and not service_sid:
         return twilio_error(21603, "A 'From' or 'MessagingServiceSid' parameter is required to send a message.", 400)
-    if not form.get("Body"):
+    if service_sid and not (
+        MESSAGING_SERVICE_SID.match(service_sid)
+        and (account.messaging_services is None or service_sid in account.messaging_services)
+    ):
+        return twilio_error(21701, f"The Messaging Service Sid {service_sid} is invalid.", 400)
+    if sender and not (E164.match(sender) or ALPHANUMERIC_SENDER.match(sender)):
+        return twilio_error(
+            21212, f"The 'From' number {sender} is not a valid phone number, shortcode, or alphanumeric sender ID.", 400
+        )
+    if sender and sender not in account.senders:
+        return twilio_error(
+            21606,
+            f"The 'From' phone number provided ({sender}) is not a valid, message-capable Twilio phone number "
+            "for this account.",
+            400,
+        )
+    body = form.get("Body", "")
+    if not body:
         return twilio_error(21602, "Message body is required.", 400)
+    if len(body) > MAX_BODY_CHARS:
+        return twilio_error(21617, "The concatenated message body exceeds the 1600 character limit.", 400)
+    callback = form.get("StatusCallback")
+    if callback is not None and not absolute_callback(callback):
+        return twilio_error(21609, f"The StatusCallback URL {callback} is not a valid URL.", 400)
     if to in MAGIC_TO_ERRORS:
         code, message = MAGIC_TO_ERRORS[to]
         return twilio_error(code, message, 400)
     return None
+
+
+def absolute_callback(url: str) -> bool:
+    """Twilio calls back only absolute http(s) URLs with a valid host (no underscores)."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and "_" not in (parts.hostname or "")
 
 
 def drop_connection(request: web.Request) -> web.Response:
@@ -195,7 +245,9 @@ def authenticate(request: web.Request, auth_token: str | None) -> web.Response |
     credentials = basic_credentials(request.headers.get("Authorization", ""))
     if credentials is not None:
         login, password = credentials
-        if login == request.match_info["account_sid"] and (auth_token is None or password == auth_token):
+        # A malformed AccountSid names no account: its credentials cannot be right.
+        account_ok = ACCOUNT_SID.match(login) is not None and login == request.match_info["account_sid"]
+        if account_ok and (auth_token is None or password == auth_token):
             return None
     response = twilio_error(20003, "Authenticate", 401, detail="Your AccountSid or AuthToken was incorrect.")
     response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
@@ -205,9 +257,10 @@ def authenticate(request: web.Request, auth_token: str | None) -> web.Response |
 class TwilioApi:
     """Request handlers of one instance."""
 
-    def __init__(self, instance: InstanceState, auth_token: str | None) -> None:
+    def __init__(self, instance: InstanceState, auth_token: str | None, account: TwilioAccount) -> None:
         self.instance = instance
         self.auth_token = auth_token
+        self.account = account
 
     async def create(self, request: web.Request) -> web.Response:
         if denied := authenticate(request, self.auth_token):
@@ -216,10 +269,12 @@ class TwilioApi:
         if (previous := self.instance.previous_answer(key)) is not None:
             return web.json_response(previous, status=201)
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
-        if invalid := validate_create(form):
+        if invalid := validate_create(form, self.account):
             return invalid
         resource = message_resource(request.match_info["account_sid"], form)
-        self.instance.store(self._inbox_record(resource, form, key), key=key, answer=resource)
+        record = self._inbox_record(resource, form, key)
+        record["request_id"] = request.headers.get("X-Request-ID")
+        self.instance.store(record, key=key, answer=resource)
         logger.debug("sandbox %s accepted %s", self.instance.name, resource["sid"])
         return web.json_response(resource, status=201)
 
@@ -304,9 +359,12 @@ async def not_found(request: web.Request) -> web.Response:
     return twilio_error(20404, f"The requested resource {request.path} was not found", 404)
 
 
-def build_twilio_app(instance: InstanceState, *, auth_token: str | None = DEFAULT_AUTH_TOKEN) -> web.Application:
-    """The aiohttp application of one Twilio-compatible instance. `auth_token=None` skips the check."""
-    api = TwilioApi(instance, auth_token)
+def build_twilio_app(
+    instance: InstanceState, *, auth_token: str | None = DEFAULT_AUTH_TOKEN, account: TwilioAccount | None = None
+) -> web.Application:
+    """The aiohttp application of one Twilio-compatible instance. `auth_token=None` skips the
+    password check (the AccountSid must still be well-formed)."""
+    api = TwilioApi(instance, auth_token, account or TwilioAccount())
     app = web.Application(middlewares=[fault_middleware(instance)])
     app.router.add_post(f"{ACCOUNT_PREFIX}/Messages.json", api.create)
     app.router.add_get(f"{ACCOUNT_PREFIX}/Messages.json", api.list)

@@ -2,5 +2,6 @@
 
 The send service looks an adapter up by key (`registry.build_adapter`) and calls `send()`; it
 never names a vendor. An adapter makes exactly one attempt and classifies its failure
-(`VendorError.permanent` / `.outcome_unknown`); retries and fallback belong to the caller.
+by cause (`VendorError.permanent`: the recipient or message; `.misconfigured`: the vendor's
+own configuration; `.outcome_unknown`; else transient); retries and fallback belong to the caller.
 """

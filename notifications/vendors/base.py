@@ -5,9 +5,13 @@ Contract shared by every adapter:
 1. `send()` makes ONE attempt, returns a `VendorResult` when the vendor accepted the message and
    raises `VendorError` otherwise. It never retries and never falls back.
 2. It returns or raises within roughly `timeout` seconds (no call without a timeout).
-3. A failure is classified: `permanent` (retrying cannot help), `outcome_unknown` (the request
-   went out but no answer came back: the vendor may have accepted it) or plain transient
-   (definitely not accepted; retrying later or elsewhere is safe).
+3. A failure is classified by its cause: `permanent` (the recipient or the message is at
+   fault: retrying anywhere cannot help), `misconfigured` (the vendor refused because of how
+   it is configured at Beacon or at the vendor: bad credentials, a sender or service id it
+   does not know, a callback URL it refuses; another vendor may be configured right),
+   `outcome_unknown` (the request went out but no answer came back: the vendor may have
+   accepted it) or plain transient (definitely not accepted; retrying later or elsewhere is
+   safe). Everything but `permanent` counts against the vendor and fails over.
 4. Secrets never appear in exception messages, log lines or reprs; recipients appear masked.
 """
 
@@ -45,7 +49,11 @@ class VendorResult:
 class VendorError(Exception):
     """One attempt failed.
 
-    - `permanent`: retrying cannot help (invalid recipient, rejected credentials, other 4xx).
+    - `permanent`: the recipient or the message is at fault, so no vendor can deliver it
+      (invalid or unsubscribed number, bounced address, body too long).
+    - `misconfigured`: the vendor's own configuration is at fault (credentials rejected,
+      unknown sender or messaging service, refused callback URL, TLS/AUTH required): not
+      accepted; another vendor may deliver it, and the vendor's breaker counts it.
     - `outcome_unknown`: the request was sent but no answer came (read timeout, reset while
       waiting): the vendor MAY have accepted it. Never permanent.
     - neither: transient, and the vendor definitely did not accept it (connection refused,
@@ -62,21 +70,25 @@ class VendorError(Exception):
         status_code: int | None = None,
         vendor_code: str | None = None,
         outcome_unknown: bool = False,
+        misconfigured: bool = False,
     ) -> None:
-        if permanent and outcome_unknown:
-            raise ValueError("a VendorError cannot be both permanent and of unknown outcome")
+        if sum((permanent, outcome_unknown, misconfigured)) > 1:
+            raise ValueError("a VendorError is at most one of permanent, misconfigured, of unknown outcome")
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.status_code = status_code
         self.vendor_code = vendor_code
         self.outcome_unknown = outcome_unknown
+        self.misconfigured = misconfigured
 
     @property
     def kind(self) -> str:
-        """Short label for logs and attempt rows: "permanent", "unknown" or "transient"."""
+        """Short label for logs: "permanent", "misconfigured", "unknown" or "transient"."""
         if self.permanent:
             return "permanent"
+        if self.misconfigured:
+            return "misconfigured"
         return "unknown" if self.outcome_unknown else "transient"
 
     def __repr__(self) -> str:
@@ -90,7 +102,7 @@ class VendorAdapter(ABC):
     """Base class of all adapters. Subclasses set the class attributes and implement `send`.
 
     Instances are cheap, hold no connection of their own and may be built per send. The
-    constructor never raises on bad configuration; `send` raises a permanent `VendorError`
+    constructor never raises on bad configuration; `send` raises a `misconfigured` `VendorError`
     naming the faulty fields instead (see `ensure_configured`).
     """
 
@@ -128,18 +140,19 @@ class VendorAdapter(ABC):
     # Helpers for subclasses.
 
     def ensure_configured(self, message: OutboundMessage) -> None:
-        """Raise a permanent `VendorError` if the configuration or the message's channel is wrong."""
+        """Raise a `misconfigured` `VendorError` if the configuration or the message's channel is
+        wrong: the vendor row is at fault, not the message, so another vendor may send it."""
         if self.timeout <= 0:
-            raise VendorError(f"{self.label}: timeout must be positive", permanent=True)
+            raise VendorError(f"{self.label}: timeout must be positive", misconfigured=True)
         if message.channel != self.channel:
             raise VendorError(
                 f"{self.label}: cannot send a {message.channel!r} message (adapter channel is {self.channel!r})",
-                permanent=True,
+                misconfigured=True,
             )
         errors = self.validate_config(self.settings, self._secrets)
         if errors:
             fields = ", ".join(f"{name}: {error}" for name, error in sorted(errors.items()))
-            raise VendorError(f"{self.label}: misconfigured ({fields})", permanent=True)
+            raise VendorError(f"{self.label}: misconfigured ({fields})", misconfigured=True)
 
 
 def require(values: Mapping[str, Any], names: list[str] | tuple[str, ...], errors: dict[str, str]) -> None:

@@ -10,8 +10,10 @@ Classification (the vendor modules only refine the 4xx case):
 | connection reset/closed while waiting for answer   | outcome_unknown (maybe accepted)|
 | the proxy unreachable or refusing the tunnel       | transient (not accepted)        |
 | HTTP 408, 429, 5xx                                 | transient                       |
+| HTTP 401, 403 (credentials, account)               | misconfigured (fails over)      |
 | other 4xx, 3xx (we never follow redirects)         | permanent                       |
-| malformed URL or header (our configuration)        | permanent                       |
+| malformed URL (the vendor's configuration)         | misconfigured (fails over)      |
+| malformed header                                   | permanent                       |
 
 Connections: one urllib3 pool manager per adapter key, proxy and TLS setting per process, so
 keep-alive connections are reused across sends (hundreds per second would otherwise pay a
@@ -60,6 +62,9 @@ logger = logging.getLogger(__name__)
 POOL_MAXSIZE = 16
 # Statuses below 500 that still mean "not accepted, try again later".
 TRANSIENT_STATUSES = frozenset({408, 429})
+# Statuses that blame the caller's credentials or account, not the message: the vendor's
+# configuration at Beacon is wrong, and another vendor may be configured right.
+MISCONFIGURED_STATUSES = frozenset({401, 403})
 USER_AGENT = "Beacon-notifications/1"
 
 _pools: dict[tuple[str, str | None, bool | str], urllib3.PoolManager] = {}
@@ -154,7 +159,7 @@ def post(
     except SSLError as exc:
         raise VendorError(f"{label}: TLS handshake failed ({host})") from exc
     except LocationValueError as exc:
-        raise VendorError(f"{label}: invalid URL (configuration fault)", permanent=True) from exc
+        raise VendorError(f"{label}: invalid URL (configuration fault)", misconfigured=True) from exc
     except InvalidHeader as exc:
         raise VendorError(f"{label}: invalid header value", permanent=True) from exc
     except HTTPError as exc:
@@ -210,15 +215,21 @@ def error_for_status(
     detail: str = "",
     vendor_code: str | None = None,
     permanent: bool | None = None,
+    misconfigured: bool | None = None,
 ) -> VendorError:
-    """The `VendorError` for a non-2xx answer. `permanent=None` applies the default mapping
-    (408/429/5xx transient, everything else permanent); a vendor module passes True/False to
-    override it from the vendor's own error code."""
+    """The `VendorError` for a non-2xx answer. `permanent=None` and `misconfigured=None` apply
+    the default mapping (408/429/5xx transient, 401/403 misconfigured, every other status
+    permanent); a vendor module passes True/False to override it from the vendor's own error
+    code."""
     status = response.status_code
+    if misconfigured is None:
+        misconfigured = permanent is None and status in MISCONFIGURED_STATUSES
     if permanent is None:
-        permanent = not (status >= 500 or status in TRANSIENT_STATUSES)
+        permanent = not (misconfigured or status >= 500 or status in TRANSIENT_STATUSES)
     text = f"{label}: HTTP {status}" + (f" ({detail})" if detail else "")
-    return VendorError(text, permanent=permanent, status_code=status, vendor_code=vendor_code)
+    return VendorError(
+        text, permanent=permanent, misconfigured=misconfigured, status_code=status, vendor_code=vendor_code
+    )
 
 
 def json_or_empty(response: HttpAnswer) -> dict[str, Any]:

@@ -1,9 +1,14 @@
 """Email over SMTP, through Django's email machinery (`EmailMultiAlternatives` + SMTP backend).
 
-- Message-ID is `<{idempotency_key}@beacon>` (the key is hashed if it is not a valid msg-id
-  left part), stable across retries. The sandbox SMTP server dedupes by Message-ID; real relays
-  do NOT, so `supports_idempotency()` is False unless the `dedupes_by_message_id` setting says
-  the relay does. `X-Request-ID` is sent as a header.
+- Message-ID is `<{idempotency_key}@{domain}>` (the key is hashed if it is not a valid msg-id
+  left part), stable across retries; the domain is `EMAIL_MESSAGE_ID_DOMAIN`, else the
+  sender's. Real relays do NOT dedupe by Message-ID, so `supports_idempotency()` is False
+  unless the `dedupes_by_message_id` setting says the relay does.
+- EHLO names `SMTP_EHLO_HOSTNAME`, else the sender's domain (never whatever getfqdn() says).
+- 8-bit bodies go with `BODY=8BITMIME` when the server advertises it, else quoted-printable
+  (7-bit safe). Internal headers (the request id) are not sent to recipients: the request id
+  stays in the logs.
+- STARTTLS/SSL check the server's certificate against `SMTP_CA_BUNDLE`, else the system's CAs.
 - Sessions are reused: after a successful send the open session (connected, EHLO, STARTTLS,
   AUTH done) goes back to a per-process pool, keyed by relay and login, and the next send to
   that relay skips the handshake. A session idle longer than `SMTP_SESSION_IDLE_SECONDS`
@@ -14,49 +19,56 @@
   same time budget. Nothing else is retried here.
 - `timeout` is one budget for each send: every socket operation gets only what is left.
 
-Failure classification:
-
-| failure                                              | VendorError                   |
-|------------------------------------------------------|-------------------------------|
-| authentication rejected                              | permanent (configuration)     |
-| recipient / sender / data refused with 5xx           | permanent                     |
-| the same with 4xx                                    | transient                     |
-| invalid address or header                            | permanent                     |
-| STARTTLS/AUTH not supported by the server            | permanent (configuration)     |
-| refused, connect timeout, timeout or drop before the |                               |
-| message body was sent                                | transient (not accepted)      |
-| timeout or drop after the body was sent              | outcome_unknown               |
+Failures are classified by cause in `smtp_errors.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import re
 import smtplib
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
+from email.utils import parseaddr
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.core.mail.backends.smtp import EmailBackend
+from django.core.mail.message import sanitize_address, utf8_charset_qp
+from django.core.validators import validate_email
 
-from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError, VendorResult, require, scrub
+from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorResult, require
+from notifications.vendors.smtp_errors import smtp_error_classify
 
 logger = logging.getLogger(__name__)
 
-MESSAGE_ID_DOMAIN = "beacon"
 # RFC 5322 dot-atom-text: what may stand left of "@" in a Message-ID without quoting.
 _DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+# A DNS name (RFC 1123 labels): what EHLO and a Message-ID's right part may be.
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
-def message_id_for(idempotency_key: str) -> str:
-    """The Message-ID of every attempt for `idempotency_key`: `<key@beacon>`, or `<sha256@beacon>`
-    when the key has characters a Message-ID cannot carry."""
+def message_id_for(idempotency_key: str, domain: str) -> str:
+    """The Message-ID of every attempt for `idempotency_key`: `<key@domain>`, or
+    `<sha256@domain>` when the key has characters a Message-ID cannot carry."""
     left = idempotency_key if _DOT_ATOM.match(idempotency_key) else hashlib.sha256(idempotency_key.encode()).hexdigest()
-    return f"<{left}@{MESSAGE_ID_DOMAIN}>"
+    return f"<{left}@{domain}>"
+
+
+def sender_domain(from_email: str) -> str:
+    """The domain of a sender such as "Shop <no-reply@shop.example>" (lower-cased, IDNA)."""
+    domain = parseaddr(from_email)[1].rpartition("@")[2].strip().lower()
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
 
 
 class _BudgetedSMTPMixin:
@@ -106,19 +118,52 @@ class _BudgetedSMTPSSL(_BudgetedSMTPMixin, smtplib.SMTP_SSL):
 
 
 class BudgetedSMTPBackend(EmailBackend):
-    """Django's SMTP backend on the budgeted connection classes; keeps the last one in `.smtp`."""
+    """Django's SMTP backend on the budgeted connection classes; keeps the last one in `.smtp`.
+
+    Set `ehlo_hostname` before opening. Sends with `BODY=8BITMIME` when the server offers it
+    and the message is 8-bit, and re-encodes the message as quoted-printable otherwise.
+    """
 
     smtp: _BudgetedSMTPMixin | None = None
+    ehlo_hostname: str = ""
 
     @property
     def connection_class(self) -> Callable[..., smtplib.SMTP]:
         cls = _BudgetedSMTPSSL if self.use_ssl else _BudgetedSMTP
 
         def connect(*args: Any, **kwargs: Any) -> smtplib.SMTP:
+            if self.ehlo_hostname:  # instead of Django's getfqdn(), often "localhost"
+                kwargs["local_hostname"] = self.ehlo_hostname
             self.smtp = cls(*args, **kwargs)
             return self.smtp
 
         return connect
+
+    @cached_property
+    def ssl_context(self) -> ssl.SSLContext:
+        """Certificates checked against SMTP_CA_BUNDLE when set, else the system's CAs."""
+        bundle = str(django_settings.SMTP_CA_BUNDLE or "")
+        return ssl.create_default_context(cafile=bundle or None)
+
+    def _send(self, email_message: EmailMessage) -> bool:
+        """Django's `_send` plus the right MAIL FROM parameters and a 7-bit fallback."""
+        if not email_message.recipients():
+            return False
+        encoding = email_message.encoding or django_settings.DEFAULT_CHARSET
+        from_email = sanitize_address(email_message.from_email, encoding)
+        recipients = [sanitize_address(address, encoding) for address in email_message.recipients()]
+        connection = self.connection
+        connection.ehlo_or_helo_if_needed()
+        raw = email_message.message().as_bytes(linesep="\r\n")
+        mail_options: list[str] = []
+        if not raw.isascii():
+            if connection.has_extn("8bitmime"):
+                mail_options.append("BODY=8BITMIME")
+            else:  # RFC 6152: no 8-bit data to a server that did not offer it
+                email_message.encoding = utf8_charset_qp
+                raw = email_message.message().as_bytes(linesep="\r\n")
+        connection.sendmail(from_email, recipients, raw, mail_options=mail_options)
+        return True
 
 
 SESSION_MAX_MESSAGES = 100  # then QUIT and open a new session (relays cap messages per session)
@@ -210,6 +255,13 @@ class SmtpAdapter(VendorAdapter):
             errors["use_ssl"] = "use_tls and use_ssl are mutually exclusive"
         if bool(secrets.get("username")) != bool(secrets.get("password")):
             errors["username"] = "username and password go together"
+        if "host" not in errors and not _is_host(str(settings["host"])):
+            errors["host"] = "must be a host name or IP address, without scheme or port"
+        if "from_email" not in errors:
+            try:
+                validate_email(parseaddr(str(settings["from_email"]))[1])
+            except ValidationError:
+                errors["from_email"] = 'must be an email address, e.g. "Shop <no-reply@shop.example>"'
         return errors
 
     def supports_idempotency(self) -> bool:
@@ -232,19 +284,23 @@ class SmtpAdapter(VendorAdapter):
                 # outcome is unknown and the message is never sent again here.
                 if backend.smtp is not None and backend.smtp.body_sent:
                     _close_quietly(backend)
-                    raise self._classify(exc, message, body_sent=True) from exc
+                    raise smtp_error_classify(exc, label=self.label, recipient=message.to, body_sent=True) from exc
                 _close_quietly(backend)
                 backend = None
             except (smtplib.SMTPException, OSError, ValueError) as exc:
                 _close_quietly(backend)
-                raise self._classify(exc, message, body_sent=_body_sent(backend)) from exc
+                raise smtp_error_classify(
+                    exc, label=self.label, recipient=message.to, body_sent=_body_sent(backend)
+                ) from exc
         if backend is None:
             backend = self._backend(timeout=max(deadline - time.monotonic(), 0.001))
             try:
                 self._send_on(backend, email, timeout=None)
             except (smtplib.SMTPException, OSError, ValueError) as exc:
                 _close_quietly(backend)
-                raise self._classify(exc, message, body_sent=_body_sent(backend)) from exc
+                raise smtp_error_classify(
+                    exc, label=self.label, recipient=message.to, body_sent=_body_sent(backend)
+                ) from exc
         if idle_seconds > 0:
             smtp_sessions.give_back(key, backend)
         else:
@@ -264,7 +320,7 @@ class SmtpAdapter(VendorAdapter):
         )
 
     def _backend(self, *, timeout: float) -> BudgetedSMTPBackend:
-        return get_connection(
+        backend: BudgetedSMTPBackend = get_connection(
             f"{__name__}.BudgetedSMTPBackend",
             fail_silently=False,
             host=str(self.settings["host"]),
@@ -276,6 +332,11 @@ class SmtpAdapter(VendorAdapter):
             use_ssl=self.settings.get("use_ssl") is True,
             timeout=timeout,
         )
+        backend.ehlo_hostname = str(django_settings.SMTP_EHLO_HOSTNAME or "") or self._sender_domain()
+        return backend
+
+    def _sender_domain(self) -> str:
+        return sender_domain(str(self.settings["from_email"]))
 
     @staticmethod
     def _send_on(backend: BudgetedSMTPBackend, email: EmailMultiAlternatives, *, timeout: float | None) -> None:
@@ -294,53 +355,23 @@ class SmtpAdapter(VendorAdapter):
             body=message.text,
             from_email=str(self.settings["from_email"]),
             to=[message.to],
-            headers={"Message-ID": message_id_for(message.idempotency_key), "X-Request-ID": message.request_id},
+            # No X-Request-ID: internal ids do not go to recipients (it is in the attempt's log line).
+            headers={"Message-ID": message_id_for(message.idempotency_key, self._message_id_domain())},
         )
         if message.html:
             email.attach_alternative(message.html, "text/html")
         return email
 
-    def _classify(self, exc: Exception, message: OutboundMessage, *, body_sent: bool) -> VendorError:
-        """Map one exception of an SMTP session to a `VendorError` (see the module's table)."""
-        label = self.label
-        if isinstance(exc, smtplib.SMTPAuthenticationError):
-            return VendorError(
-                f"{label}: authentication failed ({exc.smtp_code}): username/password rejected (configuration fault)",
-                permanent=True,
-                status_code=exc.smtp_code,
-            )
-        if isinstance(exc, smtplib.SMTPRecipientsRefused):
-            replies = list(exc.recipients.values()) or [(0, b"")]
-            code, text = replies[0]
-            return _reply_error(f"{label}: recipient refused", code, text, message, all(c >= 500 for c, _ in replies))
-        if isinstance(exc, smtplib.SMTPSenderRefused):
-            return _reply_error(f"{label}: sender refused (check from_email)", exc.smtp_code, exc.smtp_error, message)
-        if isinstance(exc, smtplib.SMTPResponseException):  # SMTPDataError, SMTPHeloError, SMTPConnectError
-            return _reply_error(f"{label}: {type(exc).__name__}", exc.smtp_code, exc.smtp_error, message)
-        if isinstance(exc, smtplib.SMTPNotSupportedError):
-            return VendorError(
-                f"{label}: server does not support a required extension (configuration fault)", permanent=True
-            )
-        if isinstance(exc, ValueError):
-            return VendorError(f"{label}: invalid address or header ({type(exc).__name__})", permanent=True)
-        # OSError: refused, reset, timeout (TimeoutError), TLS failure, SMTPServerDisconnected...
-        if body_sent:
-            return VendorError(
-                f"{label}: no final answer after the message was sent ({type(exc).__name__}); "
-                "the server may have accepted it",
-                outcome_unknown=True,
-            )
-        return VendorError(f"{label}: {type(exc).__name__} before the message was sent")
+    def _message_id_domain(self) -> str:
+        return str(django_settings.EMAIL_MESSAGE_ID_DOMAIN or "") or self._sender_domain()
 
 
-def _reply_error(
-    what: str, code: int, text: bytes | str, message: OutboundMessage, permanent: bool | None = None
-) -> VendorError:
-    """A VendorError for a negative SMTP reply: 5xx permanent, anything else transient."""
-    reply = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-    reply = scrub(reply, message.to)[:200]
-    is_permanent = code >= 500 if permanent is None else permanent
-    return VendorError(f"{what}: {code} {reply}".rstrip(), permanent=is_permanent, status_code=code)
+def _is_host(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return bool(_DOMAIN.match(value))
+    return True
 
 
 def _body_sent(backend: BudgetedSMTPBackend) -> bool:

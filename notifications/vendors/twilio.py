@@ -5,6 +5,10 @@ Wire format (checked against /work/shared/vendor-specs/twilio_messages_v2010.jso
 `MessagingServiceSid` (when configured) or else `From`, optional `StatusCallback`; HTTP basic
 auth `account_sid:auth_token`; header `I-Twilio-Idempotency-Token` = the idempotency key, so a
 resend to the same Twilio account is not delivered twice. 201 answers carry the message `sid`.
+
+Refusals are classified by cause (the code tables below): the recipient's or the message's
+fault is permanent; the account's own (credentials, sender, messaging service, callback URL,
+Geo permissions) is `misconfigured`, so the next vendor is tried and this one's breaker counts it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from notifications.vendors import http
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError, VendorResult, require, scrub
@@ -20,20 +25,40 @@ API_VERSION = "2010-04-01"
 DEFAULT_BASE_URL = "https://api.twilio.com"
 ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
 
-# Twilio error codes (https://www.twilio.com/docs/errors/<code>) -> short description.
-# Every code listed here is permanent: the same request cannot succeed later.
+# Twilio error codes (https://www.twilio.com/docs/errors/<code>) -> short description, by cause.
+# The recipient or the message is at fault: no vendor can deliver it (the notification fails).
 PERMANENT_CODES: dict[int, str] = {
     21211: "invalid 'To' number",
-    21408: "sending to this region is not enabled",
     21610: "recipient unsubscribed (STOP)",
+    21612: "'To' is not reachable via SMS",
     21614: "'To' is not a mobile number",
     21602: "message body is required",
-    21603: "'From' or 'MessagingServiceSid' is required",
-    21612: "'To' is not reachable via SMS",
+    21617: "message body exceeds 1600 characters",
 }
-AUTH_FAILED_CODE = 20003
+# The vendor's configuration is at fault: another vendor may be configured right (fail over,
+# and the vendor's breaker counts it).
+MISCONFIGURED_CODES: dict[int, str] = {
+    20003: "authentication failed: account_sid/auth_token rejected",
+    20404: "account or resource not found (check account_sid)",
+    21212: "invalid 'From' number",
+    # The account's Geo permissions, not the number: another vendor (account) may reach it.
+    21408: "sending to this region is not enabled for the account",
+    21603: "'From' or 'MessagingServiceSid' is required",
+    21606: "'From' is not a number of this account",
+    21609: "invalid StatusCallback URL",
+    21701: "messaging service not found (check messaging_service_sid)",
+}
 # Codes that are transient whatever the HTTP status says.
 TRANSIENT_CODES: dict[int, str] = {20429: "too many requests"}
+# Request fields whose refusal blames the recipient or the message, not the vendor's settings;
+# read from the `validation` list of OpenAPI validators (Prism answers 422 with one).
+RECIPIENT_OR_MESSAGE_FIELDS = frozenset({"To", "Body"})
+# Twilio refuses longer bodies (21617); checked here too, so no request is spent on them.
+MAX_BODY_CHARS = 1600
+E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
+# An alphanumeric sender ID: up to 11 letters, digits and spaces, at least one letter.
+ALPHANUMERIC_SENDER_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+MESSAGING_SERVICE_SID_RE = re.compile(r"^MG[0-9a-fA-F]{32}$")
 
 
 class TwilioAdapter(VendorAdapter):
@@ -58,11 +83,19 @@ class TwilioAdapter(VendorAdapter):
         require(secrets, ["auth_token"], errors)
         if "account_sid" not in errors and not ACCOUNT_SID_RE.match(str(settings["account_sid"])):
             errors["account_sid"] = "must be AC followed by 32 hex digits"
-        if not settings.get("from_number") and not settings.get("messaging_service_sid"):
+        from_number, service_sid = settings.get("from_number"), settings.get("messaging_service_sid")
+        if not from_number and not service_sid:
             errors["from_number"] = "from_number or messaging_service_sid is required"
-        base_url = str(settings.get("base_url") or DEFAULT_BASE_URL)
-        if not base_url.startswith(("https://", "http://")):
-            errors["base_url"] = "must start with https:// or http://"
+        if from_number and not (E164_RE.match(str(from_number)) or ALPHANUMERIC_SENDER_RE.match(str(from_number))):
+            errors["from_number"] = (
+                "must be a phone number in E.164 (+15005550006) or an alphanumeric sender ID (up to 11 letters/digits)"
+            )
+        if service_sid and not MESSAGING_SERVICE_SID_RE.match(str(service_sid)):
+            errors["messaging_service_sid"] = "must be MG followed by 32 hex digits"
+        if error := absolute_url_error(settings.get("base_url") or DEFAULT_BASE_URL):
+            errors["base_url"] = error
+        if settings.get("status_callback") and (error := absolute_url_error(settings["status_callback"])):
+            errors["status_callback"] = error
         return errors
 
     def supports_idempotency(self) -> bool:
@@ -71,6 +104,11 @@ class TwilioAdapter(VendorAdapter):
     def send(self, message: OutboundMessage) -> VendorResult:
         """POST one message; return its `sid`. Raises `VendorError` classified by Twilio's error code."""
         self.ensure_configured(message)
+        if len(message.text) > MAX_BODY_CHARS:
+            raise VendorError(
+                f"{self.label}: message body is {len(message.text)} characters, Twilio takes at most {MAX_BODY_CHARS}",
+                permanent=True,
+            )
         account_sid = str(self.settings["account_sid"])
         base_url = str(self.settings.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
         response = http.post(
@@ -103,26 +141,55 @@ class TwilioAdapter(VendorAdapter):
         return form
 
     def _error(self, response: http.HttpAnswer, message: OutboundMessage) -> VendorError:
+        """Classify a refusal by its cause: Twilio's error code first, then (for validators that
+        answer without one) the request fields refused, then the HTTP status."""
         body = http.json_or_empty(response)
         code = body.get("code")
         code = code if isinstance(code, int) else None
         vendor_code = str(code) if code is not None else None
-        if code == AUTH_FAILED_CODE:
-            detail = "20003 authentication failed: account_sid/auth_token rejected (configuration fault)"
-            return http.error_for_status(
-                response, label=self.label, detail=detail, vendor_code=vendor_code, permanent=True
-            )
+        text = scrub(str(body.get("message") or body.get("detail") or ""), message.to)[:200]
+
+        def error(description: str, **cause: bool) -> VendorError:
+            detail = " ".join(part for part in (vendor_code, description) if part)
+            if text and text not in description:
+                detail += f": {text}" if description else text
+            return http.error_for_status(response, label=self.label, detail=detail, vendor_code=vendor_code, **cause)
+
         if code in TRANSIENT_CODES:
-            detail = f"{code} {TRANSIENT_CODES[code]}"
-            return http.error_for_status(
-                response, label=self.label, detail=detail, vendor_code=vendor_code, permanent=False
-            )
+            return error(TRANSIENT_CODES[code], permanent=False, misconfigured=False)
         if code in PERMANENT_CODES:
-            detail = f"{code} {PERMANENT_CODES[code]}"
-            return http.error_for_status(
-                response, label=self.label, detail=detail, vendor_code=vendor_code, permanent=True
-            )
-        # Unknown code: the HTTP status decides; Twilio's text often echoes the number, so mask it.
-        text = scrub(str(body.get("message") or ""), message.to)[:200]
-        detail = " ".join(part for part in (vendor_code, text) if part)
-        return http.error_for_status(response, label=self.label, detail=detail, vendor_code=vendor_code)
+            return error(PERMANENT_CODES[code], permanent=True, misconfigured=False)
+        if code in MISCONFIGURED_CODES:
+            return error(f"{MISCONFIGURED_CODES[code]} (configuration fault)", permanent=False, misconfigured=True)
+        refused = refused_fields(body)
+        if code is None and 400 <= response.status_code < 500 and refused:
+            fields = ", ".join(sorted(refused))
+            if refused & RECIPIENT_OR_MESSAGE_FIELDS:
+                return error(f"refused {fields}", permanent=True, misconfigured=False)
+            return error(f"refused {fields} (configuration fault)", permanent=False, misconfigured=True)
+        # Unknown code: the HTTP status decides; Twilio's text often echoes the number, so it is masked.
+        return error("")
+
+
+def refused_fields(body: Mapping[str, Any]) -> set[str]:
+    """The request fields an OpenAPI validator (Prism: `{"validation": [{"location": ["body",
+    "MessagingServiceSid"], ...}]}`) says it refused; empty for any other answer."""
+    validation = body.get("validation")
+    if not isinstance(validation, list):
+        return set()
+    fields = set()
+    for problem in validation:
+        location = problem.get("location") if isinstance(problem, dict) else None
+        if isinstance(location, list) and location and isinstance(location[-1], str):
+            fields.add(location[-1])
+    return fields
+
+
+def absolute_url_error(url: object) -> str | None:
+    """Why `url` is not an absolute http(s) URL with a host (Twilio refuses the others), or None."""
+    parts = urlsplit(str(url))
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an absolute URL starting with https:// or http://, with a host"
+    if "_" in parts.hostname:
+        return "the host may not contain underscores (Twilio refuses them)"
+    return None

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import os
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from sandbox.client import SandboxControl
 from sandbox.server import InstanceConfig, SandboxServer, ServerConfig
+from sandbox.tests.helpers import RECIPIENT, SENDER, post_message
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,3 +86,32 @@ def test_management_command_serves_until_sigterm() -> None:
         output, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert "stopped" in output
+
+
+def test_management_command_serves_strict_vendors_as_asked() -> None:
+    env = {**os.environ, "DEBUG": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "sandbox_vendors", "--base-port", "0", "--smtp-tls", "trusted",
+         "--twilio-from", "+14155550999"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        control = SandboxControl(process.stdout.readline().split()[-1])
+        lines = {line.split()[0]: line for line in (process.stdout.readline() for _ in range(4))}
+        assert "STARTTLS trusted, CA " in lines["smtp-primary"]
+        smtp = control.instance("smtp-primary")
+        with smtplib.SMTP("127.0.0.1", smtp["port"], timeout=5) as client:
+            client.starttls(context=ssl.create_default_context(cafile=smtp["tls"]["ca_file"]))
+        sms = control.instance("sms-primary")
+        owned = post_message(f"http://127.0.0.1:{sms['port']}", {"To": RECIPIENT, "From": "+14155550999", "Body": "x"})
+        default = post_message(f"http://127.0.0.1:{sms['port']}", {"To": RECIPIENT, "From": SENDER, "Body": "x"})
+        assert (owned[0], default[0], default[1]["code"]) == (201, 400, 21606)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert process.returncode == 0

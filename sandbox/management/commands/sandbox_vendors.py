@@ -10,7 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from sandbox.server import DEFAULT_BASE_PORT, InstanceConfig, SandboxServer, ServerConfig
-from sandbox.twilio_api import DEFAULT_AUTH_TOKEN
+from sandbox.tls import TLS_MODES
+from sandbox.twilio_api import DEFAULT_AUTH_TOKEN, DEFAULT_SENDERS, TwilioAccount
 
 
 class Command(BaseCommand):
@@ -33,6 +34,19 @@ class Command(BaseCommand):
             help="Password the Twilio instances require (default %(default)s); '' accepts any.",
         )
         parser.add_argument("--smtp-auth", metavar="USER:PASSWORD", help="Require SMTP AUTH with these credentials.")
+        parser.add_argument(
+            "--twilio-from",
+            action="append",
+            metavar="NUMBER",
+            help=f"A From number the Twilio accounts own (repeatable; default {', '.join(DEFAULT_SENDERS)}).",
+        )
+        parser.add_argument(
+            "--smtp-tls",
+            choices=TLS_MODES,
+            default="off",
+            help="SMTP STARTTLS on a generated certificate: 'trusted' (its CA file is printed), "
+            "'untrusted' (self-signed) or 'off' (default).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         config = ServerConfig.default(host=options["host"], base_port=options["base_port"])
@@ -47,7 +61,9 @@ class Command(BaseCommand):
 
     def _configure(self, instance: InstanceConfig, options: dict[str, Any]) -> InstanceConfig:
         if instance.kind == "twilio":
-            return replace(instance, auth_token=options["twilio_auth_token"] or None)
+            account = TwilioAccount(senders=tuple(options["twilio_from"] or DEFAULT_SENDERS))
+            return replace(instance, auth_token=options["twilio_auth_token"] or None, twilio_account=account)
+        instance = replace(instance, smtp_tls=options["smtp_tls"])
         if options["smtp_auth"]:
             user, sep, password = options["smtp_auth"].partition(":")
             if not sep:
@@ -58,5 +74,7 @@ class Command(BaseCommand):
     def _print_endpoints(self, server: SandboxServer) -> None:
         self.stdout.write(f"control API  {server.control_url}")
         for name, endpoint in server.endpoints().items():
-            self.stdout.write(f"{name:<13} {endpoint['url']}  ({endpoint['kind']})")
+            tls = endpoint.get("tls")
+            note = f", STARTTLS {tls['mode']}" + (f", CA {tls['ca_file']}" if tls["ca_file"] else "") if tls else ""
+            self.stdout.write(f"{name:<13} {endpoint['url']}  ({endpoint['kind']}{note})")
         self.stdout.flush()
