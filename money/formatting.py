@@ -12,9 +12,9 @@ from decimal import Decimal
 from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
-from babel.numbers import NumberPattern, parse_pattern
+from babel.numbers import NumberPattern, get_territory_currencies, parse_pattern
 
-from money.currencies import currency_minor_units
+from money.currencies import ISO_4217_CODES, currency_minor_units
 
 # Customers' locales come from API input ("pt-BR", "en"); an unknown one reads English.
 FALLBACK_LOCALE = "en"
@@ -52,3 +52,11 @@ def money_format(amount: Decimal | str | int, currency: str, locale: str = FALLB
         return f"{amount} {currency}".strip()
     babel_locale = _babel_locale(str(locale or FALLBACK_LOCALE))
     return _currency_pattern(babel_locale, decimals).apply(value, babel_locale, currency=currency, currency_digits=False)
+
+
+def locale_currency(locale: str) -> str | None:
+    """The currency in use today in the locale's country ("pt-BR" -> "BRL"); None for a
+    locale without a country ("pt", "en") or a currency that is not an ISO 4217 one here."""
+    territory = _babel_locale(locale).territory
+    currencies = get_territory_currencies(territory) if territory else []
+    return next((code for code in currencies if code in ISO_4217_CODES), None)

@@ -22,6 +22,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from money.currencies import currency_minor_units
+from money.formatting import locale_currency
 from notifications import overview_series, svg_charts
 from notifications.admin_forms import RequeueDeadForm, TestMessageForm
 from notifications.configuration import template_version_restore
@@ -58,8 +60,12 @@ def recipient_mask(address: str) -> str:
     return address[:1] + "•••" if address else ""
 
 
-def sample_payload(event_type: str) -> dict[str, Any]:
-    """Sample template data shaped like checkout.services._trigger_payload, per event type."""
+def sample_payload(event_type: str, locale: str = "en") -> dict[str, Any]:
+    """Sample template data shaped like checkout.services._trigger_payload, per event type, in
+    the currency of the locale's country when it has cents like the sample's (BRL for pt-BR)."""
+    currency = locale_currency(locale)
+    if currency is None or currency_minor_units(currency) != 2:
+        currency = "EUR"
     lines = [
         {"sku": "MUG-01", "name": "Beacon mug", "quantity": 2, "unit_price": "12.50", "line_total": "25.00"},
         {"sku": "TEE-M", "name": "T-shirt (M)", "quantity": 1, "unit_price": "22.30", "line_total": "22.30"},
@@ -69,7 +75,7 @@ def sample_payload(event_type: str) -> dict[str, Any]:
         "order_ref": "3F2B8C1E",
         "status": "paid",
         "customer_name": "Ana Silva",
-        "currency": "EUR",
+        "currency": currency,
         "total": "47.30",
         "payment_error_code": "",
         "lines": lines,
@@ -99,7 +105,7 @@ def template_preview_view(model_admin: ModelAdmin, request: HttpRequest, object_
         try:
             rendered = template_render(
                 subject=shown.subject, body_text=shown.body_text, body_html=shown.body_html,
-                context=sample_payload(template.event_type), locale=locale,
+                context=sample_payload(template.event_type, locale), locale=locale,
             )
             # The HTML exactly as the email carries it (a whole document in that locale).
             rendered = dataclasses.replace(
@@ -117,7 +123,7 @@ def template_preview_view(model_admin: ModelAdmin, request: HttpRequest, object_
         falls_back=shown is not None and shown.locale != locale,
         rendered=rendered,
         error=error,
-        sample=sample_payload(template.event_type),
+        sample=sample_payload(template.event_type, locale),
     )
     return TemplateResponse(request, "admin/notifications/notificationtemplate/preview.html", context)
 

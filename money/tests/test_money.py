@@ -8,7 +8,7 @@ import pytest
 
 from money.amounts import AmountError, amount_check_minor_units, amount_parse, amount_text
 from money.currencies import ISO_4217_CODES, currency_minor_units
-from money.formatting import money_format
+from money.formatting import locale_currency, money_format
 
 NBSP = "\xa0"
 
@@ -96,3 +96,8 @@ def test_json_numbers_and_padded_text_are_amounts(value: object, parsed: str) ->
 )
 def test_amount_text_has_exactly_the_currency_decimals(amount: str, currency: str, text: str) -> None:
     assert amount_text(Decimal(amount), currency) == text
+
+
+@pytest.mark.parametrize(("locale", "currency"), [("pt-BR", "BRL"), ("en-US", "USD"), ("ja-JP", "JPY"), ("de-DE", "EUR"), ("pt", None), ("en", None)])
+def test_a_locale_with_a_country_names_its_currency(locale: str, currency: str | None) -> None:
+    assert locale_currency(locale) == currency
