@@ -13,8 +13,11 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.beacon-requirements
 DEVSERVICES := $(VENV_PY) scripts/devservices.py
-# Base port of `make run` (the web gets it) and the process types it starts.
+# Base port of `make run` and the process types it starts. Every port `make run` opens follows
+# it, so two checkouts run side by side with PORTs at least 200 apart (README, "Ports"):
+# web PORT, worker metrics PORT+10, sandbox control PORT+100 (its vendors +101, +102, +125, +126).
 PORT ?= 8000
+RUN_PORTS = SANDBOX_BASE_PORT=$$(($(PORT) + 100)) WORKER_METRICS_PORT=$$(($(PORT) + 10))
 RUN_PROCESSES ?= web worker beat sandbox
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS="-x -k checkout"
 PYTEST_ARGS ?=
@@ -62,14 +65,18 @@ migrate: services-up ## Apply database migrations
 shell: services-up ## Django shell against the development services
 	$(IN_ENV) python manage.py shell
 
-run: services-up .env ## Start the whole stack: migrate, seed demo data, then web/worker/beat/sandbox (Ctrl-C stops)
-	$(IN_ENV) python manage.py migrate --noinput
-	$(IN_ENV) PORT=$(PORT) python manage.py seed_demo
-	@echo "Starting $(RUN_PROCESSES) (web on http://127.0.0.1:$(PORT)/; Ctrl-C stops all)"
+run: services-up .env ## Start the whole stack: release step, seed demo data, then web/worker/beat/sandbox (Ctrl-C stops)
+	@case "$(PORT)" in ''|*[!0-9]*) echo "make run: PORT must be a number, got '$(PORT)'" >&2; exit 2;; esac; \
+	  if [ "$(PORT)" -lt 1024 ] || [ "$(PORT)" -gt 65400 ]; then \
+	    echo "make run: PORT must be between 1024 and 65400 (it uses PORT..PORT+126), got $(PORT)" >&2; exit 2; fi
+	@# The Procfile's release step: collectstatic (the admin's CSS through WhiteNoise), then migrate.
+	$(IN_ENV) deploy/release
+	$(IN_ENV) export $(RUN_PORTS) && PORT=$(PORT) python manage.py seed_demo
+	@echo "Starting $(RUN_PROCESSES) (web on http://127.0.0.1:$(PORT)/, worker metrics on :$$(($(PORT) + 10)), sandbox on :$$(($(PORT) + 100)); Ctrl-C stops all)"
 	@# --env /dev/null: config/settings.py reads .env itself, where real environment variables win;
 	@# honcho would otherwise let .env override them.
 	@# Metrics: web and worker each get a fresh multiprocess directory under here (deploy/with-metrics-dir).
-	$(IN_ENV) export PROMETHEUS_MULTIPROC_ROOT="$(CURDIR)/.devservices/metrics" && exec honcho --env /dev/null start --port $(PORT) $(RUN_PROCESSES)
+	$(IN_ENV) export PROMETHEUS_MULTIPROC_ROOT="$(CURDIR)/.devservices/metrics" $(RUN_PORTS) && exec honcho --env /dev/null start --port $(PORT) $(RUN_PROCESSES)
 
 # `python -m pytest`, not `pytest`: it puts the checkout on sys.path before pytest.ini's
 # `-p config.pytest_plugin` is imported (the bare script fails with "No module named 'config'").

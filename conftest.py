@@ -6,7 +6,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from checkout.api_keys import api_client_create
@@ -14,6 +16,15 @@ from checkout.models import ApiClient
 from notifications.routing import vendors_forget
 from notifications.vendors.smtp import smtp_sessions
 from sandbox.testing import SandboxHandle, start_sandbox
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_without_collectstatic() -> Iterator[None]:
+    """Plain static storage in the suite, as Django's docs advise: the manifest storage needs
+    `collectstatic` first (tests/browser/test_gunicorn_static.py runs the real one)."""
+    plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    with override_settings(STORAGES={**settings.STORAGES, "staticfiles": plain}):
+        yield
 
 
 @pytest.fixture(autouse=True)

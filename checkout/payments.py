@@ -1,4 +1,9 @@
-"""The payment gateway interface and the built-in sandbox gateway."""
+"""The payment gateway interface and the built-in sandbox gateway.
+
+`settings.PAYMENT_GATEWAY` names the class the checkout charges through (docs/payments.md
+describes what a real provider's class implements). There is no silent default outside
+development and tests: config/settings.py refuses to start without it when DEBUG is off.
+"""
 
 from __future__ import annotations
 
@@ -58,5 +63,5 @@ class SandboxPaymentGateway:
 
 @cache
 def payment_gateway() -> PaymentGateway:
-    path = getattr(settings, "PAYMENT_GATEWAY", "checkout.payments.SandboxPaymentGateway")
-    return import_string(path)()
+    """The configured gateway, built once per process (it must be safe to share between threads)."""
+    return import_string(settings.PAYMENT_GATEWAY)()

@@ -6,13 +6,23 @@ server hooks Beacon needs:
   deploy/with-metrics-dir), a worker that exits must be marked dead so its live gauges leave
   the merged /metrics; its counters stay, so totals never go backwards;
 - a worker, once it has loaded the application, freezes its start-up objects out of garbage
-  collection (config/gc_tuning.py).
+  collection (config/gc_tuning.py);
+- no control socket shared by every gunicorn of the user (below).
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
+
+# gunicorn (24+) opens a control socket at one path per user by default ($XDG_RUNTIME_DIR or
+# ~/.gunicorn/gunicorn.ctl): every gunicorn of the user, two checkouts' `make run`, the bench's
+# and the tests' included, would fight over that one file. Beacon uses none of its commands, so
+# it is off unless GUNICORN_CONTROL_SOCKET names a path of this instance's own.
+if os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
 
 
 def child_exit(server: Any, worker: Any) -> None:

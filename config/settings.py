@@ -14,6 +14,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from whitenoise.compress import Compressor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our static files, no CDN
     "checkout",
     "notifications",
     "sandbox",
@@ -57,6 +59,8 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the web process itself, right after SecurityMiddleware (WhiteNoise's rule).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -239,6 +243,21 @@ TEMPLATE_CACHE_TTL = env.int("TEMPLATE_CACHE_TTL", default=300)
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).
 # Defaults to one derived from SECRET_KEY.
 VENDOR_SECRETS_KEY = env.str("VENDOR_SECRETS_KEY", default="")
+# --- Payments -----------------------------------------------------------------------------
+# Dotted path of the class that charges a checkout (docs/payments.md: the interface a real
+# provider implements). The sandbox gateway accepts the test token `tok_ok` as paid, so it is
+# the default only in development and tests: with DEBUG off it must be named explicitly (a
+# staging deploy may do so; `check --deploy` then warns); left unset, nothing starts.
+SANDBOX_PAYMENT_GATEWAY = "checkout.payments.SandboxPaymentGateway"
+PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default=SANDBOX_PAYMENT_GATEWAY if (DEBUG or TESTING) else "")
+if not PAYMENT_GATEWAY:
+    message = (
+        "PAYMENT_GATEWAY must be set when DEBUG is off: the dotted path of your payment provider's "
+        f"gateway class (docs/payments.md), or {SANDBOX_PAYMENT_GATEWAY} to accept test tokens on purpose."
+    )
+    sys.stderr.write(f"Beacon configuration error: {message}\n")
+    raise ImproperlyConfigured(message)
+
 # Synchronous sending inside the checkout request: the case study's "before" architecture,
 # kept only for the benchmark's comparison. Never enable it in production.
 BEACON_SYNC_SEND = env.bool("BEACON_SYNC_SEND", default=False)
@@ -259,6 +278,10 @@ REST_FRAMEWORK = {
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 SPECTACULAR_SETTINGS = {
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files: /api/docs/ works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "TITLE": "Beacon API",
     "DESCRIPTION": "Checkout API whose notifications never slow the checkout down.",
     "VERSION": "1.0.0",
@@ -301,8 +324,21 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Static files -------------------------------------------------------------------------
+# gunicorn serves them through WhiteNoise: `collectstatic` (the Procfile's release step and
+# `make run`) copies them to STATIC_ROOT with a content hash in each name and a gzip/Brotli
+# copy beside it, so browsers may cache them for ever and a deploy never serves stale CSS.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Every page names its files through {% static %} (hashed names), so the unhashed copies are
+# dead weight; source maps are fetched only by a developer's browser tools, and compressing
+# the API docs' multi-megabyte maps with Brotli was most of collectstatic's time.
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = (*Compressor.SKIP_COMPRESS_EXTENSIONS, "map")
 
 # --- Metrics --------------------------------------------------------------------------------
 # /metrics is served only to these networks (CIDR) or with `Authorization: Bearer METRICS_TOKEN`.

@@ -177,6 +177,8 @@ def stack_env(*, database_url: str, redis_url: str, broker_url: str | None = Non
     env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
     env.setdefault("SECURE_SSL_REDIRECT", "false")
     env.setdefault("LOG_FORMAT", "text")
+    # Test, bench and chaos stacks pay with the sandbox's test tokens (DEBUG is off there).
+    env.setdefault("PAYMENT_GATEWAY", "checkout.payments.SandboxPaymentGateway")
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
         DATABASE_URL=database_url,

@@ -1,6 +1,6 @@
 """A Twilio-compatible Messages API (2010-04-01) for one sandbox instance, on aiohttp.
 
-Answers what Twilio answers (see /work/shared/vendor-specs/twilio_messages_v2010.json): 201 with
+Answers what Twilio answers (see twilio_messages_v2010.json in the project's shared/vendor-specs/): 201 with
 the message resource, Twilio error JSON for validation and auth failures, the magic test numbers,
 and idempotency-token replays. It refuses what Twilio refuses (`TwilioAccount` says which senders
 and messaging services the account has): a malformed AccountSid, a From number the account does

@@ -6,8 +6,11 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
 
 from checkout.api_keys import api_client_authenticate
+from checkout.models import Order
+from checkout.tests.test_checkout_api import body
 from notifications.models import NotificationTemplate, Vendor
 
 pytestmark = pytest.mark.django_db
@@ -46,3 +49,26 @@ def test_seed_demo_can_run_twice_and_prints_a_working_key_each_time() -> None:
     active = NotificationTemplate.objects.filter(is_active=True)
     assert active.count() == 8
     assert set(active.values_list("locale", flat=True)) == {"en", "pt"}
+
+
+def test_seed_demo_after_an_order_keeps_the_client_and_the_order_and_rotates_the_key() -> None:
+    first = StringIO()
+    call_command("seed_demo", "--sandbox-base-port", "8100", stdout=first)
+    old_key = first.getvalue().strip().splitlines()[-1]
+    client = api_client_authenticate(key=old_key)
+    checkout = APIClient()
+    checkout.credentials(HTTP_AUTHORIZATION=f"Bearer {old_key}")
+    order = checkout.post("/api/v1/checkouts/", body(), format="json")
+    assert order.status_code == 201, order.content
+
+    second = StringIO()
+    call_command("seed_demo", "--sandbox-base-port", "8100", stdout=second)
+
+    new_key = second.getvalue().strip().splitlines()[-1]
+    assert "previous key is revoked, its 1 order(s) are kept" in second.getvalue()
+    assert api_client_authenticate(key=old_key) is None
+    assert api_client_authenticate(key=new_key).pk == client.pk
+    assert Order.objects.get(pk=order.json()["id"]).client_id == client.pk
+    checkout.credentials(HTTP_AUTHORIZATION=f"Bearer {new_key}")
+    listed = checkout.get("/api/v1/checkouts/")
+    assert [row["id"] for row in listed.json()["results"]] == [order.json()["id"]]

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "tools" / "vendor-servers"
 PRISM = TOOLS / "node_modules" / ".bin" / "prism"
 SMTP_SERVER_SCRIPT = TOOLS / "smtp_server.js"
-TWILIO_SPEC = TOOLS / "specs" / "twilio_messages_v2010.json"
+# Twilio's OpenAPI description is project data kept in shared/ beside the checkout (CI lays a
+# copy there too), not committed here; BEACON_VENDOR_SPECS names another folder.
+TWILIO_SPEC = Path(os.environ.get("BEACON_VENDOR_SPECS", ROOT.parent / "shared" / "vendor-specs")) / "twilio_messages_v2010.json"
 # Prism needs about 2 s to start here; a loaded CI machine may need several times that.
 START_TIMEOUT_SECONDS = 60.0
 

@@ -1,6 +1,6 @@
 """Twilio Messages API (2010-04-01) over `notifications.vendors.http` (urllib3): one form-encoded POST per SMS.
 
-Wire format (checked against /work/shared/vendor-specs/twilio_messages_v2010.json):
+Wire format (checked against twilio_messages_v2010.json in the project's shared/vendor-specs/):
 `POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`, form fields `To`, `Body`,
 `MessagingServiceSid` (when configured) or else `From`, optional `StatusCallback`; HTTP basic
 auth `account_sid:auth_token`; header `I-Twilio-Idempotency-Token` = the idempotency key, so a

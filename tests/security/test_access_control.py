@@ -170,6 +170,8 @@ def test_manage_py_check_deploy_passes_with_production_settings() -> None:
         "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon"),
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "METRICS_TOKEN": secrets.token_urlsafe(32),
+        # Production names its provider's gateway; the sandbox would (rightly) warn.
+        "PAYMENT_GATEWAY": "checkout.tests.gateways.ProviderLikeGateway",
     }
 
     check = subprocess.run(

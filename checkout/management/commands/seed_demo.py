@@ -1,7 +1,9 @@
 """`python manage.py seed_demo`: an admin, an API client, sandbox vendors, default templates.
 
-Safe to run again: it creates what is missing, re-points the vendors at the sandbox and
-prints a fresh API key (keys are stored hashed, so an old one cannot be shown again).
+Safe to run again, and it never deletes data: it creates what is missing, re-points the
+vendors at the sandbox, and rotates the `demo` client's key (keys are stored hashed, so an
+old one cannot be shown again). The client itself is kept, so its orders are too; the
+previous key stops working, and the output says so.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from checkout.api_keys import api_client_create
+from checkout.api_keys import api_client_create, api_client_key_rotate
 from checkout.models import ApiClient
 from notifications.demo import demo_templates_install, demo_vendors_install
 
+DEMO_CLIENT = "demo"
 SANDBOX_DEFAULT_PORTS = {"sms-primary": 1, "sms-fallback": 2, "smtp-primary": 25, "smtp-fallback": 26}
 
 
@@ -50,11 +53,18 @@ class Command(BaseCommand):
         vendors = demo_vendors_install(host=sandbox_host, ports=ports)
         created_templates = demo_templates_install()
 
-        ApiClient.objects.filter(name="demo").delete()
-        _, key = api_client_create(name="demo")
+        # Orders reference their client (PROTECT): rotate the key of the existing client, never delete it.
+        client = ApiClient.objects.filter(name=DEMO_CLIENT).first()
+        if client is None:
+            _, key = api_client_create(name=DEMO_CLIENT)
+            key_note = ""
+        else:
+            key = api_client_key_rotate(client=client)
+            key_note = f"; its previous key is revoked, its {client.orders.count()} order(s) are kept"
 
         self.stdout.write(admin_line)
         self.stdout.write(f"Vendors: {', '.join(vendor.name for vendor in vendors)} (sandbox at {sandbox_host}:{sandbox_base_port})")
         self.stdout.write(f"Templates created: {created_templates}")
-        self.stdout.write("API key of client 'demo' (shown once):")
+        # The key stays the last line: scripts (and the tests) read it from there.
+        self.stdout.write(f"API key of client '{DEMO_CLIENT}' (shown once{key_note}):")
         self.stdout.write(key)
