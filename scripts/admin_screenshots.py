@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -86,13 +88,18 @@ def checkout(web: str, key: str, number: int) -> None:
 
 
 def traffic(web: str, key: str, control: str, minutes: float) -> None:
-    """Rounds of checkouts for `minutes`; SMTP slowed down for a while so latencies differ."""
+    """Rounds of checkouts for `minutes`: for a while SMTP is slow (latencies differ), later the
+    primary SMS vendor is down (its circuit opens and the fallback takes over)."""
+    faults = {8: ("smtp-primary", {"latency_ms": 120}), 16: ("smtp-primary", None),
+              22: ("sms-primary", {"outage": True}), 32: ("sms-primary", None)}
     deadline, number, round_index = time.monotonic() + minutes * 60, 0, 0
     while time.monotonic() < deadline:
-        if round_index == 4:
-            requests.put(f"{control}/instances/smtp-primary/faults", json={"latency_ms": 120}, timeout=5)
-        if round_index == 10:
-            requests.delete(f"{control}/instances/smtp-primary/faults", timeout=5)
+        if round_index in faults:
+            name, fault = faults[round_index]
+            if fault is None:
+                requests.delete(f"{control}/instances/{name}/faults", timeout=5)
+            else:
+                requests.put(f"{control}/instances/{name}/faults", json=fault, timeout=5)
         for _ in range(CHECKOUTS_PER_ROUND[round_index % len(CHECKOUTS_PER_ROUND)]):
             number += 1
             checkout(web, key, number)
@@ -106,7 +113,7 @@ def screenshots(web: str, out: Path) -> None:
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
-        page = browser.new_page(base_url=web, viewport={"width": 1280, "height": 900})
+        page = browser.new_page(base_url=web, viewport={"width": 1500, "height": 900})
         page.goto("/admin/login/?next=/admin/")
         page.fill("#id_username", "admin")
         page.fill("#id_password", ADMIN_PASSWORD)
@@ -139,13 +146,17 @@ def screenshots(web: str, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
-    parser.add_argument("--minutes", type=float, default=4.0, help="how long to send checkouts before the screenshots")
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long to send checkouts before the screenshots")
     args = parser.parse_args()
     server_url, redis_url = os.environ["DATABASE_URL"], os.environ["REDIS_URL"]
     database_url = database_recreate(server_url)
     base, port = sandbox_base_port(), free_port()
     web = f"http://127.0.0.1:{port}"
-    env = stack_env(database_url=database_url, redis_url=redis_url, DEBUG="false")
+    static_root = tempfile.mkdtemp(prefix="beacon-static-")
+    env = stack_env(
+        database_url=database_url, redis_url=redis_url, DEBUG="false", STATIC_ROOT=static_root,
+        PAYMENT_GATEWAY="checkout.payments.SandboxPaymentGateway", WORKER_METRICS_PORT=str(free_port()),
+    )
     processes = []
     try:
         manage(env, "migrate", "--noinput")
@@ -162,6 +173,7 @@ def main() -> None:
         for process in reversed(processes):
             process.stop()
         database_drop(server_url)
+        shutil.rmtree(static_root, ignore_errors=True)
 
 
 if __name__ == "__main__":
