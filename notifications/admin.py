@@ -96,7 +96,11 @@ class VendorAdmin(admin.ModelAdmin):
     def circuit_state(self, obj: Vendor) -> str:
         snapshot = circuit_snapshot(obj)
         state = snapshot.state if snapshot else "unavailable"
-        return format_html('<span class="circuit circuit-{}">{}</span>', state, circuit_label(snapshot))
+        # A forced circuit's "by whom and when" wraps within the column, so the list stays narrow.
+        return format_html(
+            '<span class="circuit circuit-{}" style="display: inline-block; max-width: 14em; white-space: normal">{}</span>',
+            state, circuit_label(snapshot),
+        )
 
     @admin.display(description="success (1h)")
     def success_rate(self, obj: Vendor) -> str:

@@ -44,6 +44,10 @@ CHROMIUM = "/usr/bin/chromium"
 # Checkouts per round of traffic, and seconds between rounds (a few bars per minute).
 CHECKOUTS_PER_ROUND = (3, 5, 2, 6, 4, 1, 5, 3)
 ROUND_SECONDS = 12
+CIRCUITS_RESET = (
+    "from notifications.models import Vendor; from notifications.routing import vendor_circuit; "
+    "[vendor_circuit(vendor).reset() for vendor in Vendor.objects.all()]"
+)
 
 
 def database_recreate(server_url: str) -> str:
@@ -156,6 +160,7 @@ def main() -> None:
     env = stack_env(
         database_url=database_url, redis_url=redis_url, DEBUG="false", STATIC_ROOT=static_root,
         PAYMENT_GATEWAY="checkout.payments.SandboxPaymentGateway", WORKER_METRICS_PORT=str(free_port()),
+        CACHE_KEY_PREFIX=f"beacon-screenshots-{os.getpid()}",
     )
     processes = []
     try:
@@ -163,6 +168,8 @@ def main() -> None:
         manage(env, "collectstatic", "--noinput")
         seeded = manage(env, "seed_demo", "--sandbox-base-port", str(base), "--admin-password", ADMIN_PASSWORD, "--web-url", web)
         key = seeded.strip().splitlines()[-1]
+        # Vendor ids restart with the fresh database; their breakers in Redis must too.
+        manage(env, "shell", "-c", CIRCUITS_RESET)
         processes = [sandbox_vendors(env, base_port=base).start(), gunicorn(env, port=port).start(), celery_worker(env).start()]
         wait_until(lambda: requests.get(f"{web}/healthz", timeout=2).ok, timeout=60, what="gunicorn")
         wait_until(lambda: requests.get(f"http://127.0.0.1:{base}/instances", timeout=2).ok, timeout=60, what="the sandbox")
@@ -172,6 +179,7 @@ def main() -> None:
     finally:
         for process in reversed(processes):
             process.stop()
+        manage(env, "shell", "-c", CIRCUITS_RESET)
         database_drop(server_url)
         shutil.rmtree(static_root, ignore_errors=True)
 
