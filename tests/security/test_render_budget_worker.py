@@ -39,9 +39,8 @@ MAX_WORKER_PEAK_MB = 600
 
 @pytest.fixture
 def worker_env(settings, vendors: dict, templates: None) -> Iterator[dict[str, str]]:  # noqa: F811 - fixtures imported above
-    """The suite's broker for this process's hand-offs and for the worker. The browser tests
-    leave this process publishing to their private broker, whose session-long worker would
-    take (and lose) some of this test's tasks."""
+    """The suite's broker for this process's hand-offs and for the worker, named explicitly: a
+    task taken by another session's worker (the browser tests' private one) would be lost."""
     settings.CELERY_BROKER_URL = _broker_url_for_tests()
     publisher._publisher_app.cache_clear()
     publisher.publisher_reset()
