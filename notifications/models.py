@@ -1,4 +1,4 @@
-"""Notification data: triggers (the outbox), vendors, templates, notifications, attempts.
+"""Notification data: event types, triggers (the outbox), vendors, templates, notifications, attempts.
 
 The database is the source of truth for every state; Redis only holds the queue, the
 breakers, the rate limiters and the template cache.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -15,6 +17,50 @@ from django.db.models import Q
 class Channel(models.TextChoices):
     EMAIL = "email", "Email"
     SMS = "sms", "SMS"
+
+
+class EventCategory(models.TextChoices):
+    TRANSACTIONAL = "transactional", "Transactional"
+    MARKETING = "marketing", "Marketing"
+
+
+EVENT_TYPE_NAME = RegexValidator(
+    r"^[a-z][a-z0-9_]{0,63}$", "Lower-case letters, digits and underscores, starting with a letter (e.g. shipment_sent)."
+)
+
+
+class EventType(models.Model):
+    """Something a system tells its customers about, registered as data (not named in code).
+
+    `payload_schema` (JSON Schema, checked on save: notifications/event_types.py) is what the
+    events API validates each event's data against; `sample_payload` must satisfy it and is what
+    the admin previews templates with and renders them with before saving. Templates and
+    triggers refer to an event type by `name` (a plain column: the checkout's hot path writes
+    its trigger without looking the event type up).
+    """
+
+    name = models.CharField(max_length=64, unique=True, validators=[EVENT_TYPE_NAME])
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=16, choices=EventCategory.choices, default=EventCategory.TRANSACTIONAL)
+    sample_payload = models.JSONField(default=dict, blank=True, help_text="Data templates are previewed and checked with.")
+    payload_schema = models.JSONField(
+        default=dict, blank=True, help_text="JSON Schema every event's data must satisfy ({} accepts any object)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from notifications.event_types import event_type_definition_errors
+
+        errors = event_type_definition_errors(schema=self.payload_schema, sample=self.sample_payload)
+        if errors:
+            raise ValidationError(errors)
 
 
 class NotificationTrigger(models.Model):
