@@ -283,6 +283,16 @@ for _name in ("TEMPLATE_RENDER_TIME_LIMIT", "TEMPLATE_RENDER_MAX_CHARS", "TEMPLA
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).
 # Defaults to one derived from SECRET_KEY.
 VENDOR_SECRETS_KEY = env.str("VENDOR_SECRETS_KEY", default="")
+# --- Consent and personal data -------------------------------------------------------------
+# Key of the HMAC that suppressions (and erased rows) keep of an address (notifications/consent.py).
+# Defaults to one derived from SECRET_KEY. Changing it makes every stored hash unmatchable: a
+# suppressed recipient would get messages again. Set it once, before the first STOP.
+PERSONAL_DATA_HASH_KEY = env.str("PERSONAL_DATA_HASH_KEY", default="")
+# What an inbound SMS "HELP" is answered with (Twilio inbound webhook).
+SMS_HELP_REPLY = env.str("SMS_HELP_REPLY", default="Beacon notifications. Reply STOP to opt out, START to opt back in.")
+# The base URL of one-click unsubscribe links in marketing email (List-Unsubscribe, RFC 8058),
+# e.g. https://beacon.example.com; empty: marketing email carries no such header.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
 # --- Payments -----------------------------------------------------------------------------
 # Dotted path of the class that charges a checkout (docs/payments.md: the interface a real
 # provider implements). The sandbox gateway accepts the test token `tok_ok` as paid, so it is

@@ -204,6 +204,8 @@ class NotificationStatus(models.TextChoices):
     RETRYING = "retrying", "Retrying"
     FAILED = "failed", "Failed"
     DEAD = "dead", "Dead"
+    # The recipient is on the suppression list for this message (consent.py): no vendor called.
+    SUPPRESSED = "suppressed", "Suppressed"
 
 
 class Notification(models.Model):
@@ -291,3 +293,44 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt #{self.pk} {self.outcome or 'in flight'}"
+
+
+class SuppressionScope(models.TextChoices):
+    ALL = "all", "Every message on this channel"
+    MARKETING = "marketing", "Marketing messages only"
+
+
+class SuppressionSource(models.TextChoices):
+    SMS_STOP = "sms_stop", "SMS STOP"
+    UNSUBSCRIBE = "unsubscribe", "One-click unsubscribe"
+    HARD_BOUNCE = "hard_bounce", "Hard bounce"
+    CARRIER_OPT_OUT = "carrier_opt_out", "Twilio 21610 (unsubscribed)"
+    OPERATOR = "operator", "Operator"
+
+
+class Suppression(models.Model):
+    """A recipient who must not get messages on one channel (or only no marketing), with why
+    and since when. Matched by `address_hash` (consent.address_hash), so it survives the
+    erasure of `address` (retention.py): a STOP outlives the person's data.
+
+    The rule for transactional events (consent.py): scope `all` (SMS STOP, carrier opt-out,
+    hard bounce) stops every message on the channel; scope `marketing` (one-click unsubscribe)
+    stops marketing events only.
+    """
+
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    address = models.CharField(max_length=254, blank=True, help_text="Empty once erased; the hash still matches.")
+    address_hash = models.CharField(max_length=64, editable=False)
+    scope = models.CharField(max_length=16, choices=SuppressionScope.choices, default=SuppressionScope.ALL)
+    source = models.CharField(max_length=16, choices=SuppressionSource.choices, default=SuppressionSource.OPERATOR)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "address_hash", "scope"], name="suppression_unique_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} suppression ({self.get_scope_display()}, {self.get_source_display()})"
