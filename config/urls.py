@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config.health import healthz, readyz
 from config.metrics_view import metrics
-from notifications.webhooks import twilio_sms_inbound
+from notifications.webhooks import email_unsubscribe, twilio_sms_inbound
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -14,6 +14,7 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("webhooks/twilio/sms/", twilio_sms_inbound, name="twilio-sms-inbound"),
+    path("unsubscribe/<str:token>/", email_unsubscribe, name="email-unsubscribe"),
     path("api/v1/", include("checkout.urls")),
     path("api/v1/", include("notifications.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

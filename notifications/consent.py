@@ -21,8 +21,9 @@ import logging
 from functools import cache
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, Q
+from django.core import signing
+from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from notifications import metrics
@@ -45,6 +46,7 @@ TWILIO_UNSUBSCRIBED = "21610"
 # SMTP replies to RCPT TO that mean the mailbox does not exist or cannot exist (a hard bounce);
 # others (552 mailbox full, 554 policy) may pass, so they are not suppressed.
 HARD_BOUNCE_REPLY_CODES = frozenset({550, 551, 553})
+UNSUBSCRIBE_SALT = "beacon.consent.unsubscribe"
 
 
 @cache
@@ -101,14 +103,16 @@ def suppression_remove(*, channel: str, address: str, sources: tuple[str, ...]) 
 def notification_suppressed(*, notification: Notification) -> bool:
     """If the recipient is suppressed for this notification (its channel, and a scope that
     covers its event type's category), settle it `suppressed` and return True; no vendor may
-    then be called. One query to decide; called by the send flow before any vendor call."""
-    marketing = Exists(EventType.objects.filter(name=notification.event_type, category=EventCategory.MARKETING))
-    covering = Suppression.objects.alias(marketing_event=marketing).filter(
-        Q(scope=SuppressionScope.ALL) | Q(scope=SuppressionScope.MARKETING, marketing_event=True),
-        channel=notification.channel,
-        address_hash=address_hash(channel=notification.channel, address=notification.recipient),
-    )
-    source = covering.values_list("source", flat=True).first()
+    then be called. One query, which also tells whether the event is marketing: it is kept on
+    the instance (`is_marketing`) for `unsubscribe_headers`. Called by the send flow before
+    any vendor call."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CONSENT_SQL, {
+            "event_type": notification.event_type,
+            "channel": notification.channel,
+            "hash": address_hash(channel=notification.channel, address=notification.recipient),
+        })
+        notification.is_marketing, source = cursor.fetchone()
     if source is None:
         return False
     Notification.objects.filter(pk=notification.pk, status=NotificationStatus.SENDING).update(
@@ -121,6 +125,56 @@ def notification_suppressed(*, notification: Notification) -> bool:
     metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor="", status="suppressed").inc()
     logger.info("notification suppressed", extra={"notification_id": notification.pk, "source": source})
     return True
+
+
+# Tables and values from the models' own metadata; every input is a bound parameter.
+_MARKETING_EVENT = f"""EXISTS (SELECT 1 FROM {EventType._meta.db_table}
+                   WHERE name = %(event_type)s AND category = '{EventCategory.MARKETING}')"""  # noqa: S608
+_CONSENT_SQL = f"""SELECT {_MARKETING_EVENT},
+       (SELECT source FROM {Suppression._meta.db_table}
+         WHERE channel = %(channel)s AND address_hash = %(hash)s
+           AND (scope = '{SuppressionScope.ALL}' OR (scope = '{SuppressionScope.MARKETING}' AND {_MARKETING_EVENT}))
+         ORDER BY scope LIMIT 1)"""  # noqa: S608
+
+
+def unsubscribe_token(*, notification: Notification) -> str:
+    """A signed token naming the notification (its public id, not the address): the one-click
+    unsubscribe link of its email. It does not expire (RFC 8058 links must keep working)."""
+    return signing.dumps(str(notification.public_id), salt=UNSUBSCRIBE_SALT)
+
+
+def unsubscribe_headers(*, notification: Notification) -> tuple[tuple[str, str], ...]:
+    """`List-Unsubscribe` (an https link with the signed token) and `List-Unsubscribe-Post`
+    (RFC 8058 one-click) for a marketing email, once `notification_suppressed` has found it
+    marketing; nothing for transactional messages, SMS, or without PUBLIC_BASE_URL."""
+    if notification.channel != Channel.EMAIL or not getattr(notification, "is_marketing", False) or not settings.PUBLIC_BASE_URL:
+        return ()
+    url = settings.PUBLIC_BASE_URL + reverse("email-unsubscribe", args=[unsubscribe_token(notification=notification)])
+    return (("List-Unsubscribe", f"<{url}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+
+
+def unsubscribe_token_valid(*, token: str) -> bool:
+    try:
+        signing.loads(token, salt=UNSUBSCRIBE_SALT)
+    except signing.BadSignature:
+        return False
+    return True
+
+
+def unsubscribe_by_token(*, token: str) -> Suppression | None:
+    """Unsubscribe the recipient of the email whose link carried `token` from marketing email
+    (scope `marketing`: transactional email still goes). Idempotent. None when the token is
+    forged, or names no email whose address is still kept."""
+    try:
+        public_id = signing.loads(token, salt=UNSUBSCRIBE_SALT)
+    except signing.BadSignature:
+        return None
+    notification = Notification.objects.filter(public_id=public_id, channel=Channel.EMAIL).exclude(recipient="").first()
+    if notification is None:
+        return None
+    return suppression_add(
+        channel=Channel.EMAIL, address=notification.recipient, source=SuppressionSource.UNSUBSCRIBE, scope=SuppressionScope.MARKETING
+    )
 
 
 def suppression_from_vendor_refusal(*, channel: str, address: str, error: VendorError) -> Suppression | None:

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from config.request_context import request_id_get
 from notifications import metrics
-from notifications.consent import notification_suppressed, suppression_from_vendor_refusal
+from notifications.consent import notification_suppressed, suppression_from_vendor_refusal, unsubscribe_headers
 from notifications.models import (
     AttemptOutcome,
     DeliveryAttempt,
@@ -217,6 +217,7 @@ def _message(notification: Notification) -> OutboundMessage:
         html=notification.rendered_html,
         idempotency_key=notification.idempotency_key,
         request_id=request_id_get() if request_id_get() != "-" else notification.request_id or "-",
+        headers=unsubscribe_headers(notification=notification),
     )
 
 

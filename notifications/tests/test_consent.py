@@ -123,10 +123,7 @@ def test_a_hard_bounce_puts_the_address_on_the_list(vendors: dict, templates: No
 
 @pytest.mark.django_db
 def test_a_marketing_unsubscribe_stops_marketing_email_only(vendors: dict, templates: None, sandbox: SandboxHandle) -> None:
-    EventType.objects.create(name="back_in_stock", category="marketing", sample_payload={"customer_name": "Ana"})
-    template_save(template=NotificationTemplate(
-        event_type="back_in_stock", channel="email", locale="en", subject="It is back", body_text="Hi {{ customer_name }}"
-    ))
+    _marketing_event_type()
     address = f"ana-{uuid.uuid4().hex[:6]}@example.com"
     suppression_add(channel="email", address=address, source=SuppressionSource.UNSUBSCRIBE, scope=SuppressionScope.MARKETING)
 
@@ -162,3 +159,41 @@ def test_operators_edit_the_list_and_support_only_views_it(admin_client: Client)
     assert support.post(add, {"channel": "sms", "address": PHONE, "scope": "all"}).status_code == 403
     assert support.post(reverse("admin:notifications_suppression_delete", args=[entry.pk]), {"post": "yes"}).status_code == 403
     assert Suppression.objects.count() == 1
+
+
+def _marketing_event_type() -> None:
+    EventType.objects.create(name="back_in_stock", category="marketing", sample_payload={"customer_name": "Ana"})
+    template_save(template=NotificationTemplate(
+        event_type="back_in_stock", channel="email", locale="en", subject="It is back", body_text="Hi {{ customer_name }}"
+    ))
+
+
+@pytest.mark.django_db
+def test_one_click_unsubscribe_from_a_marketing_email_stops_marketing_email_only(
+    vendors: dict, templates: None, sandbox: SandboxHandle, settings
+) -> None:
+    settings.PUBLIC_BASE_URL = "https://beacon.example"
+    _marketing_event_type()
+    address = f"ana-{uuid.uuid4().hex[:6]}@example.com"
+
+    deliver(make_trigger(event_type="back_in_stock", email=address))
+    deliver(make_trigger(email=address))
+    marketing, transactional = sandbox.control.messages("smtp-primary")
+    headers = {name: " ".join(value.split()) for name, value in marketing["headers"]}  # unfolded
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert headers["List-Unsubscribe"].startswith("<https://beacon.example/unsubscribe/")
+    assert "List-Unsubscribe" not in dict(transactional["headers"])  # an order confirmation has no unsubscribe
+    path = headers["List-Unsubscribe"][len("<https://beacon.example"):-1]
+
+    client = Client()
+    assert client.get(path).status_code == 200  # a scanner's GET changes nothing
+    assert not Suppression.objects.exists()
+    assert client.post("/unsubscribe/forged:token/", "List-Unsubscribe=One-Click",
+                        content_type="application/x-www-form-urlencoded").status_code == 404
+    answer = client.post(path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
+
+    assert answer.status_code == 200
+    entry = Suppression.objects.get()
+    assert (entry.channel, entry.address, entry.scope, entry.source) == ("email", address, "marketing", "unsubscribe")
+    assert deliver(make_trigger(event_type="back_in_stock", email=address))["email"].status == "suppressed"
+    assert deliver(make_trigger(email=address))["email"].status == "sent"
