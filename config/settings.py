@@ -288,6 +288,12 @@ VENDOR_SECRETS_KEY = env.str("VENDOR_SECRETS_KEY", default="")
 # Defaults to one derived from SECRET_KEY. Changing it makes every stored hash unmatchable: a
 # suppressed recipient would get messages again. Set it once, before the first STOP.
 PERSONAL_DATA_HASH_KEY = env.str("PERSONAL_DATA_HASH_KEY", default="")
+# Days rendered content and recipient addresses of notifications (and triggers' payloads and
+# recipients) are kept; then the beat's daily `personal_data_expire` erases them, leaving
+# counts, states, times and a hash (notifications/retention.py).
+PERSONAL_DATA_RETENTION_DAYS = env.int("PERSONAL_DATA_RETENTION_DAYS", default=90)
+if PERSONAL_DATA_RETENTION_DAYS <= 0:
+    raise ImproperlyConfigured("PERSONAL_DATA_RETENTION_DAYS must be positive")
 # What an inbound SMS "HELP" is answered with (Twilio inbound webhook).
 SMS_HELP_REPLY = env.str("SMS_HELP_REPLY", default="Beacon notifications. Reply STOP to opt out, START to opt back in.")
 # The base URL of one-click unsubscribe links in marketing email (List-Unsubscribe, RFC 8058),
@@ -520,4 +526,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": NOTIFICATION_SWEEP_INTERVAL * 5},
     },
     "idempotency-purge": {"task": "checkout.tasks.idempotency_records_purge", "schedule": 3600.0},
+    # Hourly, so a day's expiry is spread out; each run erases what passed the retention period.
+    "personal-data-expire": {
+        "task": "notifications.tasks.personal_data_expire",
+        "schedule": 3600.0,
+        "options": {"expires": 3000.0},
+    },
+    "orders-expire": {"task": "checkout.tasks.orders_expire", "schedule": 3600.0, "options": {"expires": 3000.0}},
 }

@@ -221,6 +221,9 @@ class Notification(models.Model):
     event_type = models.CharField(max_length=64)
     channel = models.CharField(max_length=8, choices=Channel.choices)
     recipient = models.CharField(max_length=254)
+    # Set when `recipient` is erased (retention.py): consent.address_hash of it, so counts per
+    # recipient and suppression matches still work without the address.
+    recipient_hash = models.CharField(max_length=64, blank=True)
     locale = models.CharField(max_length=16)
     status = models.CharField(max_length=10, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
     # Rounds through the vendor list (a round tries every available vendor once).
