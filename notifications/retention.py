@@ -25,7 +25,14 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from notifications.consent import address_hash
-from notifications.models import Channel, DeliveryAttempt, Notification, NotificationTrigger, Suppression
+from notifications.models import (
+    Channel,
+    DeliveryAttempt,
+    Notification,
+    NotificationStatus,
+    NotificationTrigger,
+    Suppression,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +77,15 @@ def person_erase(*, email: str = "", phone: str = "") -> Erased:
         triggers |= Q(recipients__sms=phone)
         suppressions |= Q(channel=Channel.SMS, address_hash=address_hash(channel=Channel.SMS, address=phone))
     matched = NotificationTrigger.objects.filter(triggers)
-    erased = _erase(
-        # Every notification of their triggers too: a trigger's other channel is theirs as well.
-        notifications=Notification.objects.filter(notifications | Q(trigger__in=matched.values("pk"))),
-        triggers=matched,
+    # Every notification of their triggers too: a trigger's other channel is theirs as well.
+    theirs = Notification.objects.filter(notifications | Q(trigger__in=matched.values("pk")))
+    # Nothing may be sent to an address that is about to be gone: waiting sends end here (one
+    # in a vendor call now finishes; its row is erased by the next pass or the next expiry).
+    theirs.filter(status__in=[NotificationStatus.PENDING, NotificationStatus.RETRYING]).update(
+        status=NotificationStatus.FAILED, last_error="Recipient erased before sending.", next_attempt_at=None,
+        updated_at=timezone.now(),
     )
+    erased = _erase(notifications=theirs, triggers=matched)
     erased.suppressions = Suppression.objects.filter(suppressions).exclude(address="").update(address="")
     logger.info("person erased", extra={"by_email": bool(email), "by_phone": bool(phone), **asdict(erased)})
     return erased

@@ -131,3 +131,18 @@ def test_personal_data_past_the_retention_period_is_erased_by_the_periodic_tasks
     kept = Notification.objects.filter(pk__in=states)
     assert dict(kept.values_list("pk", "status")) == states
     assert all(row.recipient_hash and row.sent_at and not row.rendered_text for row in kept)
+
+
+@pytest.mark.django_db
+def test_a_notification_still_waiting_to_be_sent_is_not_sent_after_its_recipient_is_erased(
+    vendors: dict, templates: None, sandbox: SandboxHandle
+) -> None:
+    ana = person()
+    waiting = dispatch(make_trigger(email=ana["email"], phone=ana["phone"], name=ana["name"]))  # created, not sent yet
+
+    call_command("erase_personal_data", phone=ana["phone"])
+
+    for notification in waiting.values():
+        assert run_until_settled(notification.pk).status == "failed"
+    assert sandbox.control.messages("smtp-primary") == [] and sandbox.control.messages("sms-primary") == []
+    assert traces(ana["email"], ana["phone"], ana["name"]) == {}
