@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import phonenumbers
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -72,6 +72,8 @@ class EventDetailSerializer(serializers.Serializer):
 class EventCreateApi(APIView):
     """`POST /api/v1/events/`: notify the recipients about one event of a registered type."""
 
+    # Named for the schema: the checkout's nested InputSerializer is "InputRequest" already.
+    @extend_schema_serializer(component_name="EventInput")
     class InputSerializer(serializers.Serializer):
         event_type = serializers.CharField(max_length=64, help_text="A registered event type, e.g. shipment_sent.")
         recipients = RecipientsSerializer(help_text="channel -> address; at least one.")
