@@ -16,7 +16,7 @@ _ORDER_SAMPLE = {
     "customer_name": "Ana Silva",
     "currency": "EUR",
     "total": "47.30",
-    "payment_error": "",
+    "payment_error_code": "",
     "lines": _LINES,
 }
 # What checkout.services writes: the fields templates rely on are required, others allowed.
@@ -31,6 +31,7 @@ _ORDER_SCHEMA = {
         "customer_name": {"type": "string"},
         "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
         "total": {"type": "string"},
+        "payment_error_code": {"type": "string"},
         "lines": {
             "type": "array",
             "items": {
@@ -51,7 +52,7 @@ CHECKOUT_EVENT_TYPES = {
     "order_confirmed": ("A paid checkout: the order confirmation.", _ORDER_SAMPLE),
     "payment_failed": (
         "A declined payment at checkout.",
-        {**_ORDER_SAMPLE, "status": "payment_failed", "payment_error": "Card declined: insufficient funds."},
+        {**_ORDER_SAMPLE, "status": "payment_failed", "payment_error_code": "card_declined"},
     ),
 }
 
