@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from config.request_context import request_id_get
 from notifications import metrics
+from notifications.consent import notification_suppressed, suppression_from_vendor_refusal, unsubscribe_headers
 from notifications.email_document import email_html_document
 from notifications.models import (
     AttemptOutcome,
@@ -113,6 +114,8 @@ def notification_send_claimed(
         return _settle_dead(notification, f"Delivered to workers {notification.delivery_count} times; stopped as poison.")
     if notification.delivery_count > 1:
         _close_orphan_attempts(notification)
+    if notification_suppressed(notification=notification):  # consent: the one check before any vendor call
+        return SendOutcome(status=NotificationStatus.SUPPRESSED)
     looked_back = has_history or notification.delivery_count > 1
     uncertain = uncertain_attempts(notification) if looked_back else []
     if not notification.rendered_text:
@@ -246,6 +249,7 @@ def _message(notification: Notification) -> OutboundMessage:
         html=notification.rendered_html,
         idempotency_key=notification.idempotency_key,
         request_id=request_id_get() if request_id_get() != "-" else notification.request_id or "-",
+        headers=unsubscribe_headers(notification=notification),
     )
 
 
@@ -370,6 +374,7 @@ def _attempt(
         # vendor failing; everything else, its own misconfiguration included, trips its breaker.
         route.circuit.record(success=exc.permanent, duration=duration)
         _attempt_finish(attempt, outcome, duration, status_code=exc.status_code, vendor_code=exc.vendor_code or "", error=str(exc))
+        suppression_from_vendor_refusal(channel=notification.channel, address=notification.recipient, error=exc)
         logger.warning(
             "delivery attempt %s via %s: %s",
             outcome,
