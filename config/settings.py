@@ -113,6 +113,10 @@ if env.bool("DATABASE_SERVER_SIDE_BINDING", default=True):
     DATABASES["default"]["OPTIONS"].setdefault("server_side_binding", True)
     # Django turns psycopg's automatic preparing off unless told a threshold.
     DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
+else:
+    # Behind a transaction pooler a server-side cursor (QuerySet.iterator()) could outlive the
+    # transaction that holds its server connection: Django's documented setting for poolers.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, cache, breakers ------------------------------------------------------
