@@ -31,11 +31,11 @@ from cluster.stack import HOSTS, ClusterStack
 ROOT = Path(__file__).resolve().parent.parent
 # Scratch space of the run (databases, configs): a fixed path, so a killed run's is removed.
 RUN_DIR = Path("/tmp/bcn-cluster")  # noqa: S108 - root-only harness; removed and made afresh by each run
-REQUIRED_TOOLS = ("ip", "setpriv", "haproxy", "pgbouncer")
+REQUIRED_TOOLS = ("ip", "setpriv", "haproxy", "pgbouncer", "epmd")
 
 
 def _scenarios() -> dict[int, Callable]:
-    from cluster.scenarios import breaker, hosts
+    from cluster.scenarios import breaker, hosts, rabbitmq, throughput
 
     return {
         1: hosts.worker_partitioned,
@@ -43,6 +43,8 @@ def _scenarios() -> dict[int, Callable]:
         3: hosts.web_host_killed,
         4: hosts.pgbouncer_restarted,
         5: breaker.breaker_shared,
+        6: throughput.worker_host_throughput,
+        7: rabbitmq.rabbitmq_node_killed,  # last: it moves the stack to RabbitMQ
     }
 
 
@@ -112,6 +114,7 @@ def inside(args: argparse.Namespace) -> int:
 
         try:
             stack.start_services()
+            stack.rabbitmq_start()  # boots while the rest starts; waited for by scenario 7
             stack.migrate()
             api_key = seed(stack)
             stack.start_processes()

@@ -32,6 +32,7 @@ import psycopg
 from chaos.stack import STACK_SETTINGS
 from cluster import services
 from cluster.network import SUBNET, Host, in_namespace, namespace_kill
+from cluster.rabbitmq import RabbitCluster, broker_url
 from harness.processes import (
     PYTHON,
     ROOT,
@@ -78,6 +79,7 @@ class ClusterStack:
         self.processes: dict[str, ManagedProcess] = {}
         self.broker_url = self.redis_url(2)
         self.sandbox = SandboxControl(f"http://{self.address('vendors')}:{SANDBOX_BASE_PORT}")
+        self.rabbit = RabbitCluster([self.hosts[name] for name in RABBITMQ_HOSTS], run_dir, log_dir)
 
     # --- addresses and environment ---------------------------------------------------------
     def address(self, host: str) -> str:
@@ -127,6 +129,37 @@ class ClusterStack:
         self._start("vendors", sandbox, host="vendors")
         wait_until(self.sandbox.healthy, timeout=60, what="sandbox vendors")
         wait_until(self._pgbouncer_answers, timeout=30, what="PgBouncer")
+
+    def rabbitmq_start(self) -> None:
+        """Boot the three RabbitMQ nodes (they find each other on their own; see rabbitmq_wait)."""
+        self.rabbit.prepare()
+        for name in RABBITMQ_HOSTS:
+            self.processes[name] = self.rabbit.start(self.hosts[name])
+
+    def rabbitmq_wait(self, *, timeout: float = 180) -> None:
+        """Until every node reports the three of them running (quorum queues then get three replicas)."""
+        first = self.hosts[RABBITMQ_HOSTS[0]]
+        wait_until(lambda: len(self.rabbit.running_nodes(first)) == len(RABBITMQ_HOSTS), timeout=timeout, interval=2,
+                   what="a three-node RabbitMQ cluster")
+
+    def broker_switch(self, url: str) -> None:
+        """Restart web, workers and beat on another broker (a deploy that changes CELERY_BROKER_URL)."""
+        self.broker_url = url
+        for name in ("web1", "web2", *self.worker_hosts, "beat"):
+            self.processes[name].stop(timeout=20)
+        for name in ("web1", "web2"):
+            self.web_start(name)
+        for name in self.worker_hosts:
+            self.worker_start(name)
+        self._start("beat", celery_beat(self.env(), log_dir=self.log_dir), host="beat")
+        for name in ("web1", "web2"):
+            self.web_wait_ready(name)
+        for name in self.worker_hosts:
+            self.worker_wait_ready(name)
+
+    @property
+    def rabbitmq_url(self) -> str:
+        return broker_url([self.hosts[name] for name in RABBITMQ_HOSTS])
 
     def migrate(self) -> None:
         """The release job: migrations straight to PostgreSQL (never through a transaction pooler)."""
