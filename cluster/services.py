@@ -119,7 +119,7 @@ def redis(host: Host, run_dir: Path, log_dir: Path) -> ManagedProcess:
 
 
 def haproxy(host: Host, webs: list[Host], web_port: int, run_dir: Path, log_dir: Path) -> ManagedProcess:
-    """HAProxy in front of the web hosts: round robin, /readyz checks every second.
+    """HAProxy in front of the web hosts: round robin, a readiness check (the database) every second.
 
     A server is taken out after 2 failed checks and back in after 2 good ones. A request whose
     connection to a server fails is sent to the other one (`option redispatch`; only connection
@@ -135,7 +135,7 @@ def haproxy(host: Host, webs: list[Host], web_port: int, run_dir: Path, log_dir:
         "  retries 2\n  option redispatch\n"
         f"frontend api\n  bind {host.address}:{HTTP_PORT}\n  default_backend web\n"
         "backend web\n  balance roundrobin\n"
-        f"  option httpchk\n  http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host {host.address}\n"
+        f"  option httpchk\n  http-check send meth GET uri /readyz?check=database ver HTTP/1.1 hdr Host {host.address}\n"
         "  default-server inter 1s fall 2 rise 2\n"
         f"{servers}\n"
     )

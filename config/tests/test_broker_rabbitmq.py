@@ -70,3 +70,20 @@ def test_queue_depth_scrape_skips_the_samples_when_no_rabbitmq_node_answers(sett
     settings.CELERY_BROKER_URL = _dead_amqp_list()
 
     assert list(CeleryQueueDepthCollector().collect()) == []
+
+
+@pytest.mark.django_db
+def test_readyz_can_check_the_database_alone_so_a_broker_outage_keeps_the_web_in_rotation(settings) -> None:
+    settings.CELERY_BROKER_URL = _dead_amqp_list()
+
+    response = Client().get("/readyz?check=database")
+
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok"}
+
+
+def test_readyz_refuses_an_unknown_check_name() -> None:
+    response = Client().get("/readyz?check=database,disk")
+
+    assert response.status_code == 400
+    assert "disk" in response.json()["error"]["message"]
