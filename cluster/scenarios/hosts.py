@@ -31,6 +31,18 @@ def _slow_primaries(chaos: Chaos, *, on: bool) -> None:
             chaos.stack.sandbox.clear_faults(name)
 
 
+def _running_tasks(host: str, *, within: float = 4.0) -> int:
+    """Tasks the worker on `host` is running, polled (Celery's inspect) until there is one or `within` ends."""
+    from config.celery import app
+
+    deadline = time.monotonic() + within
+    while True:
+        replies = app.control.inspect(timeout=0.5).active() or {}
+        running = sum(len(tasks) for name, tasks in replies.items() if name.startswith(f"worker-{host}-"))
+        if running or time.monotonic() > deadline:
+            return running
+
+
 def _finish(chaos: Chaos, result: ScenarioResult, load: RetryingLoadRun, results: list) -> None:
     """The checks every host failure ends with: answers, one order per key, the inboxes."""
     from checkout.models import Order
@@ -47,6 +59,22 @@ def _finish(chaos: Chaos, result: ScenarioResult, load: RetryingLoadRun, results
                  f"{doubles} with two")
     count = chaos.wait_delivered(committed(all_recipients(results)), timeout=DELIVERY_TIMEOUT)
     record_inbox(result, count, allow_flagged_duplicates=True)
+    duplicates_explain(result, count)
+
+
+def duplicates_explain(result: ScenarioResult, count) -> None:
+    """For each address holding two messages: where they are, and the notification's attempts."""
+    from notifications.models import Notification
+
+    for address, instances in count.where.items():
+        if len(instances) < 2:
+            continue
+        for notification in Notification.objects.filter(recipient=address).prefetch_related("attempts__vendor"):
+            attempts = "; ".join(
+                f"{a.started_at:%H:%M:%S.%f} {a.vendor.name if a.vendor else '?'} {a.outcome or 'open'} {a.error[:90]}"
+                for a in sorted(notification.attempts.all(), key=lambda a: a.started_at))
+            result.note(f"{address[:12]}… in {instances}: {notification.channel} {notification.status} "
+                        f"possible_duplicate={notification.possible_duplicate} attempts: {attempts}")
 
 
 def worker_partitioned(chaos: Chaos) -> ScenarioResult:
@@ -57,7 +85,8 @@ def worker_partitioned(chaos: Chaos) -> ScenarioResult:
     _slow_primaries(chaos, on=True)
     load = _load(chaos, "partition")
     try:
-        time.sleep(5)
+        time.sleep(4)
+        running = _running_tasks(host.name)
         link_set(host, up=False)
         print(f"    link of {host.name} down at t={load.elapsed():.1f}s", flush=True)
         time.sleep(10)
@@ -67,6 +96,7 @@ def worker_partitioned(chaos: Chaos) -> ScenarioResult:
     finally:
         link_set(host, up=True)
         _slow_primaries(chaos, on=False)
+    result.check(f"{host.name} was running tasks when its cable was pulled", running > 0, f"{running} running")
     _finish(chaos, result, load, results)
     result.check(f"the worker on {host.name} survived the partition", stack.processes[host.name].alive())
     return result
@@ -80,7 +110,8 @@ def worker_host_killed(chaos: Chaos) -> ScenarioResult:
     _slow_primaries(chaos, on=True)
     load = _load(chaos, "hostkill")
     try:
-        time.sleep(6)
+        time.sleep(5)
+        running = _running_tasks(name)
         killed = stack.host_kill(name)
         print(f"    {name} killed ({killed} processes) at t={load.elapsed():.1f}s", flush=True)
         time.sleep(8)
@@ -90,7 +121,8 @@ def worker_host_killed(chaos: Chaos) -> ScenarioResult:
         results = load.join()
     finally:
         _slow_primaries(chaos, on=False)
-    result.check(f"{name} lost every process", killed > 0, f"{killed} processes")
+    result.check(f"{name} lost every process, with tasks running", killed > 0 and running > 0,
+                 f"{killed} processes, {running} tasks running")
     _finish(chaos, result, load, results)
     return result
 
