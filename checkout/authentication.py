@@ -1,13 +1,49 @@
-"""`Authorization: Bearer <key>` authentication for the REST API."""
+"""`Authorization: Bearer <key>` authentication for the REST API.
+
+A wrong key is counted per client address (config/trusted_proxies.py), for
+API_AUTH_FAILURE_WINDOW seconds from the first one. Once API_AUTH_FAILURE_LIMIT are counted the
+address is blocked: further wrong keys get 429 instead of 401, and checkout/throttling.py
+refuses its right keys too, until the window ends.
+"""
 
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
+from django_redis import get_redis_connection
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from prometheus_client import Counter
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from checkout.api_keys import api_client_authenticate
 from checkout.models import ApiClient
+from checkout.throttling import auth_failures_key
+from config.trusted_proxies import client_address_or_peer
+
+logger = logging.getLogger(__name__)
+
+API_AUTH_FAILURES = Counter(
+    "beacon_api_auth_failures_total",
+    "API requests with a wrong key, by whether the address was then blocked (throttled) or not (rejected).",
+    ["outcome"],
+)
+
+
+def auth_failure_record(*, address: str) -> int:
+    """Count one failed key from `address`; return its failures in the current window (0 when
+    Redis is unavailable: fail open, as the rate limit does)."""
+    key = auth_failures_key(address)
+    try:
+        connection = get_redis_connection("default")
+        count = int(connection.incr(key))
+        if count == 1:
+            connection.expire(key, settings.API_AUTH_FAILURE_WINDOW)
+    except Exception as exc:
+        logger.warning("failed-key counter unavailable: %s", type(exc).__name__)
+        return 0
+    return count
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -20,6 +56,16 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <API key>'.")
         client = api_client_authenticate(key=key.strip())
         if client is None:
+            address = client_address_or_peer(request)
+            failures = auth_failure_record(address=address)
+            if failures > settings.API_AUTH_FAILURE_LIMIT:
+                API_AUTH_FAILURES.labels("throttled").inc()
+                if failures == settings.API_AUTH_FAILURE_LIMIT + 1:  # once, when the block starts
+                    logger.warning("failed API keys: address %s blocked for %ss", address, settings.API_AUTH_FAILURE_WINDOW)
+                raise exceptions.Throttled(
+                    wait=settings.API_AUTH_FAILURE_WINDOW, detail="Too many failed API keys from this address."
+                )
+            API_AUTH_FAILURES.labels("rejected").inc()
             raise exceptions.AuthenticationFailed("Invalid API key.")
         return client, None
 

@@ -39,9 +39,11 @@ def request_fingerprint(data: Any) -> str:
 
 def idempotency_key_validate(key: str) -> str:
     key = key.strip()
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    # Printable ASCII only: a header's other bytes reach Django decoded as latin-1, so "é" would
+    # be stored as "Ã©" and never match the same key sent again by a client that encodes it otherwise.
+    if not key or len(key) > MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
         raise ApplicationError(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters.", code="invalid_idempotency_key"
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.", code="invalid_idempotency_key"
         )
     return key
 

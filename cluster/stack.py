@@ -110,7 +110,9 @@ class ClusterStack:
             **{
                 "CACHE_KEY_PREFIX": "beacon-cluster", "WORKER_METRICS_PORT": "0", **STACK_SETTINGS,
                 # Transaction pooling: no prepared statements (PgBouncer 1.18 cannot keep them).
-                "DATABASE_SERVER_SIDE_BINDING": "false", "ALLOWED_HOSTS": allowed, **extra,
+                "DATABASE_SERVER_SIDE_BINDING": "false", "ALLOWED_HOSTS": allowed,
+                # The sandbox vendors live on the cluster's private subnet and speak plain http.
+                "VENDOR_EGRESS_ALLOWED_NETWORKS": f"{SUBNET}.0/24", "VENDOR_EGRESS_ALLOW_HTTP": "true", **extra,
             },
         )
 

@@ -36,3 +36,14 @@ def post_worker_init(worker: Any) -> None:
     from config.gc_tuning import startup_objects_freeze
 
     startup_objects_freeze(import_views=True)
+
+
+# Request header limits. gunicorn answers a header over its limit with its own HTML 431/400
+# before Django sees the request; the default (8190 bytes per header) turned a 10,000-character
+# Idempotency-Key into such a page. With 32 KiB per header such keys reach Django and get the
+# API's JSON 400 (`invalid_idempotency_key`); beyond it, and for what gunicorn refuses to parse
+# at all (a control character in a header value, a malformed request line), the HTML answer
+# stays: no application code runs for those requests (README, "Security").
+limit_request_field_size = 32 * 1024
+limit_request_fields = 100
+limit_request_line = 8190

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
-from functools import cache
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -12,27 +10,23 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.metrics_collectors import CeleryQueueDepthCollector
 from config.metrics_export import metrics_registry
+from config.trusted_proxies import address_in, client_address, forwarded_by_unnamed_proxy
 from notifications.collectors import OutboxCollector
 
 
-@cache
-def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(net, strict=False) for net in settings.METRICS_ALLOWED_NETWORKS]
-
-
 def metrics_request_allowed(request: HttpRequest) -> bool:
+    """The metrics token, or a client address (config/trusted_proxies.py) in
+    METRICS_ALLOWED_NETWORKS. A proxy in front must not make every client look local: behind a
+    proxy named in TRUSTED_PROXIES the client is the one it forwards for (and one that forwards
+    for nobody is refused); a peer that forwards but is not named is refused too."""
     token = settings.METRICS_TOKEN
     header = request.headers.get("Authorization", "")
     if token and hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
         return True
-    # A proxy in front must not make every client look local: forwarded requests need the token.
-    if "X-Forwarded-For" in request.headers:
+    if forwarded_by_unnamed_proxy(request):
         return False
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    return any(address in network for network in _allowed_networks())
+    address = client_address(request)
+    return address is not None and address_in(address, settings.METRICS_ALLOWED_NETWORKS)
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -16,6 +16,10 @@ os.environ.setdefault("LOG_FORMAT", "text")
 os.environ.setdefault("CACHE_KEY_PREFIX", "beacon-test")
 # `make run` writes a development `.env` (DEBUG=true); the suite runs as production would.
 os.environ.setdefault("DEBUG", "false")
+# The sandbox vendors and the tests' receivers listen on loopback over plain HTTP: allowed
+# explicitly, as the egress policy's only exception here (tests/security checks the default).
+os.environ.setdefault("VENDOR_EGRESS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+os.environ.setdefault("VENDOR_EGRESS_ALLOW_HTTP", "true")
 
 
 def _broker_url_for_tests() -> str:

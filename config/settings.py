@@ -1,25 +1,42 @@
 """Beacon's one settings module, configured from the environment (12-factor).
 
 Every value is read here, typed, from an environment variable (or from `.env` beside
-manage.py, which `make run` writes for development; real environment variables win).
+manage.py, which `make run` writes for development; real environment variables win; a
+deployed process never reads it: config/env_file.py).
 Nothing exists only in a production settings file: production is this file with
 DEBUG off and real secrets set.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from whitenoise.compress import Compressor
 
+from config.env_file import env_file_read
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+env_file_read(Path(env.str("BEACON_ENV_FILE", default=str(BASE_DIR / ".env"))))
+
+
+def _networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of CIDR networks; a typo stops the process instead of trusting nobody (or everybody)."""
+    values = env.list(name, default=default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP network (e.g. 10.0.0.0/8).") from exc
+    return values
+
 
 DEBUG = env.bool("DEBUG", default=False)
 TESTING = env.bool("BEACON_TESTING", default=False)
@@ -50,12 +67,15 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our static files, no CDN
+    "axes",
+    "config.apps.BeaconConfig",
     "checkout",
     "notifications",
     "sandbox",
 ]
 
 MIDDLEWARE = [
+    "config.trusted_proxies.TrustedProxyMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -68,6 +88,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.content_security.ContentSecurityPolicyMiddleware",
+    # After authentication: refuses a locked-out admin login with 429 (django-axes).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -253,6 +276,23 @@ for _name in ("SMTP_EHLO_HOSTNAME", "EMAIL_MESSAGE_ID_DOMAIN"):
 SMTP_CA_BUNDLE = env.str("SMTP_CA_BUNDLE", default="")
 DEFAULT_LOCALE = env.str("BEACON_DEFAULT_LOCALE", default="en")
 TEMPLATE_CACHE_TTL = env.int("TEMPLATE_CACHE_TTL", default=300)
+# The render budget of one notification (or one admin preview or save check), enforced inside
+# the template sandbox: wall-clock seconds, and characters produced (all parts together,
+# including text captured by macros and {% set %} blocks; also the largest value a template
+# may build). A template over either fails its notification permanently, with the reason.
+TEMPLATE_RENDER_TIME_LIMIT = env.float("TEMPLATE_RENDER_TIME_LIMIT", default=0.5)
+TEMPLATE_RENDER_MAX_CHARS = env.int("TEMPLATE_RENDER_MAX_CHARS", default=256 * 1024)
+# The longest source one template part may have (about Gmail's clipping size); longer ones
+# are refused on save and fail at render without being compiled.
+TEMPLATE_SOURCE_MAX_CHARS = env.int("TEMPLATE_SOURCE_MAX_CHARS", default=100_000)
+# Dispatches of one trigger after relay hand-overs before it is declared dead (it keeps
+# failing to dispatch): it then waits for an operator in the admin instead of being
+# republished forever (the relay hands it over every 30 s, so the default gives up after
+# about 3 minutes of failures; a trigger waiting for workers that are down is not counted).
+TRIGGER_MAX_DISPATCH_ATTEMPTS = env.int("TRIGGER_MAX_DISPATCH_ATTEMPTS", default=5)
+for _name in ("TEMPLATE_RENDER_TIME_LIMIT", "TEMPLATE_RENDER_MAX_CHARS", "TEMPLATE_SOURCE_MAX_CHARS", "TRIGGER_MAX_DISPATCH_ATTEMPTS"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be positive")
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).
 # Defaults to one derived from SECRET_KEY.
 VENDOR_SECRETS_KEY = env.str("VENDOR_SECRETS_KEY", default="")
@@ -271,6 +311,12 @@ if not PAYMENT_GATEWAY:
     sys.stderr.write(f"Beacon configuration error: {message}\n")
     raise ImproperlyConfigured(message)
 
+# Egress policy of the vendor adapters (notifications/egress.py): vendors may connect to public
+# addresses only, over https for HTTP vendors; these networks (CIDR) are allowed besides, and
+# plain http:// with the flag. Development (DEBUG) allows loopback and http for the sandbox;
+# link-local and metadata addresses are refused whatever this says.
+VENDOR_EGRESS_ALLOWED_NETWORKS = _networks("VENDOR_EGRESS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"] if DEBUG else [])
+VENDOR_EGRESS_ALLOW_HTTP = env.bool("VENDOR_EGRESS_ALLOW_HTTP", default=DEBUG)
 # Synchronous sending inside the checkout request: the case study's "before" architecture,
 # kept only for the benchmark's comparison. Never enable it in production.
 BEACON_SYNC_SEND = env.bool("BEACON_SYNC_SEND", default=False)
@@ -280,7 +326,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["checkout.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["checkout.throttling.ApiClientRateThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["checkout.parsers.DepthLimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -299,21 +345,40 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Checkout API whose notifications never slow the checkout down.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "SERVE_AUTHENTICATION": [],
+    # API_DOCS_ACCESS decides (checkout/api_docs.py): an API key or an admin session by default.
+    "SERVE_PERMISSIONS": ["checkout.api_docs.ApiDocsAccess"],
+    "SERVE_AUTHENTICATION": [
+        "checkout.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "COMPONENT_SPLIT_REQUEST": True,
 }
+# Who may read /api/schema/ and /api/docs/: authenticated (an API key or a staff admin
+# session), public, or off.
+API_DOCS_ACCESS = env.str("API_DOCS_ACCESS", default="authenticated")
+if API_DOCS_ACCESS not in ("authenticated", "public", "off"):
+    raise ImproperlyConfigured("API_DOCS_ACCESS must be authenticated, public or off.")
+# JSON bodies nested deeper than this are refused (400) before they are parsed.
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
 # Requests larger than this are refused with 413 before any parsing.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-# Default throttle of an API client without its own rate (requests per minute).
+# Default throttle of an API client without its own rate (requests per minute, sliding window).
 API_DEFAULT_RATE_PER_MINUTE = env.int("API_DEFAULT_RATE_PER_MINUTE", default=6000)
+# Wrong API keys from one client address before it gets 429 for everything, right keys
+# included, until API_AUTH_FAILURE_WINDOW seconds after its first failure (checkout/authentication.py).
+API_AUTH_FAILURE_LIMIT = env.int("API_AUTH_FAILURE_LIMIT", default=20)
+API_AUTH_FAILURE_WINDOW = env.int("API_AUTH_FAILURE_WINDOW", default=300)
 IDEMPOTENCY_KEY_TTL_HOURS = 24
 # An in-flight idempotency record older than this is taken to belong to a dead request.
 IDEMPOTENCY_IN_FLIGHT_TIMEOUT = env.int("IDEMPOTENCY_IN_FLIGHT_TIMEOUT", default=60)
 
 # --- Web security -------------------------------------------------------------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Proxies (CIDR) whose X-Forwarded-Proto / X-Forwarded-For are believed; from any other peer
+# those headers are dropped (config/trusted_proxies.py). Empty: clients connect to gunicorn
+# directly and nobody may claim HTTPS or another address.
+TRUSTED_PROXIES = _networks("TRUSTED_PROXIES", [])
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
@@ -324,6 +389,30 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Sent with every HTML page (config/content_security.py); empty turns it off.
+CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default=(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "font-src 'self' data:; connect-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'self'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+)
+
+# --- Admin login protection (django-axes; config/login_protection.py) ------------------------
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Failed logins before a username, or a client address, is locked out (separately: a
+# password-spraying address is locked whatever usernames it tries, and a targeted username
+# whatever addresses try it); the lockout lasts this long, and a right password is refused meanwhile.
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_LOCKOUT_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# The address behind a proxy named in TRUSTED_PROXIES, never a header anyone can write.
+AXES_CLIENT_IP_CALLABLE = "config.trusted_proxies.client_address_or_peer"
+# A success does not wipe the count: it would let anyone with one staff login clear their
+# address's failures between guesses at other accounts. Failures age out after the cool-off.
+AXES_RESET_ON_SUCCESS = False
+AXES_HTTP_RESPONSE_CODE = 429
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -355,7 +444,7 @@ WHITENOISE_SKIP_COMPRESS_EXTENSIONS = (*Compressor.SKIP_COMPRESS_EXTENSIONS, "ma
 
 # --- Metrics --------------------------------------------------------------------------------
 # /metrics is served only to these networks (CIDR) or with `Authorization: Bearer METRICS_TOKEN`.
-METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+METRICS_ALLOWED_NETWORKS = _networks("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Logging --------------------------------------------------------------------------------
@@ -397,6 +486,8 @@ LOGGING = {
         "celery.beat": {"level": "WARNING"},
         # aiosmtpd logs every SMTP command of the sandbox at INFO.
         "mail.log": {"level": "WARNING"},
+        # django-axes says "BEGIN" in every process; its lockout lines are WARNING.
+        "axes.apps": {"level": "WARNING"},
     },
 }
 
@@ -405,6 +496,9 @@ SENTRY_DSN = env.str("SENTRY_DSN", default="")
 SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
 SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+# URL patterns (regular expressions) whose requests may carry Sentry's trace headers; none by
+# default: vendors must not learn Beacon's release and transaction names.
+SENTRY_TRACE_PROPAGATION_TARGETS = env.list("SENTRY_TRACE_PROPAGATION_TARGETS", default=[])
 if SENTRY_DSN:
     from config.sentry import sentry_init
 
@@ -413,6 +507,7 @@ if SENTRY_DSN:
         environment=SENTRY_ENVIRONMENT,
         release=SENTRY_RELEASE or None,
         traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+        trace_propagation_targets=SENTRY_TRACE_PROPAGATION_TARGETS,
     )
 
 CELERY_BEAT_SCHEDULE = {

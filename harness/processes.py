@@ -179,6 +179,9 @@ def stack_env(*, database_url: str, redis_url: str, broker_url: str | None = Non
     env.setdefault("LOG_FORMAT", "text")
     # Test, bench and chaos stacks pay with the sandbox's test tokens (DEBUG is off there).
     env.setdefault("PAYMENT_GATEWAY", "checkout.payments.SandboxPaymentGateway")
+    # The sandbox vendors are on loopback over plain HTTP (notifications/egress.py).
+    env.setdefault("VENDOR_EGRESS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+    env.setdefault("VENDOR_EGRESS_ALLOW_HTTP", "true")
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
         DATABASE_URL=database_url,

@@ -11,7 +11,9 @@ from django.utils.html import format_html, format_html_join
 
 from notifications.configuration import vendor_config_errors
 from notifications.models import Channel, NotificationTemplate, Vendor
-from notifications.rendering import template_syntax_errors
+from notifications.rendering import template_problems
+from notifications.template_samples import sample_payload
+from notifications.vendor_destinations import vendor_egress_errors, vendor_secrets_rebind_errors
 from notifications.vendor_secrets import secret_names, secrets_stored
 from notifications.vendors.registry import VENDOR_ADAPTERS, adapter_choices, adapter_class
 
@@ -110,11 +112,25 @@ class VendorAdminForm(forms.ModelForm):
                 self.add_error(SECRET_FIELD_PREFIX + key, f"{key}: {message}")
             else:
                 self.add_error("settings", f"{key}: {message}")
+        for key, message in vendor_egress_errors(adapter=adapter, settings=cleaned.get("settings") or {}).items():
+            self.add_error("settings", f"{key}: {message}")
+        if self.instance.pk:
+            rebind = vendor_secrets_rebind_errors(
+                adapter_before=self.instance.adapter,
+                settings_before=self.instance.settings or {},
+                adapter_after=adapter,
+                settings_after=cleaned.get("settings") or {},
+                stored=stored,
+                entered=self.secret_values,
+            )
+            for name, message in rebind.items():
+                self.add_error(SECRET_FIELD_PREFIX + name, message)
         return cleaned
 
 
 class NotificationTemplateAdminForm(forms.ModelForm):
-    """Template form: each part must parse; errors name the line (rendering.template_syntax_errors)."""
+    """Template form: each part must parse (errors name the line) and render the event's sample
+    data within the render budget (rendering.template_problems)."""
 
     class Meta:
         model = NotificationTemplate
@@ -126,10 +142,11 @@ class NotificationTemplateAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        errors = template_syntax_errors(
+        errors = template_problems(
             subject=cleaned.get("subject") or "",
             body_text=cleaned.get("body_text") or "",
             body_html=cleaned.get("body_html") or "",
+            sample=sample_payload(cleaned.get("event_type") or ""),
         )
         for field, message in errors.items():
             self.add_error(field, message)

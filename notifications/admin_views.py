@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.admin import helpers
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -26,6 +26,7 @@ from notifications.operations import notifications_requeue_dead, test_message_se
 from notifications.overview import overview, template_coverage
 from notifications.rendering import TemplateRenderError, template_render
 from notifications.template_cache import locale_chain
+from notifications.template_samples import sample_payload
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -48,27 +49,6 @@ def recipient_mask(address: str) -> str:
         hidden = len(digits) - keep_head - keep_tail
         return f"+{digits[:keep_head]}{'•' * hidden}{digits[len(digits) - keep_tail:]}"
     return address[:1] + "•••" if address else ""
-
-
-def sample_payload(event_type: str) -> dict[str, Any]:
-    """Sample template data shaped like checkout.services._trigger_payload, per event type."""
-    lines = [
-        {"sku": "MUG-01", "name": "Beacon mug", "quantity": 2, "unit_price": "12.50", "line_total": "25.00"},
-        {"sku": "TEE-M", "name": "T-shirt (M)", "quantity": 1, "unit_price": "22.30", "line_total": "22.30"},
-    ]
-    payload = {
-        "order_id": "3f2b8c1e-5d4a-4b7e-9c61-0a1b2c3d4e5f",
-        "order_ref": "3F2B8C1E",
-        "status": "paid",
-        "customer_name": "Ana Silva",
-        "currency": "EUR",
-        "total": "47.30",
-        "payment_error": "",
-        "lines": lines,
-    }
-    if event_type == "payment_failed":
-        payload.update(status="payment_failed", payment_error="Card declined: insufficient funds.")
-    return payload
 
 
 def _context(model_admin: ModelAdmin, request: HttpRequest, **extra: Any) -> dict[str, Any]:
@@ -130,7 +110,12 @@ def template_restore_view(model_admin: ModelAdmin, request: HttpRequest, object_
     version = get_object_or_404(NotificationTemplateVersion, pk=version_id, template_id=object_id)
     if not model_admin.has_change_permission(request, version.template):
         raise PermissionDenied
-    template = template_version_restore(version=version, saved_by=request.user.get_username())
+    try:
+        template = template_version_restore(version=version, saved_by=request.user.get_username())
+    except ValidationError as exc:  # the old version does not render within today's budget
+        reasons = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+        messages.error(request, f"Version {version.version} cannot be restored: {reasons}")
+        return HttpResponseRedirect(reverse("admin:notifications_notificationtemplate_versions", args=[object_id]))
     model_admin.log_change(request, template, f"Restored version {version.version} as version {template.version}.")
     messages.success(request, f"Version {version.version} restored as version {template.version}.")
     return HttpResponseRedirect(reverse("admin:notifications_notificationtemplate_change", args=[template.pk]))

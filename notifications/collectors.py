@@ -27,7 +27,8 @@ SCRAPE_QUERY_TIMEOUT_MS = 1000
 
 class OutboxCollector(Collector):
     """`beacon_outbox_oldest_undispatched_age_seconds`, `beacon_outbox_undispatched_triggers`
-    and `beacon_notifications_dead` (current dead letters)."""
+    (dead triggers left out), `beacon_outbox_dead_triggers` and `beacon_notifications_dead`
+    (current dead letters)."""
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -36,9 +37,11 @@ class OutboxCollector(Collector):
                     with connection.cursor() as cursor:
                         cursor.execute(f"SET LOCAL statement_timeout = {int(SCRAPE_QUERY_TIMEOUT_MS)}")
                 # The partial index trigger_undispatched_idx holds only undispatched rows.
-                outbox = NotificationTrigger.objects.filter(dispatched_at__isnull=True).aggregate(
+                outbox = NotificationTrigger.objects.filter(dispatched_at__isnull=True, dead_at__isnull=True).aggregate(
                     count=Count("id"), oldest=Min("created_at")
                 )
+                # The partial index trigger_dead_idx holds only dead triggers.
+                dead_triggers = NotificationTrigger.objects.filter(dead_at__isnull=False, dispatched_at__isnull=True).count()
                 dead = Notification.objects.filter(status=NotificationStatus.DEAD).count()
         except DatabaseError as exc:
             logger.warning("outbox metrics skipped: %s", type(exc).__name__)
@@ -52,6 +55,11 @@ class OutboxCollector(Collector):
         )
         yield GaugeMetricFamily(
             "beacon_outbox_undispatched_triggers", "Notification triggers not dispatched yet.", value=outbox["count"]
+        )
+        yield GaugeMetricFamily(
+            "beacon_outbox_dead_triggers",
+            "Notification triggers given up after repeated dispatch failures, waiting for an operator.",
+            value=dead_triggers,
         )
         yield GaugeMetricFamily(
             "beacon_notifications_dead", "Notifications currently in the dead-letter state (status dead).", value=dead

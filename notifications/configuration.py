@@ -8,8 +8,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from notifications.models import NotificationTemplate, NotificationTemplateVersion, Vendor
-from notifications.rendering import template_syntax_errors
+from notifications.rendering import template_problems
 from notifications.template_cache import template_cache_invalidate
+from notifications.template_samples import sample_payload
+from notifications.vendor_destinations import vendor_egress_errors, vendor_secrets_rebind_errors
 from notifications.vendor_secrets import secrets_encrypt, secrets_stored
 from notifications.vendors.registry import VENDOR_ADAPTERS, adapter_class
 
@@ -22,11 +24,15 @@ def template_save(
 ) -> NotificationTemplate:
     """Validate and save a template as a new version, with a snapshot in its history.
 
-    Raises ValidationError (field -> "Line N: ...") when a part does not parse. The cache of
+    Raises ValidationError (field -> reason) when a part does not parse ("Line N: ..."), or
+    when rendering the event's sample data fails or goes over the render budget. The cache of
     its event and channel (and of the old pair, when `previous_key` says it moved) is
     invalidated once the save commits.
     """
-    errors = template_syntax_errors(subject=template.subject, body_text=template.body_text, body_html=template.body_html)
+    errors = template_problems(
+        subject=template.subject, body_text=template.body_text, body_html=template.body_html,
+        sample=sample_payload(template.event_type),
+    )
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
@@ -68,15 +74,33 @@ def vendor_secrets_update(*, vendor: Vendor, secrets: dict[str, str]) -> None:
 
 
 def vendor_upsert(*, name: str, secrets: dict[str, str] | None = None, **fields: Any) -> Vendor:
-    """Create or update a vendor by name, checking its adapter configuration."""
+    """Create or update a vendor by name, checking its adapter configuration.
+
+    Raises ValidationError when the configuration is invalid, when the egress policy refuses
+    a destination, or when the change moves the vendor's destination without re-entering its
+    stored secrets (vendor_destinations.py).
+    """
     vendor = Vendor.objects.filter(name=name).first() or Vendor(name=name)
+    adapter_before, settings_before = vendor.adapter, dict(vendor.settings or {})
+    stored_before = secrets_stored(vendor.secrets_encrypted)
     for field, value in fields.items():
         setattr(vendor, field, value)
+    if vendor.pk:
+        rebind = vendor_secrets_rebind_errors(
+            adapter_before=adapter_before,
+            settings_before=settings_before,
+            adapter_after=vendor.adapter,
+            settings_after=vendor.settings or {},
+            stored=stored_before,
+            entered={k: v for k, v in (secrets or {}).items() if v},
+        )
+        if rebind:
+            raise ValidationError(rebind)
     if secrets is not None:
         vendor_secrets_update(vendor=vendor, secrets=secrets)
     errors = vendor_config_errors(
         adapter=vendor.adapter, settings=vendor.settings, secrets=secrets_stored(vendor.secrets_encrypted)
-    )
+    ) or vendor_egress_errors(adapter=vendor.adapter, settings=vendor.settings)
     if errors:
         raise ValidationError(errors)
     vendor.full_clean(exclude=["adapter"])

@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from notifications import metrics
+from notifications.dead_triggers import trigger_dispatch_attempt_begin, trigger_dispatch_failure_record
 from notifications.models import Channel, Notification, NotificationStatus, NotificationTrigger
 from notifications.rendering import TemplateRenderError
 from notifications.routing import channel_vendors
@@ -140,9 +141,22 @@ def trigger_dispatch_claim(*, trigger_id: int) -> Dispatched:
 
 
 def _dispatch(trigger_id: int, *, claim: bool) -> Dispatched:
+    try:
+        return _dispatch_trigger(trigger_id, claim=claim)
+    except Exception as exc:
+        trigger_dispatch_failure_record(trigger_id=trigger_id, error=exc)
+        raise
+
+
+def _dispatch_trigger(trigger_id: int, *, claim: bool) -> Dispatched:
     trigger = _trigger_fetch(trigger_id)
-    if trigger is None:
+    if trigger is None or trigger.dead_at is not None:  # a dead trigger waits for an operator
         return Dispatched(claimed=[], pending={})
+    # Only a trigger the relay handed over counts its attempts (the hot path stays one statement).
+    if trigger.dispatched_at is None and trigger.publish_count and not trigger_dispatch_attempt_begin(trigger=trigger):
+        trigger = _trigger_fetch(trigger_id)
+        if trigger is None or trigger.dispatched_at is None:
+            return Dispatched(claimed=[], pending={})
     if trigger.dispatched_at is None:
         wanted = _notifications_wanted(trigger)
         if claim:

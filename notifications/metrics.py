@@ -59,4 +59,9 @@ TRIGGERS_DISPATCHED = Counter(
     "Notification triggers turned into notifications (first dispatch only), by event type.",
     ["event_type"],
 )
+TRIGGERS_DEAD = Counter(
+    "beacon_triggers_dead_total",
+    "Notification triggers given up after failing to dispatch TRIGGER_MAX_DISPATCH_ATTEMPTS times, by event type.",
+    ["event_type"],
+)
 # Scrape-time gauges (oldest undispatched trigger, dead letters) come from notifications/collectors.py.

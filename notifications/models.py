@@ -23,7 +23,9 @@ class NotificationTrigger(models.Model):
 
     It carries everything its templates need (`payload`) and the recipients' addresses, so
     `notifications` never reads another app's tables. `dispatched_at` is set once the
-    trigger's notifications exist; until then the relay keeps handing it to Celery.
+    trigger's notifications exist; until then the relay keeps handing it to Celery, unless it
+    is dead: a trigger whose dispatch was tried TRIGGER_MAX_DISPATCH_ATTEMPTS times after
+    relay hand-overs without succeeding waits for an operator (`dead_at`, `last_error`).
     """
 
     event_type = models.CharField(max_length=64)
@@ -39,12 +41,21 @@ class NotificationTrigger(models.Model):
     relay_after = models.DateTimeField()
     publish_count = models.PositiveIntegerField(default=0)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Dispatches started after a relay hand-over (the web's own hand-off is not counted: the
+    # hot path stays one statement), and why the last one failed.
+    dispatch_attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # Set when the trigger kept failing to dispatch: the relay leaves it alone from then on.
+    dead_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
             models.Index(
-                fields=["relay_after"], name="trigger_undispatched_idx", condition=Q(dispatched_at__isnull=True)
+                fields=["relay_after"],
+                name="trigger_undispatched_idx",
+                condition=Q(dispatched_at__isnull=True, dead_at__isnull=True),
             ),
+            models.Index(fields=["dead_at"], name="trigger_dead_idx", condition=Q(dead_at__isnull=False)),
             models.Index(fields=["created_at"], name="trigger_created_idx"),
         ]
 

@@ -109,7 +109,7 @@ def outbox_relay(*, batch_size: int = 500) -> int:
     with transaction.atomic():
         ids = list(
             NotificationTrigger.objects.select_for_update(skip_locked=True)
-            .filter(dispatched_at__isnull=True, relay_after__lte=now)
+            .filter(dispatched_at__isnull=True, dead_at__isnull=True, relay_after__lte=now)
             .order_by("created_at", "id")
             .values_list("pk", flat=True)[:batch_size]
         )

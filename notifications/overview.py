@@ -185,7 +185,8 @@ def overview(*, now: datetime | None = None) -> dict[str, Any]:
     vendors = list(Vendor.objects.order_by("channel", "priority", "id"))
     stats = vendor_stats(since=since)
     oldest = (
-        NotificationTrigger.objects.filter(dispatched_at__isnull=True).order_by("created_at").values_list("created_at", flat=True).first()
+        NotificationTrigger.objects.filter(dispatched_at__isnull=True, dead_at__isnull=True)
+        .order_by("created_at").values_list("created_at", flat=True).first()
     )
     return {
         "since": since,
@@ -197,6 +198,7 @@ def overview(*, now: datetime | None = None) -> dict[str, Any]:
         "vendors": [(vendor, stats.get(vendor.pk), circuit_snapshot(vendor)) for vendor in vendors],
         "queues": queue_depths(),
         "oldest_undispatched_age": (now - oldest) if oldest else None,
+        "dead_triggers": NotificationTrigger.objects.filter(dead_at__isnull=False, dispatched_at__isnull=True).count(),
         "template_cache": template_cache_stats(),
     }
 

@@ -274,12 +274,13 @@ def test_throttle_answers_429_with_retry_after(api: APIClient, api_client_with_k
     assert statuses[3:] == [429, 429]
     response = api.get(URL)
     assert response.json()["error"]["code"] == "rate_limited"
-    assert 0 < int(response["Retry-After"]) <= 61
+    # Sliding window: the full minute still weighs on the next one, so up to two minutes.
+    assert 0 < int(response["Retry-After"]) <= 2 * 60 + 1
 
 
 @pytest.mark.django_db
-def test_openapi_schema_and_docs_are_served() -> None:
-    client = APIClient()
+def test_openapi_schema_and_docs_are_served(api: APIClient) -> None:
+    client = api  # an API key (API_DOCS_ACCESS=authenticated)
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert schema.status_code == 200
     paths = json.loads(schema.content)["paths"]

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from notifications.egress import Destination
+
 
 @dataclass(frozen=True)
 class OutboundMessage:
@@ -111,6 +113,9 @@ class VendorAdapter(ABC):
     label: ClassVar[str]  # human name for the admin
     settings_fields: ClassVar[dict[str, str]] = {}  # non-secret setting name -> help text
     secret_fields: ClassVar[dict[str, str]] = {}  # secret name -> help text
+    # Settings that say where the secrets are sent (host, port, URL, account): changing any of
+    # them without re-entering the secrets is refused (notifications/vendor_secrets.py).
+    destination_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, settings: Mapping[str, Any], secrets: Mapping[str, str], timeout: float) -> None:
         self.settings: Mapping[str, Any] = MappingProxyType(dict(settings))
@@ -127,6 +132,18 @@ class VendorAdapter(ABC):
 
         Pure (no network). Error texts never repeat a secret's value.
         """
+        return {}
+
+    @classmethod
+    def destination(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The destination the secrets are entered for: `destination_fields` from `settings`,
+        normalised so that spelling a default out is not a change."""
+        return {name: settings.get(name) for name in cls.destination_fields}
+
+    @classmethod
+    def destinations(cls, settings: Mapping[str, Any]) -> dict[str, Destination]:
+        """Setting name -> where the adapter connects, for the egress policy's check on save
+        (notifications/egress.py). Raises EgressRefused for a destination that cannot be parsed."""
         return {}
 
     @abstractmethod

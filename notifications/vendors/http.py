@@ -13,6 +13,7 @@ Classification (the vendor modules only refine the 4xx case):
 | HTTP 401, 403 (credentials, account)               | misconfigured (fails over)      |
 | other 4xx, 3xx (we never follow redirects)         | permanent                       |
 | malformed URL (the vendor's configuration)         | misconfigured (fails over)      |
+| destination refused by the egress policy           | misconfigured (fails over)      |
 | malformed header                                   | permanent                       |
 
 Connections: one urllib3 pool manager per adapter key, proxy and TLS setting per process, so
@@ -20,6 +21,10 @@ keep-alive connections are reused across sends (hundreds per second would otherw
 TCP+TLS handshake each). The table is cleared in a forked child: a child must not share its
 parent's sockets. urllib3 is called directly, not through `requests`: a send costs about 190 µs
 of CPU that way against 470-540 µs through `requests.Session.post` (docs/performance.md).
+
+Egress: every direct connection resolves the vendor's host through the egress policy and
+connects to the address it checked (notifications/egress.py); through a proxy, the scheme and a
+literal address are checked and the proxy resolves the name.
 
 Environment: the proxy variables (HTTPS_PROXY, NO_PROXY, ...), REQUESTS_CA_BUNDLE and
 CURL_CA_BUNDLE, and .netrc are honoured as requests honours them (its own helpers read them),
@@ -43,6 +48,8 @@ from urllib.parse import urlencode, urlsplit
 import requests.utils
 import urllib3
 from requests.exceptions import InvalidHeader
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -53,6 +60,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from notifications.egress import Destination, EgressRefused, egress_check, egress_connect
 from notifications.vendors.base import VendorError
 
 logger = logging.getLogger(__name__)
@@ -92,6 +100,50 @@ class HttpAnswer:
         return json.loads(self.body)
 
 
+class _EgressCheckedConnectionMixin:
+    """Resolves the host through the egress policy and connects to the address it checked
+    (notifications/egress.py, rule 4); TLS still verifies the certificate for the host name.
+    A connection to a proxy is left alone: the proxy resolves the vendor's name itself."""
+
+    host: str
+    port: int
+    timeout: float | None
+    source_address: tuple[str, int] | None
+    proxy: Any
+    socket_options: Any
+
+    def _new_conn(self) -> Any:
+        if self.proxy is not None:
+            return super()._new_conn()  # type: ignore[misc]
+        try:
+            sock = egress_connect(self.host, self.port, self.timeout, self.source_address)
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out.") from exc
+        except EgressRefused:
+            raise
+        except OSError as exc:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc  # type: ignore[arg-type]
+        for option in self.socket_options or ():
+            sock.setsockopt(*option)
+        return sock
+
+
+class _CheckedHTTPConnection(_EgressCheckedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _CheckedHTTPSConnection(_EgressCheckedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _CheckedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
 def pool_for(key: str, *, proxy: str | None = None, verify: bool | str = True) -> urllib3.PoolManager:
     """The process-wide pool manager of adapter `key` (through `proxy`, checking certificates as
     `verify` says): created once, never retries or follows redirects on its own."""
@@ -109,7 +161,11 @@ def pool_for(key: str, *, proxy: str | None = None, verify: bool | str = True) -
                 bundle = requests.utils.DEFAULT_CA_BUNDLE_PATH if verify is True else verify
                 options["cert_reqs"] = "CERT_REQUIRED"
                 options["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
-            pool = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+            if proxy:
+                pool = urllib3.ProxyManager(proxy, **options)
+            else:
+                pool = urllib3.PoolManager(**options)
+                pool.pool_classes_by_scheme = {"http": _CheckedHTTPConnectionPool, "https": _CheckedHTTPSConnectionPool}
             _pools[pool_key] = pool
     return pool
 
@@ -142,9 +198,14 @@ def post(
         request_headers = _request_headers(headers, auth or netrc_auth, form=isinstance(data, Mapping))
         body = urlencode(list(data.items()), doseq=True) if isinstance(data, Mapping) else data
         proxy = requests.utils.select_proxy(url, proxies)
+        # The scheme and a literal address here; a host name as the connection is made.
+        egress_check(Destination.from_url(url), resolve=False)
         response = pool_for(session_key, proxy=proxy, verify=verify).request(
             "POST", url, body=body, headers=request_headers, timeout=bounded, redirect=False, retries=False
         )
+    except EgressRefused as exc:
+        # The vendor's configuration (or its DNS) is at fault: fail over, count it against the vendor.
+        raise VendorError(f"{label}: egress policy refused {host} ({exc})", misconfigured=True) from exc
     except NewConnectionError as exc:  # before ConnectTimeoutError: it is one of them
         raise VendorError(f"{label}: connection failed ({host})") from exc
     except ConnectTimeoutError as exc:

@@ -44,6 +44,7 @@ from django.core.mail.backends.smtp import EmailBackend
 from django.core.mail.message import sanitize_address, utf8_charset_qp
 from django.core.validators import validate_email
 
+from notifications.egress import Destination, egress_resolve
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorResult, require
 from notifications.vendors.smtp_errors import smtp_error_classify
 
@@ -88,6 +89,19 @@ class _BudgetedSMTPMixin:
         self.deadline = time.monotonic() + timeout
         self.body_sent = False
         self._expecting_body = False
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> Any:
+        """Connect to an address the egress policy has just checked (never a second lookup of
+        `host`, so a DNS answer that changes in between cannot redirect us); smtplib keeps
+        `self._host` for TLS, so certificates are still checked against the host name."""
+        last_error: OSError | None = None
+        for _, address in egress_resolve(host, port):
+            try:
+                return super()._get_socket(address, port, timeout)  # type: ignore[misc]
+            except OSError as exc:
+                last_error = exc
+        assert last_error is not None
+        raise last_error
 
     def _shrink_timeout(self) -> None:
         remaining = self.deadline - time.monotonic()
@@ -240,6 +254,17 @@ class SmtpAdapter(VendorAdapter):
         "dedupes_by_message_id": "The relay drops a second message with the same Message-ID (sandbox only).",
     }
     secret_fields = {"username": "SMTP login (leave empty for no authentication).", "password": "SMTP password."}
+    # TLS flags too: turning TLS off would send the same password in clear text.
+    destination_fields = ("host", "port", "use_tls", "use_ssl")
+
+    @classmethod
+    def destination(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "host": str(settings.get("host") or "").strip().lower(),
+            "port": settings.get("port"),
+            "use_tls": settings.get("use_tls") is True,
+            "use_ssl": settings.get("use_ssl") is True,
+        }
 
     @classmethod
     def validate_config(cls, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:
@@ -263,6 +288,11 @@ class SmtpAdapter(VendorAdapter):
             except ValidationError:
                 errors["from_email"] = 'must be an email address, e.g. "Shop <no-reply@shop.example>"'
         return errors
+
+    @classmethod
+    def destinations(cls, settings: Mapping[str, Any]) -> dict[str, Destination]:
+        port = settings.get("port")
+        return {"host": Destination(scheme="smtp", host=str(settings.get("host") or ""), port=port if isinstance(port, int) else 25)}
 
     def supports_idempotency(self) -> bool:
         return self.settings.get("dedupes_by_message_id") is True

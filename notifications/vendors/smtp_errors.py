@@ -13,6 +13,7 @@
 | refused, connect timeout, timeout or drop before the |                               |
 | message body was sent                                | transient (not accepted)      |
 | timeout or drop after the body was sent              | outcome_unknown               |
+| relay address refused by the egress policy           | misconfigured                 |
 
 Every error text carries the server's own reply code and words.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 
+from notifications.egress import EgressRefused
 from notifications.vendors.base import VendorError, scrub
 
 # SMTP replies that blame the vendor's configuration at Beacon (not the message): 530 STARTTLS
@@ -32,6 +34,8 @@ MISCONFIGURED_REPLY_CODES = frozenset({530, 534, 535, 538})
 def smtp_error_classify(exc: Exception, *, label: str, recipient: str, body_sent: bool) -> VendorError:
     """Map one exception of an SMTP session to a `VendorError` by cause (the module's table).
     `body_sent`: the message body had gone out (so a lost answer is an unknown outcome)."""
+    if isinstance(exc, EgressRefused):  # before ValueError: the relay's address, not the message
+        return VendorError(f"{label}: egress policy refused the connection ({exc})", misconfigured=True)
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         hint = "AUTH needs TLS: enable use_tls" if exc.smtp_code in (534, 538) else "username/password rejected"
         return _reply_error(f"{label}: authentication failed ({hint})", exc.smtp_code, exc.smtp_error, recipient,

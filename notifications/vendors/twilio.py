@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from notifications.egress import Destination
 from notifications.vendors import http
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError, VendorResult, require, scrub
 
@@ -75,6 +76,14 @@ class TwilioAdapter(VendorAdapter):
         "status_callback": "Optional URL Twilio calls with delivery status updates.",
     }
     secret_fields = {"auth_token": "Auth token of the account."}
+    destination_fields = ("base_url", "account_sid")
+
+    @classmethod
+    def destination(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "base_url": str(settings.get("base_url") or DEFAULT_BASE_URL).strip().rstrip("/"),
+            "account_sid": settings.get("account_sid"),
+        }
 
     @classmethod
     def validate_config(cls, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:
@@ -97,6 +106,10 @@ class TwilioAdapter(VendorAdapter):
         if settings.get("status_callback") and (error := absolute_url_error(settings["status_callback"])):
             errors["status_callback"] = error
         return errors
+
+    @classmethod
+    def destinations(cls, settings: Mapping[str, Any]) -> dict[str, Destination]:
+        return {"base_url": Destination.from_url(str(settings.get("base_url") or DEFAULT_BASE_URL))}
 
     def supports_idempotency(self) -> bool:
         return True

@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from notifications.egress import Destination
 from notifications.vendors import http
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorResult, require
 
@@ -41,6 +42,7 @@ class WebhookAdapter(VendorAdapter):
 
     settings_fields = {"url": "Endpoint receiving the signed JSON POST (https:// in production)."}
     secret_fields = {"signing_secret": "Shared secret for the HMAC-SHA256 signature."}
+    destination_fields = ("url",)
 
     @classmethod
     def validate_config(cls, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:
@@ -50,6 +52,10 @@ class WebhookAdapter(VendorAdapter):
         if "url" not in errors and not str(settings["url"]).startswith(("https://", "http://")):
             errors["url"] = "must start with https:// or http://"
         return errors
+
+    @classmethod
+    def destinations(cls, settings: Mapping[str, Any]) -> dict[str, Destination]:
+        return {"url": Destination.from_url(str(settings.get("url") or ""))}
 
     def supports_idempotency(self) -> bool:
         return True

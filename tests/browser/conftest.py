@@ -26,6 +26,7 @@ from django.contrib.auth.models import Group, User
 from django.test import override_settings
 
 from harness.testdb import current_database_url
+from notifications import publisher
 from notifications.demo import demo_templates_install, demo_vendors_install
 from notifications.models import Vendor
 from notifications.overview import CELERY_QUEUES
@@ -113,6 +114,8 @@ def _publishing_to(broker_url: str) -> Iterator[None]:
         # Drop the pools built for the old URL; the next publish builds them for the new one.
         app._pool = None
         app.amqp._producer_pool = None
+        # The bounded publisher (the checkout's hand-off) builds its own app from the settings once.
+        publisher._publisher_app.cache_clear()
 
     repoint(broker_url)
     try:
@@ -127,8 +130,9 @@ def _publishing_to(broker_url: str) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup) -> Iterator[subprocess.Popen]:
-    """A real worker on every queue, on the test database; stopped before the database is dropped."""
+def browser_worker(django_db_setup) -> Iterator[subprocess.Popen]:
+    """A real worker on every queue, on the test database, listening on the browser session's
+    private broker; stopped before the database is dropped. Tests use `celery_worker`."""
     broker_url = _private_broker_url()
     broker = redis.Redis.from_url(broker_url, socket_timeout=2)
     broker.delete(*CELERY_QUEUES)  # purge: nothing left over from an earlier run
@@ -156,8 +160,7 @@ def celery_worker(django_db_setup) -> Iterator[subprocess.Popen]:
                    timeout=WORKER_START_TIMEOUT, what=f"the Celery worker ({log_path})")
         if worker.poll() is not None:
             raise RuntimeError(f"the Celery worker exited with {worker.returncode}; see {log_path}")
-        with _publishing_to(broker_url):
-            yield worker
+        yield worker
     finally:
         worker.terminate()
         try:
@@ -165,6 +168,14 @@ def celery_worker(django_db_setup) -> Iterator[subprocess.Popen]:
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+@pytest.fixture
+def celery_worker(browser_worker: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """The session's worker, with this process publishing to its broker for this test only: the
+    suites that run after the browser tests publish to their own broker again."""
+    with _publishing_to(_private_broker_url()):
+        yield browser_worker
 
 
 @pytest.fixture

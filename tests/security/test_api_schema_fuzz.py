@@ -51,6 +51,7 @@ def _keep_the_test_transaction():
 @pytest.fixture
 def api_schema(settings):
     settings.ALLOWED_HOSTS = ["localhost", "testserver"]  # schemathesis's WSGI transport sends Host: localhost
+    settings.API_DOCS_ACCESS = "public"  # the schema is read without a key here
     schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
     return schema.include(path_regex="^/api/v1/")
 

@@ -76,16 +76,18 @@ def test_a_template_cannot_reach_outside_its_data(source: str, part: str) -> Non
 
 
 @pytest.mark.django_db
-def test_saving_a_hostile_template_is_harmless_its_notifications_fail_without_sending(
+def test_a_hostile_template_is_refused_on_save_and_harmless_if_stored_anyway(
     vendors: dict, sandbox: SandboxHandle  # noqa: F811 - fixtures imported above
 ) -> None:
-    template_save(
-        template=NotificationTemplate(
-            event_type="order_confirmed", channel="sms", locale="en",
-            body_text="{{ cycler.__init__.__globals__ }} {{ ''.__class__.__mro__ }}",
-        ),
-        saved_by="attacker",
+    from django.core.exceptions import ValidationError
+
+    hostile = NotificationTemplate(
+        event_type="order_confirmed", channel="sms", locale="en",
+        body_text="{{ cycler.__init__.__globals__ }} {{ ''.__class__.__mro__ }}",
     )
+    with pytest.raises(ValidationError, match="sandbox forbids"):  # saving renders the sample first
+        template_save(template=hostile, saved_by="attacker")
+    hostile.save()  # stored anyway (before that check existed, or by a direct write)
     trigger = make_trigger()
     assert "sms" not in dispatch(trigger)  # failed at dispatch: never queued for sending
     notification = Notification.objects.get(trigger=trigger, channel="sms")
