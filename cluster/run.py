@@ -14,6 +14,7 @@ stack could not start.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -32,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Scratch space of the run (databases, configs): a fixed path, so a killed run's is removed.
 RUN_DIR = Path("/tmp/bcn-cluster")  # noqa: S108 - root-only harness; removed and made afresh by each run
 REQUIRED_TOOLS = ("ip", "setpriv", "haproxy", "pgbouncer", "epmd")
+# Held by the run that owns the `bcn-*` namespaces: a second run at the same time would delete
+# the first one's hosts under it. The kernel drops the lock when its holder dies, however.
+LOCK_PATH = Path("/run/lock/bcn-cluster.lock")
 
 
 def _scenarios() -> dict[int, Callable]:
@@ -56,6 +60,13 @@ def outside(argv: list[str]) -> int:
     missing = [tool for tool in REQUIRED_TOOLS if not shutil.which(tool)]
     if missing:
         print(f"cluster: missing {', '.join(missing)} (make cluster-test installs them with apt-get)", file=sys.stderr)
+        return 2
+    LOCK_PATH.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(LOCK_PATH, "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"cluster: another run holds {LOCK_PATH}; run one at a time", file=sys.stderr)
         return 2
     child: subprocess.Popen[bytes] | None = None
 
