@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from checkout.models import Order, OrderLine
+from money.formatting import money_format
 from notifications.admin_views import recipient_mask
 from notifications.models import Notification
 
@@ -27,24 +28,38 @@ class ReadOnlyMixin:
 
 class OrderLineInline(ReadOnlyMixin, admin.TabularInline):
     model = OrderLine
-    fields = ("sku", "name", "quantity", "unit_price", "line_total")
+    fields = ("sku", "name", "quantity", "unit_price_shown", "line_total_shown")
     readonly_fields = fields
     extra = 0
+
+    # Amounts as the customer read them in their email (the same formatter as the templates).
+    @admin.display(description="unit price")
+    def unit_price_shown(self, line: OrderLine) -> str:
+        return money_format(line.unit_price, line.order.currency, line.order.customer_locale)
+
+    @admin.display(description="line total")
+    def line_total_shown(self, line: OrderLine) -> str:
+        return money_format(line.line_total, line.order.currency, line.order.customer_locale)
 
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("id", "created_at", "status", "total", "currency", "client", "customer_locale")
+    list_display = ("id", "created_at", "status", "total_shown", "currency", "client", "customer_locale")
     list_filter = ("status", "currency", "client", ("created_at", admin.DateFieldListFilter))
     list_select_related = ("client",)
     search_fields = ("=id", "payment_reference")
     date_hierarchy = "created_at"
     inlines = (OrderLineInline,)
     fields = (
-        "id", "status", "client", "currency", "total", "customer_name", "customer_email", "customer_phone",
+        "id", "status", "client", "currency", "total_shown", "customer_name", "customer_email", "customer_phone",
         "customer_locale", "payment_reference", "payment_error", "created_at", "notifications",
     )
     readonly_fields = fields
+
+    @admin.display(description="total", ordering="total")
+    def total_shown(self, order: Order) -> str:
+        """The total as the customer read it (their locale, the currency's minor units)."""
+        return money_format(order.total, order.currency, order.customer_locale)
 
     @admin.display(description="notifications")
     def notifications(self, obj: Order) -> str:

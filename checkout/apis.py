@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from uuid import UUID
 
 import phonenumbers
@@ -21,12 +22,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from checkout.currencies import ISO_4217_CODES, ZERO_DECIMAL_CURRENCIES
 from checkout.idempotency import idempotency_key_validate, request_fingerprint
 from checkout.metrics import checkout_observed
 from checkout.models import Order
 from checkout.serializers import OrderOutputSerializer
 from checkout.services import Customer, LineItem, checkout_create
+from money.amounts import AmountError, amount_check_minor_units, amount_parse
+from money.currencies import ISO_4217_CODES, MAX_MINOR_UNITS
 from notifications.selectors import notifications_for_subject
 
 MAX_LINES = 100
@@ -81,9 +83,38 @@ class CurrencyField(serializers.CharField):
     """A CharField the schema declares as the ISO 4217 codes (validated in the serializer)."""
 
 
-@extend_schema_field({"type": "string", "format": "decimal", "pattern": r"^\d{1,10}(\.\d{1,2})?$", "example": "19.90"})
-class UnitPriceField(serializers.DecimalField):
-    """A non-negative amount with at most two decimals, declared as such in the schema."""
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": r"^[0-9]{1,10}(\.[0-9]{1,3})?$", "example": "19.90"}
+)
+class AmountField(serializers.Field):
+    """A non-negative amount in ASCII digits with at most three decimals; how many decimals
+    the currency allows (JPY 0, BRL 2, KWD 3) is checked by the serializer that knows it."""
+
+    # 10 integer digits, as the columns hold (money.currencies.MAX_MINOR_UNITS decimals).
+    MAX_INTEGER_DIGITS = 10
+
+    def to_internal_value(self, data: object) -> Decimal:
+        try:
+            amount = amount_parse(data)
+        except AmountError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        if amount.adjusted() >= self.MAX_INTEGER_DIGITS:
+            raise serializers.ValidationError(f"Enter an amount below 10^{self.MAX_INTEGER_DIGITS}.")
+        if amount != amount.quantize(Decimal(1).scaleb(-MAX_MINOR_UNITS)):
+            raise serializers.ValidationError(f"Enter at most {MAX_MINOR_UNITS} decimal places.")
+        return amount
+
+    def to_representation(self, value: Decimal) -> str:
+        return f"{value:f}"
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An IntegerField that refuses digits other than ASCII 0-9 (int("١٢") is 12 in Python)."""
+
+    def to_internal_value(self, data: object) -> int:
+        if isinstance(data, str) and not data.strip().isascii():
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class NotificationStatusSerializer(serializers.Serializer):
@@ -141,8 +172,8 @@ class CheckoutListCreateApi(APIView):
         class LineInput(serializers.Serializer):
             sku = serializers.CharField(max_length=64)
             name = serializers.CharField(max_length=200)
-            quantity = serializers.IntegerField(min_value=1, max_value=10_000)
-            unit_price = UnitPriceField(max_digits=12, decimal_places=2, min_value=0)
+            quantity = StrictIntegerField(min_value=1, max_value=10_000)
+            unit_price = AmountField()
 
         customer = CustomerInput()
         lines = LineInput(many=True, allow_empty=False, min_length=1, max_length=MAX_LINES)
@@ -155,12 +186,15 @@ class CheckoutListCreateApi(APIView):
             return value
 
         def validate(self, attrs: dict) -> dict:
-            if attrs["currency"] in ZERO_DECIMAL_CURRENCIES:
-                for index, line in enumerate(attrs["lines"]):
-                    if line["unit_price"] != line["unit_price"].to_integral_value():
-                        raise serializers.ValidationError(
-                            {"lines": {index: {"unit_price": [f"{attrs['currency']} has no minor unit."]}}}
-                        )
+            """Every price has at most the currency's minor units (JPY 0, BRL 2, KWD 3)."""
+            errors = {}
+            for index, line in enumerate(attrs["lines"]):
+                try:
+                    amount_check_minor_units(line["unit_price"], attrs["currency"])
+                except AmountError as exc:
+                    errors[index] = {"unit_price": [str(exc)]}
+            if errors:
+                raise serializers.ValidationError({"lines": errors})
             return attrs
 
     @extend_schema(
@@ -179,8 +213,10 @@ class CheckoutListCreateApi(APIView):
             400: ErrorBody,
             401: ErrorBody,
             402: OpenApiResponse(PaymentDeclinedBody, description="Payment declined; the failed order is in `order`."),
+            406: ErrorBody,
             409: ErrorBody,
             413: ErrorBody,
+            415: ErrorBody,
             422: ErrorBody,
             429: ErrorBody,
             502: ErrorBody,
@@ -208,7 +244,7 @@ class CheckoutListCreateApi(APIView):
     @extend_schema(
         operation_id="checkout_list",
         parameters=PAGE_PARAMETERS,
-        responses={200: OrderPage, 401: ErrorBody, 429: ErrorBody, 503: ErrorBody},
+        responses={200: OrderPage, 401: ErrorBody, 406: ErrorBody, 429: ErrorBody, 503: ErrorBody},
     )
     def get(self, request: Request) -> Response:
         orders = Order.objects.filter(client=request.user).prefetch_related("lines").order_by("-created_at", "id")
@@ -218,7 +254,7 @@ class CheckoutListCreateApi(APIView):
 
 
 class CheckoutDetailApi(APIView):
-    @extend_schema(operation_id="checkout_retrieve", responses={200: OrderDetailOutputSerializer, 401: ErrorBody, 404: ErrorBody})
+    @extend_schema(operation_id="checkout_retrieve", responses={200: OrderDetailOutputSerializer, 401: ErrorBody, 404: ErrorBody, 406: ErrorBody})
     def get(self, request: Request, order_id: UUID) -> Response:
         order = get_object_or_404(Order.objects.prefetch_related("lines"), pk=order_id, client=request.user)
         return Response(OrderDetailOutputSerializer(order).data)

@@ -41,7 +41,9 @@ class Order(models.Model):
     client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="orders")
     status = models.CharField(max_length=16, choices=OrderStatus.choices)
     currency = models.CharField(max_length=3)
-    total = models.DecimalField(max_digits=18, decimal_places=2)
+    # Three decimals hold every currency's minor units exactly (KWD has 3); the currency's own
+    # count is applied when an amount is accepted and when it is shown (money/).
+    total = models.DecimalField(max_digits=19, decimal_places=3)
     customer_name = models.CharField(max_length=200)
     customer_email = models.EmailField()
     customer_phone = models.CharField(max_length=16)
@@ -63,8 +65,8 @@ class OrderLine(models.Model):
     sku = models.CharField(max_length=64)
     name = models.CharField(max_length=200)
     quantity = models.PositiveIntegerField()
-    unit_price = models.DecimalField(max_digits=12, decimal_places=2)
-    line_total = models.DecimalField(max_digits=18, decimal_places=2)
+    unit_price = models.DecimalField(max_digits=13, decimal_places=3)
+    line_total = models.DecimalField(max_digits=18, decimal_places=3)
 
     class Meta:
         ordering = ["id"]

@@ -18,7 +18,16 @@ from django.utils.module_loading import import_string
 
 
 class PaymentDeclined(Exception):
-    """The payment was refused (card declined, bad token): final, the customer must act."""
+    """The payment was refused (card declined, bad token): final, the customer must act.
+
+    `code` is what reaches the customer: each locale's `payment_failed` template words it
+    itself (`card_declined`, `unknown_token`, or a provider's own code, which templates may
+    word or leave to their generic sentence); the English `message` stays on the order.
+    """
+
+    def __init__(self, message: str, *, code: str = "card_declined") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class PaymentGatewayError(Exception):
@@ -49,7 +58,7 @@ class SandboxPaymentGateway:
             raise PaymentDeclined("The card was declined.")
         if token == "tok_error":
             raise PaymentGatewayError("The payment gateway did not answer properly.")
-        raise PaymentDeclined("Unknown payment token.")
+        raise PaymentDeclined("Unknown payment token.", code="unknown_token")
 
 
 @cache

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
-
 from django.utils import timezone
 from rest_framework import serializers
 
 from checkout.models import Order, OrderLine
-
-_CENTS = Decimal("0.01")
+from money.amounts import amount_text
 
 
 class OrderLineOutputSerializer(serializers.ModelSerializer):
@@ -33,6 +30,16 @@ class OrderOutputSerializer(serializers.ModelSerializer):
         model = Order
         fields = ["id", "status", "currency", "total", "customer", "lines", "payment_error", "created_at"]
 
+    def to_representation(self, instance: Order) -> dict:
+        """Amounts with exactly the currency's decimals ("4500" JPY, "19.00" BRL, "1.234" KWD),
+        not the column's three."""
+        data = super().to_representation(instance)
+        data["total"] = amount_text(instance.total, instance.currency)
+        for line, shown in zip(instance.lines.all(), data["lines"], strict=True):
+            shown["unit_price"] = amount_text(line.unit_price, instance.currency)
+            shown["line_total"] = amount_text(line.line_total, instance.currency)
+        return data
+
 
 def order_representation(order: Order, lines: list[OrderLine] | None = None) -> dict:
     """The order as JSON-ready data, exactly as OrderOutputSerializer shows it (a test holds
@@ -47,7 +54,7 @@ def order_representation(order: Order, lines: list[OrderLine] | None = None) -> 
         "id": str(order.id),
         "status": order.status,
         "currency": order.currency,
-        "total": _amount(order.total),
+        "total": amount_text(order.total, order.currency),
         "customer": {
             "name": order.customer_name,
             "email": order.customer_email,
@@ -59,19 +66,14 @@ def order_representation(order: Order, lines: list[OrderLine] | None = None) -> 
                 "sku": line.sku,
                 "name": line.name,
                 "quantity": line.quantity,
-                "unit_price": _amount(line.unit_price),
-                "line_total": _amount(line.line_total),
+                "unit_price": amount_text(line.unit_price, order.currency),
+                "line_total": amount_text(line.line_total, order.currency),
             }
             for line in lines
         ],
         "payment_error": order.payment_error,
         "created_at": _timestamp(order.created_at),
     }
-
-
-def _amount(value: Decimal) -> str:
-    """DRF's DecimalField with two decimal places (coerced to a string)."""
-    return f"{Decimal(value).quantize(_CENTS, rounding=ROUND_HALF_UP):f}"
 
 
 def _timestamp(value) -> str:

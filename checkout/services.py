@@ -21,6 +21,7 @@ from checkout.idempotency import (
 from checkout.models import ApiClient, IdempotencyRecord, Order, OrderLine, OrderStatus
 from checkout.payments import PaymentDeclined, PaymentGatewayError, payment_gateway
 from checkout.serializers import order_representation
+from money.amounts import amount_text
 from notifications.services import trigger_publish
 
 logger = logging.getLogger(__name__)
@@ -93,14 +94,14 @@ def _charge_and_record(
 ) -> CheckoutOutcome:
     started = time.perf_counter()
     total = sum((line.unit_price * line.quantity for line in lines), Decimal("0"))
-    payment_reference, payment_error = "", ""
+    payment_reference, payment_error, payment_error_code = "", "", ""
     try:
         payment = payment_gateway().charge(
             amount=total, currency=currency, token=payment_token, idempotency_key=idempotency_key or ""
         )
         payment_reference = payment.reference
     except PaymentDeclined as exc:
-        payment_error = str(exc)
+        payment_error, payment_error_code = str(exc), exc.code
     except PaymentGatewayError as exc:
         logger.warning("payment gateway error: %s", exc)
         raise ApplicationError(str(exc), code="payment_gateway_error", status_code=502) from exc
@@ -135,7 +136,7 @@ def _charge_and_record(
         trigger_publish(
             event_type="order_confirmed" if paid else "payment_failed",
             locale=customer.locale,
-            payload=_trigger_payload(order, order_lines),
+            payload=_trigger_payload(order, order_lines, payment_error_code=payment_error_code),
             recipients={"email": customer.email, "sms": customer.phone},
             subject_ref=f"order:{order.pk}",
             written_with=[order, *order_lines],
@@ -162,23 +163,28 @@ def _charge_and_record(
     return CheckoutOutcome(status=status, body=body)
 
 
-def _trigger_payload(order: Order, lines: list[OrderLine]) -> dict[str, Any]:
-    """Everything the notification templates may use; plain JSON, no model instances."""
+def _trigger_payload(order: Order, lines: list[OrderLine], *, payment_error_code: str) -> dict[str, Any]:
+    """Everything the notification templates may use; plain JSON, no model instances.
+
+    Amounts are text with the currency's decimals, for the templates' `money` filter; a
+    declined payment is a code (`payment_error_code`) that each locale's template words, never
+    the gateway's English sentence.
+    """
     return {
         "order_id": str(order.pk),
         "order_ref": str(order.pk)[:8].upper(),
         "status": order.status,
         "customer_name": order.customer_name,
         "currency": order.currency,
-        "total": f"{order.total:.2f}",
-        "payment_error": order.payment_error,
+        "total": amount_text(order.total, order.currency),
+        "payment_error_code": payment_error_code,
         "lines": [
             {
                 "sku": line.sku,
                 "name": line.name,
                 "quantity": line.quantity,
-                "unit_price": f"{line.unit_price:.2f}",
-                "line_total": f"{line.line_total:.2f}",
+                "unit_price": amount_text(line.unit_price, order.currency),
+                "line_total": amount_text(line.line_total, order.currency),
             }
             for line in lines
         ],

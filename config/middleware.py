@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from config.api_errors import api_error_response, is_api_request
 from config.request_context import request_id_new, request_id_var
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ class RequestIdMiddleware:
 
 
 class ApiErrorMiddleware:
-    """For `/api/`: refuse oversized bodies (413) and turn a lost database into a clean 503.
+    """For `/api/`: refuse oversized bodies (413), turn a lost database into a clean 503, and
+    answer every other error Django itself renders (an unknown route, a DEBUG error page, a
+    server error) as JSON in the API's error shape.
 
     The body limit is checked on Content-Length before anything reads the body, so a large
     upload costs nothing. A database outage answers a JSON error, never a stack trace.
@@ -47,28 +50,47 @@ class ApiErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith("/api/") and request.method in ("POST", "PUT", "PATCH"):
+        if not is_api_request(request):
+            return self.get_response(request)
+        if request.method in ("POST", "PUT", "PATCH"):
             try:
                 length = int(request.headers.get("Content-Length") or 0)
             except ValueError:
                 length = 0
             if length > settings.API_MAX_BODY_BYTES:
-                return JsonResponse(
-                    {
-                        "error": {
-                            "code": "payload_too_large",
-                            "message": f"Request body exceeds {settings.API_MAX_BODY_BYTES} bytes.",
-                        }
-                    },
-                    status=413,
+                return api_error_response(
+                    "payload_too_large", f"Request body exceeds {settings.API_MAX_BODY_BYTES} bytes."
                 )
-        return self.get_response(request)
+        return _as_api_error(self.get_response(request))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, (DatabaseError, InterfaceError)) and _looks_like_outage(exception):
             logger.error("database unavailable: %s", type(exception).__name__)
             return database_unavailable_response()
         return None
+
+
+# Django's own error pages (HTML, or DEBUG's technical pages) -> the API's code for the status.
+_CODES_FOR_DJANGO_ERRORS = {
+    400: ("malformed_request", "The request could not be understood."),
+    404: ("not_found", "No such API resource."),
+    405: ("method_not_allowed", "This method is not allowed here."),
+    500: ("internal_error", "The server failed to answer; the error was logged."),
+}
+
+
+def _as_api_error(response: HttpResponse) -> HttpResponse:
+    """An error answered by Django rather than by the API (whose errors are already JSON)."""
+    if response.status_code < 400 or response.get("Content-Type", "").startswith("application/json"):
+        return response
+    known = _CODES_FOR_DJANGO_ERRORS.get(response.status_code)
+    if known is None:
+        return response
+    code, message = known
+    replacement = api_error_response(code, message, status=response.status_code)
+    if response.has_header("Allow"):
+        replacement["Allow"] = response["Allow"]
+    return replacement
 
 
 def _looks_like_outage(exception: Exception) -> bool:
@@ -78,9 +100,4 @@ def _looks_like_outage(exception: Exception) -> bool:
 
 
 def database_unavailable_response() -> JsonResponse:
-    response = JsonResponse(
-        {"error": {"code": "database_unavailable", "message": "The database is unavailable; try again shortly."}},
-        status=503,
-    )
-    response["Retry-After"] = "2"
-    return response
+    return api_error_response("database_unavailable", "The database is unavailable; try again shortly.")

@@ -32,13 +32,15 @@ from notifications.models import (
     NotificationTemplateVersion,
     Vendor,
 )
-from notifications.operations import RESENDABLE, notifications_resend
-from notifications.overview import VendorStats, circuit_snapshot, vendor_stats
+from notifications.operations import RESENDABLE, duration_text, notifications_resend
+from notifications.overview import VendorStats, circuit_label, circuit_snapshot, vendor_stats
 from notifications.routing import vendor_circuit
 
 admin.site.site_header = "Beacon operations"
 admin.site.site_title = "Beacon admin"
 admin.site.index_title = "Vendors, templates and deliveries"
+# Beacon has no public site at `/` (it answered 404): no "View site" link.
+admin.site.site_url = None
 
 
 @admin.register(Vendor)
@@ -93,10 +95,12 @@ class VendorAdmin(admin.ModelAdmin):
     @admin.display(description="circuit")
     def circuit_state(self, obj: Vendor) -> str:
         snapshot = circuit_snapshot(obj)
-        if snapshot is None:
-            return "unavailable"
-        by = f" by {snapshot.forced_by}" if snapshot.forced_by else ""
-        return format_html('<span class="circuit circuit-{}">{}{}</span>', snapshot.state, snapshot.state.replace("_", " "), by)
+        state = snapshot.state if snapshot else "unavailable"
+        # A forced circuit's "by whom and when" wraps within the column, so the list stays narrow.
+        return format_html(
+            '<span class="circuit circuit-{}" style="display: inline-block; max-width: 14em; white-space: normal">{}</span>',
+            state, circuit_label(snapshot),
+        )
 
     @admin.display(description="success (1h)")
     def success_rate(self, obj: Vendor) -> str:
@@ -201,15 +205,22 @@ class NotificationTemplateAdmin(admin.ModelAdmin):
 
 
 class DeliveryAttemptInline(admin.TabularInline):
+    """A notification's attempts in the order they happened (first try at the top)."""
+
     model = DeliveryAttempt
-    fields = ("started_at", "vendor", "outcome", "duration_ms", "status_code", "vendor_code", "vendor_message_id", "error")
+    fields = ("started_at", "vendor", "outcome", "duration", "status_code", "vendor_code", "vendor_message_id", "error")
     readonly_fields = fields
+    ordering = ("started_at", "id")
     extra = 0
     max_num = 0
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="duration")
+    def duration(self, attempt: DeliveryAttempt) -> str:
+        return duration_text(attempt.duration_ms)
 
 
 class NotificationAdmin(admin.ModelAdmin):

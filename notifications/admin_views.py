@@ -6,6 +6,7 @@ helpers) and calls a service from configuration.py / operations.py, or a read fr
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -17,13 +18,17 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
+from notifications import overview_series, svg_charts
 from notifications.admin_forms import RequeueDeadForm, TestMessageForm
 from notifications.configuration import template_version_restore
-from notifications.models import NotificationTemplate, NotificationTemplateVersion
-from notifications.operations import notifications_requeue_dead, test_message_send
-from notifications.overview import overview, template_coverage
+from notifications.email_document import email_html_document
+from notifications.models import Channel, NotificationTemplate, NotificationTemplateVersion
+from notifications.operations import notifications_requeue_dead, vendor_test_message_send
+from notifications.overview import circuit_snapshot, overview, template_coverage
 from notifications.rendering import TemplateRenderError, template_render
 from notifications.template_cache import locale_chain
 from notifications.template_samples import sample_payload
@@ -32,6 +37,9 @@ if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
 
 RESEND_PERMISSION = "notifications.resend_notification"
+# The overview reloads itself this often (seconds); `?refresh=` may ask within the bounds.
+OVERVIEW_REFRESH_SECONDS = 30
+OVERVIEW_REFRESH_BOUNDS = (2, 3600)
 # Locales offered in the preview besides those that have templates (show the fallbacks at work).
 PREVIEW_EXTRA_LOCALES = ("en", "pt", "pt-BR")
 
@@ -71,7 +79,11 @@ def template_preview_view(model_admin: ModelAdmin, request: HttpRequest, object_
         try:
             rendered = template_render(
                 subject=shown.subject, body_text=shown.body_text, body_html=shown.body_html,
-                context=sample_payload(template.event_type),
+                context=sample_payload(template.event_type, locale), locale=locale,
+            )
+            # The HTML exactly as the email carries it (a whole document in that locale).
+            rendered = dataclasses.replace(
+                rendered, html=email_html_document(body_html=rendered.html, subject=rendered.subject, locale=locale)
             )
         except TemplateRenderError as exc:
             error = str(exc)
@@ -85,7 +97,7 @@ def template_preview_view(model_admin: ModelAdmin, request: HttpRequest, object_
         falls_back=shown is not None and shown.locale != locale,
         rendered=rendered,
         error=error,
-        sample=sample_payload(template.event_type),
+        sample=sample_payload(template.event_type, locale),
     )
     return TemplateResponse(request, "admin/notifications/notificationtemplate/preview.html", context)
 
@@ -126,26 +138,30 @@ def template_coverage_context() -> dict[str, Any]:
 
 
 def vendor_test_message_action(model_admin: ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-    """Ask for an address, then queue a test message through the channel's normal routing."""
-    channels = sorted(set(queryset.values_list("channel", flat=True)))
-    if len(channels) != 1:
-        model_admin.message_user(request, "Select vendors of one channel to send a test message.", messages.ERROR)
+    """Ask for an address, then send a test message through exactly the one selected vendor
+    (no routing, no fallback) and say what that vendor answered."""
+    vendors = list(queryset[:2])
+    if len(vendors) != 1:
+        model_admin.message_user(request, "Select exactly one vendor to send a test message through.", messages.ERROR)
         return None
-    form = TestMessageForm(request.POST if "apply" in request.POST else None, initial={"channel": channels[0]})
+    vendor = vendors[0]
+    form = TestMessageForm(request.POST if "apply" in request.POST else None, initial={"channel": vendor.channel})
     if form.is_valid():
-        notification = test_message_send(
-            channel=form.cleaned_data["channel"], to=form.cleaned_data["to"], requested_by=request.user.get_username()
-        )
-        url = reverse("admin:notifications_notification_change", args=[notification.pk])
+        answer = vendor_test_message_send(vendor=vendor, to=form.cleaned_data["to"], requested_by=request.user.get_username())
+        url = reverse("admin:notifications_notification_change", args=[answer.notification_id])
         model_admin.message_user(
-            request, format_html('Test message queued: <a href="{}">notification #{}</a>.', url, notification.pk), messages.SUCCESS
+            request,
+            format_html('Test message: {} <a href="{}">Notification #{}</a>.', answer.summary(), url, answer.notification_id),
+            messages.SUCCESS if answer.accepted else messages.ERROR,
         )
         return None
+    snapshot = circuit_snapshot(vendor)
     context = _context(
         model_admin, request,
-        title=f"Send a test {channels[0]} message",
+        title=f"Send a test {vendor.channel} message through {vendor.name}",
         form=form,
-        vendors=list(queryset),
+        vendor=vendor,
+        circuit=snapshot,
         action="send_test_message",
         action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
     )
@@ -166,7 +182,43 @@ def requeue_dead_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResp
 
 
 def overview_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
+    """The overview's tables and last-hour charts; the page reloads itself every
+    OVERVIEW_REFRESH_SECONDS (`?refresh=N` for N seconds within bounds, `?refresh=0` to pause)."""
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
-    context = _context(model_admin, request, title="Beacon overview", **overview())
+    numbers = overview()
+    context = _context(
+        model_admin, request, title="Beacon overview", refresh_seconds=_refresh_seconds(request),
+        charts=overview_charts(vendors=[vendor for vendor, *_ in numbers["vendors"]]), **numbers,
+    )
     return TemplateResponse(request, "admin/notifications/overview.html", context)
+
+
+def _refresh_seconds(request: HttpRequest) -> int:
+    """The reload interval asked for, clamped to OVERVIEW_REFRESH_BOUNDS; 0 pauses it."""
+    asked = request.GET.get("refresh", "")
+    if not asked.isascii() or not asked.isdigit():
+        return OVERVIEW_REFRESH_SECONDS
+    seconds = int(asked[:6])
+    low, high = OVERVIEW_REFRESH_BOUNDS
+    return 0 if seconds == 0 else min(max(seconds, low), high)
+
+
+def overview_charts(*, vendors: list) -> list[tuple[str, SafeString]]:
+    """The last hour, minute by minute, as three inline SVG charts (drawn here, no script)."""
+    now = timezone.now()
+    channels = sorted({vendor.channel for vendor in vendors}) or [c.value for c in Channel]
+    titles = ("Checkouts per minute", "Deliveries per minute, by channel", "Vendor latency, median per minute")
+    return list(zip(titles, [
+        svg_charts.stacked_bars(
+            overview_series.checkouts_per_minute(now=now), chart_id="chart-checkouts", title=titles[0], unit="/min",
+        ),
+        svg_charts.stacked_bars(
+            overview_series.deliveries_per_minute(now=now, channels=channels),
+            chart_id="chart-deliveries", title=titles[1], unit="/min",
+        ),
+        svg_charts.lines(
+            overview_series.vendor_latency_per_minute(now=now, vendors=[vendor.name for vendor in vendors]),
+            chart_id="chart-latency", title=titles[2], unit="ms",
+        ),
+    ], strict=True))

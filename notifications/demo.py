@@ -12,21 +12,42 @@ from notifications.configuration import template_save, vendor_upsert
 from notifications.models import NotificationTemplate, Vendor
 
 SEED_TEMPLATES = Path(settings.BASE_DIR) / "templates" / "notifications" / "seed_templates.json"
+# The seed's earlier texts (amounts as "19.00 BRL", the gateway's English error): a template
+# still exactly like one of them is brought up to date by demo_templates_install.
+SEED_TEMPLATES_EARLIER = Path(settings.BASE_DIR) / "templates" / "notifications" / "seed_templates_earlier.json"
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
 SANDBOX_AUTH_TOKEN = "sandbox-token"  # the sandbox's documented default, not a real secret
 
 
 def demo_templates_install() -> int:
-    """Create the default templates that do not exist yet; returns how many were created."""
-    created = 0
+    """Create the default templates that do not exist yet, and bring up to date those still
+    exactly as an earlier version of this seed wrote them (SEED_TEMPLATES_EARLIER): a template
+    an operator edited is never touched. Returns how many were created or updated.
+    """
+    earlier = {_seed_key(row): row for row in json.loads(SEED_TEMPLATES_EARLIER.read_text())}
+    changed = 0
     for row in json.loads(SEED_TEMPLATES.read_text()):
-        exists = NotificationTemplate.objects.filter(
+        existing = NotificationTemplate.objects.filter(
             event_type=row["event_type"], channel=row["channel"], locale=row["locale"], is_active=True
-        ).exists()
-        if not exists:
+        ).first()
+        if existing is None:
             template_save(template=NotificationTemplate(**row), saved_by="seed")
-            created += 1
-    return created
+            changed += 1
+        elif _seed_key(row) in earlier and _texts(existing) == _texts(earlier[_seed_key(row)]) != _texts(row):
+            existing.subject, existing.body_text, existing.body_html = row["subject"], row["body_text"], row["body_html"]
+            template_save(template=existing, saved_by="seed")
+            changed += 1
+    return changed
+
+
+def _seed_key(row: dict) -> tuple[str, str, str]:
+    return row["event_type"], row["channel"], row["locale"]
+
+
+def _texts(template: NotificationTemplate | dict) -> tuple[str, str, str]:
+    if isinstance(template, dict):
+        return template["subject"], template["body_text"], template["body_html"]
+    return template.subject, template.body_text, template.body_html
 
 
 def demo_vendors_install(*, host: str, ports: dict[str, int], timeout: float = 5.0) -> list[Vendor]:

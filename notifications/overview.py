@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -43,7 +43,7 @@ REDIS_TIMEOUT_SECONDS = 0.5
 SEEN_LOCALES_WINDOW = timedelta(days=7)
 
 # Attempts that reached a vendor (skips for an open circuit or a spent rate limit did not).
-_VENDOR_CALL = ~Q(outcome__in=[AttemptOutcome.SKIPPED_CIRCUIT_OPEN, AttemptOutcome.RATE_LIMITED, ""])
+VENDOR_CALL = ~Q(outcome__in=[AttemptOutcome.SKIPPED_CIRCUIT_OPEN, AttemptOutcome.RATE_LIMITED, ""])
 
 
 class Median(Aggregate):
@@ -72,7 +72,7 @@ def vendor_stats(*, since: datetime | None = None) -> dict[int, VendorStats]:
     """
     since = since or timezone.now() - RECENT_WINDOW
     rows = (
-        DeliveryAttempt.objects.filter(_VENDOR_CALL, started_at__gte=since, vendor__isnull=False)
+        DeliveryAttempt.objects.filter(VENDOR_CALL, started_at__gte=since, vendor__isnull=False)
         .values("vendor_id")
         .annotate(
             calls=Count("id"),
@@ -88,7 +88,7 @@ def channel_stats(*, since: datetime | None = None) -> dict[str, VendorStats]:
     """Channel -> vendor calls, successes and median latency since `since` (default: last hour)."""
     since = since or timezone.now() - RECENT_WINDOW
     rows = (
-        DeliveryAttempt.objects.filter(_VENDOR_CALL, started_at__gte=since, vendor__isnull=False)
+        DeliveryAttempt.objects.filter(VENDOR_CALL, started_at__gte=since, vendor__isnull=False)
         .values("vendor__channel")
         .annotate(
             calls=Count("id"),
@@ -98,6 +98,24 @@ def channel_stats(*, since: datetime | None = None) -> dict[str, VendorStats]:
         .order_by()
     )
     return {row["vendor__channel"]: VendorStats(row["calls"], row["sent"], row["median_ms"]) for row in rows}
+
+
+def circuit_label(snapshot: CircuitSnapshot | None) -> str:
+    """The circuit for people: "closed", "open since 21:50:03 UTC", "forced open by admin at
+    2026-12-06 21:50:03 UTC"; "unavailable" when Redis did not answer."""
+    if snapshot is None:
+        return "unavailable"
+    state = snapshot.state.replace("_", " ")
+    if snapshot.forced_by is not None or snapshot.forced_at is not None:
+        by = f" by {snapshot.forced_by}" if snapshot.forced_by else ""
+        return f"{state}{by} at {_utc(snapshot.forced_at)}" if snapshot.forced_at else f"{state}{by}"
+    if snapshot.state in ("open", "half_open") and snapshot.opened_at:
+        return f"{state} since {_utc(snapshot.opened_at)}"
+    return state
+
+
+def _utc(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def circuit_snapshot(vendor: Vendor) -> CircuitSnapshot | None:
@@ -195,7 +213,11 @@ def overview(*, now: datetime | None = None) -> dict[str, Any]:
             Notification.objects.filter(created_at__gte=since).values_list("status").annotate(n=Count("id")).order_by()
         ),
         "channels": channel_stats(since=since),
-        "vendors": [(vendor, stats.get(vendor.pk), circuit_snapshot(vendor)) for vendor in vendors],
+        "vendors": [
+            (vendor, stats.get(vendor.pk), snapshot, circuit_label(snapshot))
+            for vendor in vendors
+            for snapshot in [circuit_snapshot(vendor)]
+        ],
         "queues": queue_depths(),
         "oldest_undispatched_age": (now - oldest) if oldest else None,
         "dead_triggers": NotificationTrigger.objects.filter(dead_at__isnull=False, dispatched_at__isnull=True).count(),

@@ -6,6 +6,9 @@ mutates, no access to settings or modules; the context holds plain JSON data onl
 bodies autoescape, so `<script>` in a customer's name arrives as text. Every render runs
 under a budget of time and size (TEMPLATE_RENDER_TIME_LIMIT, TEMPLATE_RENDER_MAX_CHARS)
 enforced inside the sandbox itself (render_budget.py), in workers and the admin alike.
+
+Amounts go through the `money` filter, `{{ total|money(currency) }}`: the customer's locale
+(the `locale` the template is rendered for) decides how they read (`R$ 19,00`, `$12,345.67`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from jinja2 import TemplateSyntaxError
+from jinja2 import TemplateSyntaxError, pass_context
+from jinja2.runtime import Context
 from jinja2.sandbox import SecurityError
 
-from notifications.render_budget import RenderBudgetExceeded, render_budget_open
+from money.formatting import money_format
+from notifications.render_budget import RenderBudgetExceeded, budgeted_filter, render_budget_open
 from notifications.render_sandbox import BudgetedSandboxEnvironment
 
 # Compiled templates kept per process, keyed by their source: a new version compiles anew.
@@ -29,6 +34,16 @@ MAX_TEMPLATE_TAGS = 1000
 
 _plain_env = BudgetedSandboxEnvironment(autoescape=False, keep_trailing_newline=False)
 _html_env = BudgetedSandboxEnvironment(autoescape=True)
+
+
+@pass_context
+def _money_filter(context: Context, amount: object, currency: object) -> str:
+    """`{{ total|money(currency) }}` in the locale the template is rendered for."""
+    return money_format(str(amount), str(currency), str(context.get("locale") or "en"))
+
+
+for _env in (_plain_env, _html_env):
+    _env.filters["money"] = budgeted_filter("money", _money_filter)
 
 
 class TemplateRenderError(Exception):
@@ -86,9 +101,14 @@ def template_syntax_errors(*, subject: str, body_text: str, body_html: str) -> d
     return errors
 
 
-def template_render(*, subject: str, body_text: str, body_html: str, context: dict[str, Any]) -> RenderedMessage:
-    """Render the three parts with `context`, under one render budget; raises TemplateRenderError
-    (naming the part, and for a budget overrun what ran over) for anything that goes wrong."""
+def template_render(
+    *, subject: str, body_text: str, body_html: str, context: dict[str, Any], locale: str = "en"
+) -> RenderedMessage:
+    """Render the three parts with `context` for a reader of `locale` (also the templates'
+    `locale` variable, which the `money` filter reads), under one render budget; raises
+    TemplateRenderError (naming the part, and for a budget overrun what ran over) for anything
+    that goes wrong."""
+    context = {**context, "locale": locale}
     part = "subject"
     try:
         with render_budget_open(time_limit=settings.TEMPLATE_RENDER_TIME_LIMIT, max_chars=settings.TEMPLATE_RENDER_MAX_CHARS):

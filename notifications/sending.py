@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from config.request_context import request_id_get
 from notifications import metrics
+from notifications.email_document import email_html_document
 from notifications.models import (
     AttemptOutcome,
     DeliveryAttempt,
@@ -189,11 +190,17 @@ def notification_render(*, notification: Notification, payload: dict, template=N
     if template is None:
         raise TemplateRenderError(f"No active template for {notification.event_type}/{notification.channel}.")
     rendered = template_render(
-        subject=template.subject, body_text=template.body_text, body_html=template.body_html, context=dict(payload)
+        subject=template.subject,
+        body_text=template.body_text,
+        body_html=template.body_html,
+        context=dict(payload),
+        locale=notification.locale,
     )
     notification.rendered_subject = rendered.subject[:255]
     notification.rendered_text = rendered.text
-    notification.rendered_html = rendered.html
+    notification.rendered_html = email_html_document(
+        body_html=rendered.html, subject=rendered.subject, locale=notification.locale
+    )
     notification.template_version = template.version_tag
 
 

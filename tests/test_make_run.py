@@ -199,7 +199,8 @@ def test_make_run_restarts_keeping_the_order_and_every_port_follows_the_base(
         assert status == 201, order
         # The worker and the sandbox of this run, on this run's ports, delivered it.
         sandbox = SandboxControl(f"http://127.0.0.1:{port + PORT_OFFSETS['sandbox control']}")
-        sandbox.wait_for_messages("smtp-primary", 1, timeout=DELIVERY_TIMEOUT, to="ana@example.com")
+        [email] = sandbox.wait_for_messages("smtp-primary", 1, timeout=DELIVERY_TIMEOUT, to="ana@example.com")
+        assert "Total: R$\xa019,00" in email["text"]  # money as a pt-BR customer reads it
         metrics_status, metrics, _ = http("GET", f"http://127.0.0.1:{port + PORT_OFFSETS['worker metrics']}/metrics")
         assert metrics_status == 200 and b"beacon_" in metrics
         # The admin's stylesheet comes from gunicorn itself (WhiteNoise), as CSS.

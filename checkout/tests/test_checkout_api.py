@@ -145,7 +145,12 @@ BAD_INPUTS = {
     "negative quantity": (body(lines=[{**VALID["lines"][0], "quantity": -1}]), "lines"),
     "quantity not a number": (body(lines=[{**VALID["lines"][0], "quantity": "two"}]), "lines"),
     "negative price": (body(lines=[{**VALID["lines"][0], "unit_price": "-1.00"}]), "lines"),
-    "price with three decimals": (body(lines=[{**VALID["lines"][0], "unit_price": "1.001"}]), "lines"),
+    "price with three decimals in BRL": (body(lines=[{**VALID["lines"][0], "unit_price": "1.001"}]), "lines"),
+    "price with four decimals in KWD": (body(currency="KWD", lines=[{**VALID["lines"][0], "unit_price": "1.2345"}]), "lines"),
+    "half a yen": (body(currency="JPY", lines=[{**VALID["lines"][0], "unit_price": "1.5"}]), "lines"),
+    "price in Arabic-Indic digits": (body(lines=[{**VALID["lines"][0], "unit_price": "١٢"}]), "lines"),
+    "price of 10^10": (body(lines=[{**VALID["lines"][0], "unit_price": "10000000000"}]), "lines"),
+    "price with an exponent": (body(lines=[{**VALID["lines"][0], "unit_price": "1e2"}]), "lines"),
     "no lines": (body(lines=[]), "lines"),
     "more than 100 lines": (body(lines=[VALID["lines"][0]] * 101), "lines"),
     "lines not a list": (body(lines="many"), "lines"),
@@ -153,6 +158,29 @@ BAD_INPUTS = {
     "missing payment token": ({k: v for k, v in VALID.items() if k != "payment_token"}, "payment_token"),
     "customer wrong type": (body(customer="Ana"), "customer"),
 }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("currency", "unit_price", "total", "line_total"),
+    [("KWD", "1.234", "2.468", "2.468"), ("JPY", "4500", "9000", "9000"), ("BRL", "9.5", "19.00", "19.00")],
+)
+def test_amounts_are_accepted_and_stored_with_the_currency_minor_units(
+    api: APIClient, currency: str, unit_price: str, total: str, line_total: str
+) -> None:
+    lines = [{"sku": "MUG", "name": "Mug", "quantity": 2, "unit_price": unit_price}]
+
+    response = api.post(URL, body(currency=currency, lines=lines), format="json")
+
+    assert response.status_code == 201, response.content
+    data = response.json()
+    assert data["total"] == total
+    assert data["lines"][0]["line_total"] == line_total
+    order = Order.objects.get(pk=data["id"])
+    assert order.total == Decimal(total)
+    assert order.lines.get().unit_price == Decimal(unit_price)
+    assert api.get(f"{URL}{order.pk}/").json()["total"] == total
+    assert NotificationTrigger.objects.get(subject_ref=f"order:{order.pk}").payload["total"] == total
 
 
 @pytest.mark.django_db

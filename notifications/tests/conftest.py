@@ -47,7 +47,7 @@ def make_trigger(*, event_type: str = "order_confirmed", locale: str = "en", pho
         event_type=event_type,
         locale=locale,
         payload={"order_ref": "AB12CD34", "customer_name": name, "currency": "EUR", "total": "47.30",
-                 "payment_error": "", "lines": [{"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": "47.30", "line_total": "47.30"}]},
+                 "payment_error_code": "", "lines": [{"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": "47.30", "line_total": "47.30"}]},
         recipients={"email": email, "sms": phone},
         subject_ref=f"order:{uuid.uuid4()}",
     )

@@ -56,7 +56,7 @@ def test_a_trigger_delivers_one_email_and_one_sms(vendors: dict, templates: None
     sms = sandbox.control.messages("sms-primary")
     assert [m["to"] for m in emails] == [["ana@example.com"]]
     assert emails[0]["subject"] == "Order AB12CD34 confirmed"
-    assert "47.30 EUR" in emails[0]["text"]
+    assert "Total: €47.30" in emails[0]["text"]
     assert [m["to"] for m in sms] == ["+447911123456"]
     assert "AB12CD34" in sms[0]["body"]
     assert sent["sms"].vendor.name == "sms-primary"
@@ -482,7 +482,7 @@ def test_dispatch_stores_the_rendered_text_and_later_template_edits_do_not_chang
     vendors: dict, templates: None, sandbox: SandboxHandle, django_capture_on_commit_callbacks
 ) -> None:
     notification = dispatch(make_trigger())["sms"]
-    assert notification.rendered_text == "Beacon Shop: order AB12CD34 confirmed, total 47.30 EUR. Thank you, Ana!"
+    assert notification.rendered_text == "Beacon Shop: order AB12CD34 confirmed, total €47.30. Thank you, Ana!"
     assert notification.template_version
 
     template = NotificationTemplate.objects.get(event_type="order_confirmed", channel="sms", locale="en")

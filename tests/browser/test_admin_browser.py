@@ -102,29 +102,30 @@ def test_a_template_with_a_syntax_error_is_refused_then_fixed_and_previewed_in_t
     screenshot("template-preview-pt-BR")
 
 
-def test_a_test_message_goes_through_the_fallback_while_the_primary_circuit_is_forced_open(
-    page, admin_user: User, vendors: dict[str, Vendor], sandbox: SandboxHandle, celery_worker, screenshot
+def test_a_test_message_goes_to_the_chosen_vendor_while_the_primary_circuit_is_forced_open(
+    page, admin_user: User, vendors: dict[str, Vendor], sandbox: SandboxHandle, screenshot
 ) -> None:
     login(page, "admin")
     page.goto("/admin/notifications/vendor/")
     run_action(page, "sms-primary", "force_circuit_open")
     assert "Circuit forced open for 1 vendor(s)" in page.inner_text(".messagelist")
-    assert "forced open by admin" in page.inner_text("#result_list tr:has-text('sms-primary')")
+    forced = page.inner_text("#result_list tr:has-text('sms-primary')")
+    assert re.search(r"forced open by admin at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", forced), forced
 
-    run_action(page, "sms-primary", "send_test_message")
+    run_action(page, "sms-fallback", "send_test_message")
+    assert "sms-fallback only" in page.inner_text("#test-message")
     page.fill("#id_to", PHONE)
     page.click("text=Send test message")
-    page.wait_for_selector(".messagelist .success")
-    page.click(".messagelist a")  # "Test message queued: notification #N"
+    said = page.inner_text(".messagelist .success")
+    assert re.search(r"sms-fallback accepted it in [\d.,]+ ms \(HTTP 201, id SM\w+\)", said), said
+    page.click(".messagelist a")  # "Notification #N"
     notification_id = int(re.search(r"/notification/(\d+)/", page.url).group(1))
 
-    notification = wait_for_sent(notification_id)
-    assert notification.vendor.name == "sms-fallback"
-    page.reload()
+    notification = Notification.objects.get(pk=notification_id)
+    assert (notification.status, notification.vendor.name) == (NotificationStatus.SENT, "sms-fallback")
     assert page.inner_text(".field-status .readonly") == "Sent"
     assert page.inner_text(".field-vendor .readonly") == "sms-fallback (sms)"
-    attempts = page.inner_text("#attempts-group")
-    assert "Skipped: circuit open" in attempts and "sms-fallback" in attempts
+    assert re.search(r"\d ms", page.inner_text("#attempts-group"))
     screenshot("notification-detail")
     inbox = sandbox.control.messages("sms-fallback", to=PHONE)
     assert len(inbox) == 1 and "Beacon test message" in inbox[0]["body"]
@@ -137,6 +138,38 @@ def test_a_test_message_goes_through_the_fallback_while_the_primary_circuit_is_f
     page.goto("/admin/notifications/notification/overview/")
     assert "100.0%" in page.inner_text("#overview-vendors tr:has-text('sms-fallback')")
     screenshot("overview")
+
+
+def test_the_overview_charts_the_last_hour_and_refreshes_itself(
+    page, admin_user: User, vendors: dict[str, Vendor], templates: None, sandbox: SandboxHandle, screenshot
+) -> None:
+    from notifications.tests.conftest import dispatch, run_until_settled
+
+    for _ in range(4):
+        for notification in dispatch(make_trigger(phone=PHONE)).values():
+            run_until_settled(notification.pk)
+    login(page, "admin")
+    page.goto("/admin/notifications/notification/overview/?refresh=2")
+
+    charts = page.locator("#overview-charts svg.overview-chart")
+    assert charts.count() == 3
+    for index in range(3):
+        box = charts.nth(index).bounding_box()
+        assert box is not None and box["width"] > 250 and box["height"] > 80, box
+    bar = page.locator("#chart-checkouts rect.bar").first
+    assert bar.bounding_box()["height"] > 10  # 4 checkouts on a 0-5 axis
+    assert page.locator("#chart-deliveries rect.bar").count() >= 2  # email and sms
+    assert page.locator("#chart-latency polyline, #chart-latency circle").count() >= 2
+    assert "paid: 4" in page.inner_html("#chart-checkouts")
+    # The tables are still there, beside the charts.
+    assert "sms-primary" in page.inner_text("#overview-vendors")
+    screenshot("overview-charts")
+
+    make_trigger(phone=PHONE)  # a fifth checkout, after the page was drawn
+    with page.expect_navigation(timeout=10_000):
+        pass  # the page reloads itself (refresh=2)
+    page.wait_for_selector("#chart-checkouts")
+    assert "paid: 5" in page.inner_html("#chart-checkouts")
 
 
 def test_a_dead_notification_is_resent_and_delivered(
