@@ -22,10 +22,11 @@ RATE, SECONDS = 4.0, 24.0
 FAILING_FROM, FAILING_FOR = 4.0, 12.0
 
 
-def _transitions(stack: ClusterStack, since: float) -> dict[str, list[tuple[str, str]]]:
-    """(from, to) transitions of VENDOR's circuit logged by each worker host since `since` (epoch seconds)."""
-    pattern = re.compile(rf"circuit {re.escape(VENDOR)}: (\w+) -> (\w+)")
-    found: dict[str, list[tuple[str, str]]] = {}
+def _transitions(stack: ClusterStack, since: float) -> dict[str, list[tuple[str, str, str]]]:
+    """(logged at, from, to) transitions of VENDOR's circuit logged by each worker host, in files
+    written since `since` (epoch seconds)."""
+    pattern = re.compile(rf"^(\S+ \S+) .*circuit {re.escape(VENDOR)}: (\w+) -> (\w+)", re.MULTILINE)
+    found: dict[str, list[tuple[str, str, str]]] = {}
     for path in sorted(stack.log_dir.glob("worker-*.log")):
         if path.stat().st_mtime < since:
             continue
@@ -60,8 +61,9 @@ def breaker_shared(chaos: Chaos) -> ScenarioResult:
 
     logged = _transitions(stack, 0)
     new = {host: pairs[before.get(host, 0):] for host, pairs in logged.items()}
-    pairs = [pair for host_pairs in new.values() for pair in host_pairs]
-    opened = [host for host, host_pairs in new.items() for pair in host_pairs if pair == ("closed", "open")]
+    # Every host's transitions in the order they happened (the log lines' timestamps).
+    pairs = [(old, new_state) for _at, old, new_state in sorted(t for host_t in new.values() for t in host_t)]
+    opened = [host for host, host_t in new.items() for _at, *pair in host_t if tuple(pair) == ("closed", "open")]
     half_opens = sum(1 for pair in pairs if pair == ("open", "half_open"))
     result.check("the circuit opened once for all worker hosts", len(opened) == 1,
                  f"closed -> open logged {len(opened)} time(s) (by {', '.join(opened) or 'nobody'})")
