@@ -28,6 +28,7 @@ API_ERROR_CODES: dict[str, int] = {
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "idempotency_key_reused": 422,
+    "template_missing": 422,
     "rate_limited": 429,
     "internal_error": 500,
     "payment_gateway_error": 502,

@@ -296,6 +296,22 @@ for _name in ("TEMPLATE_RENDER_TIME_LIMIT", "TEMPLATE_RENDER_MAX_CHARS", "TEMPLA
 # Key for vendor secrets stored encrypted in the database (Fernet, urlsafe base64 of 32 bytes).
 # Defaults to one derived from SECRET_KEY.
 VENDOR_SECRETS_KEY = env.str("VENDOR_SECRETS_KEY", default="")
+# --- Consent and personal data -------------------------------------------------------------
+# Key of the HMAC that suppressions (and erased rows) keep of an address (notifications/consent.py).
+# Defaults to one derived from SECRET_KEY. Changing it makes every stored hash unmatchable: a
+# suppressed recipient would get messages again. Set it once, before the first STOP.
+PERSONAL_DATA_HASH_KEY = env.str("PERSONAL_DATA_HASH_KEY", default="")
+# Days rendered content and recipient addresses of notifications (and triggers' payloads and
+# recipients) are kept; then the beat's daily `personal_data_expire` erases them, leaving
+# counts, states, times and a hash (notifications/retention.py).
+PERSONAL_DATA_RETENTION_DAYS = env.int("PERSONAL_DATA_RETENTION_DAYS", default=90)
+if PERSONAL_DATA_RETENTION_DAYS <= 0:
+    raise ImproperlyConfigured("PERSONAL_DATA_RETENTION_DAYS must be positive")
+# What an inbound SMS "HELP" is answered with (Twilio inbound webhook).
+SMS_HELP_REPLY = env.str("SMS_HELP_REPLY", default="Beacon notifications. Reply STOP to opt out, START to opt back in.")
+# The base URL of one-click unsubscribe links in marketing email (List-Unsubscribe, RFC 8058),
+# e.g. https://beacon.example.com; empty: marketing email carries no such header.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
 # --- Payments -----------------------------------------------------------------------------
 # Dotted path of the class that charges a checkout (docs/payments.md: the interface a real
 # provider implements). The sandbox gateway accepts the test token `tok_ok` as paid, so it is
@@ -523,4 +539,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": NOTIFICATION_SWEEP_INTERVAL * 5},
     },
     "idempotency-purge": {"task": "checkout.tasks.idempotency_records_purge", "schedule": 3600.0},
+    # Hourly, so a day's expiry is spread out; each run erases what passed the retention period.
+    "personal-data-expire": {
+        "task": "notifications.tasks.personal_data_expire",
+        "schedule": 3600.0,
+        "options": {"expires": 3000.0},
+    },
+    "orders-expire": {"task": "checkout.tasks.orders_expire", "schedule": 3600.0, "options": {"expires": 3000.0}},
 }

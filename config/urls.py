@@ -6,13 +6,17 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config.health import healthz, readyz
 from config.metrics_view import metrics
+from notifications.webhooks import email_unsubscribe, twilio_sms_inbound
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("webhooks/twilio/sms/", twilio_sms_inbound, name="twilio-sms-inbound"),
+    path("unsubscribe/<str:token>/", email_unsubscribe, name="email-unsubscribe"),
     path("api/v1/", include("checkout.urls")),
+    path("api/v1/", include("notifications.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script as a file of its own: no inline script for the CSP to allow.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from notifications import admin_triggers, admin_views  # noqa: F401 - admin_triggers registers the outbox
+from notifications import admin_consent, admin_event_types, admin_triggers, admin_views  # noqa: F401 - they register their models
 from notifications.admin_forms import (
     SECRET_FIELD_PREFIX,
     NotificationTemplateAdminForm,

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from notifications.configuration import vendor_config_errors
-from notifications.models import Channel, NotificationTemplate, Vendor
+from notifications.models import Channel, EventType, NotificationTemplate, Vendor
 from notifications.rendering import template_problems
 from notifications.template_samples import sample_payload
 from notifications.vendor_destinations import vendor_egress_errors, vendor_secrets_rebind_errors
@@ -129,8 +129,9 @@ class VendorAdminForm(forms.ModelForm):
 
 
 class NotificationTemplateAdminForm(forms.ModelForm):
-    """Template form: each part must parse (errors name the line) and render the event's sample
-    data within the render budget (rendering.template_problems)."""
+    """Template form: the event type must be registered, and each part must parse (errors name
+    the line) and render that event type's sample data within the render budget
+    (rendering.template_problems)."""
 
     class Meta:
         model = NotificationTemplate
@@ -140,8 +141,16 @@ class NotificationTemplateAdminForm(forms.ModelForm):
             "body_html": forms.Textarea(attrs={"rows": 10, "cols": 90, "class": "vLargeTextField"}),
         }
 
+    def clean_event_type(self) -> str:
+        name = self.cleaned_data.get("event_type") or ""
+        if not EventType.objects.filter(name=name).exists():
+            raise forms.ValidationError(f"No event type is called '{name}': register it under Event types first.")
+        return name
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if "event_type" in self.errors:
+            return cleaned
         errors = template_problems(
             subject=cleaned.get("subject") or "",
             body_text=cleaned.get("body_text") or "",
@@ -151,6 +160,19 @@ class NotificationTemplateAdminForm(forms.ModelForm):
         for field, message in errors.items():
             self.add_error(field, message)
         return cleaned
+
+
+class EventTypeAdminForm(forms.ModelForm):
+    """Event type form: the schema must be a valid JSON Schema and the sample must satisfy it
+    (EventType.clean, notifications/event_types.py)."""
+
+    class Meta:
+        model = EventType
+        fields = ("name", "description", "category", "payload_schema", "sample_payload")
+        widgets = {
+            "payload_schema": forms.Textarea(attrs={"rows": 14, "cols": 90, "class": "vLargeTextField"}),
+            "sample_payload": forms.Textarea(attrs={"rows": 14, "cols": 90, "class": "vLargeTextField"}),
+        }
 
 
 class TestMessageForm(forms.Form):

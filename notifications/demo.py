@@ -1,5 +1,5 @@
-"""Demo configuration: the sandbox vendors and the default templates (used by `seed_demo`,
-the tests, the benchmark and the chaos suite)."""
+"""Demo configuration: the sandbox vendors, the checkout's event types and the default
+templates (used by `seed_demo`, the tests, the benchmark and the chaos suite)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from pathlib import Path
 from django.conf import settings
 
 from notifications.configuration import template_save, vendor_upsert
-from notifications.models import NotificationTemplate, Vendor
+from notifications.models import EventType, NotificationTemplate, Vendor
 
 SEED_TEMPLATES = Path(settings.BASE_DIR) / "templates" / "notifications" / "seed_templates.json"
+# The checkout's event types, as migration 0004 registers them (a flushed test database has
+# lost them; this puts them back).
+SEED_EVENT_TYPES = Path(settings.BASE_DIR) / "templates" / "notifications" / "seed_event_types.json"
 # The seed's earlier texts (amounts as "19.00 BRL", the gateway's English error): a template
 # still exactly like one of them is brought up to date by demo_templates_install.
 SEED_TEMPLATES_EARLIER = Path(settings.BASE_DIR) / "templates" / "notifications" / "seed_templates_earlier.json"
@@ -19,11 +22,22 @@ SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
 SANDBOX_AUTH_TOKEN = "sandbox-token"  # the sandbox's documented default, not a real secret
 
 
+def demo_event_types_install() -> int:
+    """Register the checkout's event types that are missing; returns how many were created."""
+    created = 0
+    for row in json.loads(SEED_EVENT_TYPES.read_text()):
+        _, was_created = EventType.objects.get_or_create(name=row["name"], defaults=row)
+        created += was_created
+    return created
+
+
 def demo_templates_install() -> int:
-    """Create the default templates that do not exist yet, and bring up to date those still
-    exactly as an earlier version of this seed wrote them (SEED_TEMPLATES_EARLIER): a template
-    an operator edited is never touched. Returns how many were created or updated.
+    """Create the default templates (and the checkout's event types) that do not exist yet, and
+    bring up to date those still exactly as an earlier version of this seed wrote them
+    (SEED_TEMPLATES_EARLIER): a template an operator edited is never touched. Returns how many
+    templates were created or updated.
     """
+    demo_event_types_install()
     earlier = {_seed_key(row): row for row in json.loads(SEED_TEMPLATES_EARLIER.read_text())}
     changed = 0
     for row in json.loads(SEED_TEMPLATES.read_text()):

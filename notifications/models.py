@@ -1,4 +1,4 @@
-"""Notification data: triggers (the outbox), vendors, templates, notifications, attempts.
+"""Notification data: event types, triggers (the outbox), vendors, templates, notifications, attempts.
 
 The database is the source of truth for every state; Redis only holds the queue, the
 breakers, the rate limiters and the template cache.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -15,6 +17,50 @@ from django.db.models import Q
 class Channel(models.TextChoices):
     EMAIL = "email", "Email"
     SMS = "sms", "SMS"
+
+
+class EventCategory(models.TextChoices):
+    TRANSACTIONAL = "transactional", "Transactional"
+    MARKETING = "marketing", "Marketing"
+
+
+EVENT_TYPE_NAME = RegexValidator(
+    r"^[a-z][a-z0-9_]{0,63}$", "Lower-case letters, digits and underscores, starting with a letter (e.g. shipment_sent)."
+)
+
+
+class EventType(models.Model):
+    """Something a system tells its customers about, registered as data (not named in code).
+
+    `payload_schema` (JSON Schema, checked on save: notifications/event_types.py) is what the
+    events API validates each event's data against; `sample_payload` must satisfy it and is what
+    the admin previews templates with and renders them with before saving. Templates and
+    triggers refer to an event type by `name` (a plain column: the checkout's hot path writes
+    its trigger without looking the event type up).
+    """
+
+    name = models.CharField(max_length=64, unique=True, validators=[EVENT_TYPE_NAME])
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=16, choices=EventCategory.choices, default=EventCategory.TRANSACTIONAL)
+    sample_payload = models.JSONField(default=dict, blank=True, help_text="Data templates are previewed and checked with.")
+    payload_schema = models.JSONField(
+        default=dict, blank=True, help_text="JSON Schema every event's data must satisfy ({} accepts any object)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from notifications.event_types import event_type_definition_errors
+
+        errors = event_type_definition_errors(schema=self.payload_schema, sample=self.sample_payload)
+        if errors:
+            raise ValidationError(errors)
 
 
 class NotificationTrigger(models.Model):
@@ -158,6 +204,8 @@ class NotificationStatus(models.TextChoices):
     RETRYING = "retrying", "Retrying"
     FAILED = "failed", "Failed"
     DEAD = "dead", "Dead"
+    # The recipient is on the suppression list for this message (consent.py): no vendor called.
+    SUPPRESSED = "suppressed", "Suppressed"
 
 
 class Notification(models.Model):
@@ -173,6 +221,9 @@ class Notification(models.Model):
     event_type = models.CharField(max_length=64)
     channel = models.CharField(max_length=8, choices=Channel.choices)
     recipient = models.CharField(max_length=254)
+    # Set when `recipient` is erased (retention.py): consent.address_hash of it, so counts per
+    # recipient and suppression matches still work without the address.
+    recipient_hash = models.CharField(max_length=64, blank=True)
     locale = models.CharField(max_length=16)
     status = models.CharField(max_length=10, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
     # Rounds through the vendor list (a round tries every available vendor once).
@@ -245,3 +296,44 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt #{self.pk} {self.outcome or 'in flight'}"
+
+
+class SuppressionScope(models.TextChoices):
+    ALL = "all", "Every message on this channel"
+    MARKETING = "marketing", "Marketing messages only"
+
+
+class SuppressionSource(models.TextChoices):
+    SMS_STOP = "sms_stop", "SMS STOP"
+    UNSUBSCRIBE = "unsubscribe", "One-click unsubscribe"
+    HARD_BOUNCE = "hard_bounce", "Hard bounce"
+    CARRIER_OPT_OUT = "carrier_opt_out", "Twilio 21610 (unsubscribed)"
+    OPERATOR = "operator", "Operator"
+
+
+class Suppression(models.Model):
+    """A recipient who must not get messages on one channel (or only no marketing), with why
+    and since when. Matched by `address_hash` (consent.address_hash), so it survives the
+    erasure of `address` (retention.py): a STOP outlives the person's data.
+
+    The rule for transactional events (consent.py): scope `all` (SMS STOP, carrier opt-out,
+    hard bounce) stops every message on the channel; scope `marketing` (one-click unsubscribe)
+    stops marketing events only.
+    """
+
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    address = models.CharField(max_length=254, blank=True, help_text="Empty once erased; the hash still matches.")
+    address_hash = models.CharField(max_length=64, editable=False)
+    scope = models.CharField(max_length=16, choices=SuppressionScope.choices, default=SuppressionScope.ALL)
+    source = models.CharField(max_length=16, choices=SuppressionSource.choices, default=SuppressionSource.OPERATOR)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "address_hash", "scope"], name="suppression_unique_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} suppression ({self.get_scope_display()}, {self.get_source_display()})"

@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from config.request_context import request_id_get
 from notifications import metrics
+from notifications.consent import notification_suppressed, suppression_from_vendor_refusal, unsubscribe_headers
 from notifications.email_document import email_html_document
 from notifications.models import (
     AttemptOutcome,
@@ -100,6 +101,8 @@ def notification_send_claimed(*, notification: Notification, vendors: list[Vendo
     if notification.delivery_count > settings.NOTIFICATION_MAX_DELIVERIES:
         return _settle_dead(notification, f"Delivered to workers {notification.delivery_count} times; stopped as poison.")
     uncertain_vendor_ids = _close_orphan_attempts(notification) if notification.delivery_count > 1 else set()
+    if notification_suppressed(notification=notification):  # consent: the one check before any vendor call
+        return SendOutcome(status=NotificationStatus.SUPPRESSED)
     if not notification.rendered_text:
         try:
             _render(notification)
@@ -225,6 +228,7 @@ def _message(notification: Notification) -> OutboundMessage:
         html=notification.rendered_html,
         idempotency_key=notification.idempotency_key,
         request_id=request_id_get() if request_id_get() != "-" else notification.request_id or "-",
+        headers=unsubscribe_headers(notification=notification),
     )
 
 
@@ -329,6 +333,7 @@ def _attempt(notification: Notification, route: Route, message: OutboundMessage)
         # vendor failing; everything else, its own misconfiguration included, trips its breaker.
         route.circuit.record(success=exc.permanent, duration=duration)
         _attempt_finish(attempt, outcome, duration, status_code=exc.status_code, vendor_code=exc.vendor_code or "", error=str(exc))
+        suppression_from_vendor_refusal(channel=notification.channel, address=notification.recipient, error=exc)
         logger.warning(
             "delivery attempt %s via %s: %s",
             outcome,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from notifications import dispatch, outbox, sending, sweeper
+from notifications import dispatch, outbox, retention, sending, sweeper
 
 
 @shared_task(name="notifications.tasks.trigger_dispatch")
@@ -38,3 +38,8 @@ def outbox_relay() -> int:
 @shared_task(name="notifications.tasks.notifications_sweep")
 def notifications_sweep() -> int:
     return sweeper.notifications_sweep()
+
+
+@shared_task(name="notifications.tasks.personal_data_expire")
+def personal_data_expire() -> int:
+    return retention.personal_data_expire().notifications

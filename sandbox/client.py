@@ -77,6 +77,11 @@ class SandboxControl:
     def clear_faults(self, name: str) -> dict[str, Any]:
         return self._call("DELETE", f"/instances/{_quote(name)}/faults")
 
+    def inbound_sms(self, name: str, *, from_: str, body: str, url: str, **extra: str) -> dict[str, Any]:
+        """Have instance `name` send an inbound SMS to the webhook at `url`, signed as Twilio
+        signs it; returns {"status", "body"} of the webhook's answer."""
+        return self._call("POST", f"/instances/{_quote(name)}/inbound", {"from": from_, "body": body, "url": url, **extra})
+
     def reset(self) -> None:
         """Empty every inbox, zero every counter and clear every fault."""
         self._call("POST", "/reset")

@@ -9,6 +9,7 @@
     PUT    /instances/{name}/faults        partial JSON merge, e.g. {"latency_ms": 50}
     DELETE /instances/{name}/faults        all faults off
     POST   /reset                          every inbox, counter and fault
+    POST   /instances/{name}/inbound       an inbound SMS, signed, to a webhook (twilio_inbound.py)
 
 Errors are JSON `{"error": "..."}`: 404 for an unknown instance or route, 400 for bad JSON or
 an invalid fault, 500 if an instance cannot listen again on its port after an outage.
@@ -23,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.state import FaultError, InstanceState
+from sandbox.twilio_inbound import inbound_sms_deliver
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -91,6 +93,11 @@ class ControlApi:
         await instance.clear_faults()
         return web.json_response(instance.faults.as_dict())
 
+    async def inbound(self, request: web.Request) -> web.Response:
+        if self._instance(request).kind != "twilio":
+            return json_error(400, "inbound messages come from twilio instances")
+        return await inbound_sms_deliver(request, await read_json_object(request))
+
     async def reset(self, request: web.Request) -> web.Response:
         for instance in self.instances.values():
             await instance.reset()
@@ -120,4 +127,5 @@ def build_control_app(instances: Mapping[str, InstanceState]) -> web.Application
     router.add_put("/instances/{name}/faults", api.update_faults)
     router.add_delete("/instances/{name}/faults", api.clear_faults)
     router.add_post("/reset", api.reset)
+    router.add_post("/instances/{name}/inbound", api.inbound)
     return app

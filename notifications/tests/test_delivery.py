@@ -445,13 +445,14 @@ def test_a_template_edited_in_the_admin_is_used_by_the_very_next_send(
 def test_a_successful_send_stays_within_its_query_budget(
     vendors: dict, templates: None, sandbox: SandboxHandle, django_assert_max_num_queries
 ) -> None:
-    """The send path is the workers' hot loop: the claim (which returns the row), the attempt
-    written before the call, and one statement completing the attempt with the result. The
-    vendor list is cached per process and the content was rendered at dispatch."""
+    """The send path is the workers' hot loop: the claim (which returns the row), the consent
+    check (one indexed lookup of the suppression list), the attempt written before the call,
+    and one statement completing the attempt with the result. The vendor list is cached per
+    process and the content was rendered at dispatch."""
     run_until_settled(dispatch(make_trigger())["sms"].pk)  # warm: vendor list, adapter built
     notification = dispatch(make_trigger())["sms"]
 
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         outcome = notification_send(notification_id=notification.pk, channel="sms")
 
     assert outcome.status == "sent"
@@ -723,11 +724,12 @@ def test_a_dispatch_and_both_its_sends_stay_within_their_query_budget(
 ) -> None:
     """The worker's whole share of a checkout (autocommit, as in a worker): the trigger's
     SELECT, the statement that marks it dispatched and inserts its notifications already
-    claimed, then for each send the attempt row and the result. No claim statements."""
+    claimed, then for each send the consent check, the attempt row and the result. No claim
+    statements."""
     trigger_dispatch(trigger_id=stored_trigger().pk)  # warm: the template cache, the vendor lists
     trigger = stored_trigger()
 
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(8):
         trigger_dispatch(trigger_id=trigger.pk)
 
     assert sorted(Notification.objects.filter(trigger=trigger).values_list("channel", "status", "delivery_count")) == [

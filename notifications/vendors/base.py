@@ -38,6 +38,7 @@ class OutboundMessage:
     html: str  # "" when none
     idempotency_key: str  # stable per notification: the same on every retry and every vendor
     request_id: str = "-"  # sent to the vendor as X-Request-ID where the protocol allows
+    headers: tuple[tuple[str, str], ...] = ()  # email only: extra headers (List-Unsubscribe)
 
 
 @dataclass(frozen=True)

@@ -386,7 +386,7 @@ class SmtpAdapter(VendorAdapter):
             from_email=str(self.settings["from_email"]),
             to=[message.to],
             # No X-Request-ID: internal ids do not go to recipients (it is in the attempt's log line).
-            headers={"Message-ID": message_id_for(message.idempotency_key, self._message_id_domain())},
+            headers={"Message-ID": message_id_for(message.idempotency_key, self._message_id_domain()), **dict(message.headers)},
         )
         if message.html:
             email.attach_alternative(message.html, "text/html")

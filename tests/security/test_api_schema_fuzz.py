@@ -1,4 +1,4 @@
-"""7. schemathesis against the checkout API's OpenAPI schema (/api/schema/): generated valid and
+"""7. schemathesis against the API's OpenAPI schema (checkouts and events) (/api/schema/): generated valid and
 invalid requests, authenticated with a real API key, through the real WSGI app and database.
 No 5xx, and every status, content type, header and body conforms to the schema."""
 
@@ -32,9 +32,9 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-# Cases per (operation, mode): 3 operations x 2 modes x 200 = 1,200 generated requests.
+# Cases per (operation, mode): 5 operations x 2 modes x 200 = 2,000 generated requests.
 EXAMPLES_PER_OPERATION_AND_MODE = 200
-MINIMUM_CASES = 1000
+MINIMUM_CASES = 1600
 
 
 @pytest.fixture(autouse=True)
@@ -56,9 +56,12 @@ def api_schema(settings):
     return schema.include(path_regex="^/api/v1/")
 
 
-def test_the_schema_covers_every_checkout_operation(api_schema) -> None:
+def test_the_schema_covers_every_checkout_and_event_operation(api_schema) -> None:
     labels = {operation.ok().label for operation in api_schema.get_all_operations()}
-    assert labels == {"GET /api/v1/checkouts/", "POST /api/v1/checkouts/", "GET /api/v1/checkouts/{order_id}/"}
+    assert labels == {
+        "GET /api/v1/checkouts/", "POST /api/v1/checkouts/", "GET /api/v1/checkouts/{order_id}/",
+        "POST /api/v1/events/", "GET /api/v1/events/{event_id}/",
+    }
 
 
 @pytest.mark.slow
@@ -125,3 +128,33 @@ def test_each_documented_answer_of_a_checkout_conforms_to_the_schema(
     response = case.call_and_validate(checks=CHECKS[1:], headers=headers)
 
     assert response.status_code == expected
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, 202),  # accepted
+        ({"data": {"order_ref": 7}}, 400),  # the data breaks the event type's schema
+        ({"recipients": {"email": "ana@example.com", "sms": "+447911123456"}}, 422),  # no sms template
+    ],
+)
+def test_each_documented_answer_of_an_event_conforms_to_the_schema(
+    api_schema, api_client_with_key, changes: dict, expected: int
+) -> None:
+    from notifications.configuration import template_save
+    from notifications.models import EventType, NotificationTemplate
+    from notifications.tests.test_event_types import SHIPMENT_SAMPLE, SHIPMENT_SCHEMA
+
+    EventType.objects.create(name="shipment_sent", payload_schema=SHIPMENT_SCHEMA, sample_payload=SHIPMENT_SAMPLE)
+    template_save(template=NotificationTemplate(event_type="shipment_sent", channel="email", locale="en", body_text="{{ carrier }}"))
+    _client, key = api_client_with_key
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"event_type": "shipment_sent", "recipients": {"email": "ana@example.com"}, "data": SHIPMENT_SAMPLE, **changes}
+    case = api_schema["/api/v1/events/"]["POST"].Case(body=body, headers=headers, media_type="application/json")
+
+    response = case.call_and_validate(checks=CHECKS, headers=headers)
+
+    assert response.status_code == expected
+    if expected == 202:
+        detail = api_schema["/api/v1/events/{event_id}/"]["GET"].Case(path_parameters={"event_id": response.json()["id"]}, headers=headers)
+        assert detail.call_and_validate(checks=CHECKS, headers=headers).status_code == 200

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from notifications.apis import EventCreateApi, EventDetailApi
+
+app_name = "notifications"
+
+urlpatterns = [
+    path("events/", EventCreateApi.as_view(), name="event-create"),
+    path("events/<uuid:event_id>/", EventDetailApi.as_view(), name="event-detail"),
+]
