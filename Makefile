@@ -114,3 +114,19 @@ bench-quick: services-up bench-tools ## Run a CI-sized benchmark (about 3 minute
 bench-tools: ## Install Debian's hey (the closed-loop load tool) if it is missing
 	@command -v hey >/dev/null 2>&1 || { echo "Installing hey (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey; }
+
+# Beacon on several hosts (cluster/): network namespaces `bcn-*` on a private bridge, PostgreSQL
+# behind PgBouncer, Redis, RabbitMQ, two web hosts behind HAProxy, worker hosts, beat and the
+# sandbox, with hosts failing under load. Needs root; installs its Debian packages if missing.
+# Table in artifacts/cluster/summary.md. About 5 minutes.
+.PHONY: cluster-test cluster-tools
+CLUSTER_PACKAGES := iproute2 util-linux haproxy pgbouncer rabbitmq-server
+cluster-tools: ## Install what the multi-host harness needs (Debian: HAProxy, PgBouncer, RabbitMQ, iproute2)
+	@missing=""; for tool in ip setpriv haproxy pgbouncer rabbitmq-server; do \
+	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; done; \
+	  if [ -n "$$missing" ]; then echo "Installing$$missing (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CLUSTER_PACKAGES) >/dev/null; \
+	    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now haproxy pgbouncer >/dev/null 2>&1 || true; fi; fi
+
+cluster-test: venv cluster-tools ## Beacon on several hosts (network namespaces) with hosts failing under load
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python -m cluster.run $(CLUSTER_ARGS)

@@ -1,6 +1,6 @@
 """Scrape-time gauges of the Celery broker: messages waiting per queue.
 
-Read with LLEN on the broker Redis when /metrics is scraped (the web exposes them). Short
+Read with LLEN on the broker Redis (a passive declare per queue on RabbitMQ) when /metrics is scraped (the web exposes them). Short
 socket timeouts, and a broker that does not answer skips the samples, never the scrape.
 """
 
@@ -14,6 +14,8 @@ import redis
 from django.conf import settings
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from config.broker import amqp_queue_depths, broker_is_amqp
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ class CeleryQueueDepthCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         queues = celery_queue_names()
+        if broker_is_amqp(settings.CELERY_BROKER_URL):
+            yield from self._collect_amqp(queues)
+            return
         try:
             pipe = _broker().pipeline(transaction=False)
             for queue in queues:
@@ -60,4 +65,20 @@ class CeleryQueueDepthCollector(Collector):
         per_queue = len(_PRIORITY_STEPS) + 1
         for index, queue in enumerate(queues):
             family.add_metric([queue], sum(lengths[index * per_queue : (index + 1) * per_queue]))
+        yield family
+
+    @staticmethod
+    def _collect_amqp(queues: list[str]) -> Iterator[Metric]:
+        """RabbitMQ: ready messages per queue (passive declares); a queue not declared yet is left out."""
+        try:
+            depths = amqp_queue_depths(settings.CELERY_BROKER_URL, queues, timeout=BROKER_SCRAPE_TIMEOUT)
+        except Exception as exc:  # any connection error of any node: skip the samples, never the scrape
+            logger.warning("queue depth metrics skipped: %s", type(exc).__name__)
+            return
+        family = GaugeMetricFamily(
+            "beacon_celery_queue_length", "Messages waiting in a Celery queue (not yet taken by a worker).", labels=["queue"]
+        )
+        for queue, depth in depths.items():
+            if depth is not None:
+                family.add_metric([queue], depth)
         yield family

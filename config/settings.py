@@ -136,6 +136,10 @@ if env.bool("DATABASE_SERVER_SIDE_BINDING", default=True):
     DATABASES["default"]["OPTIONS"].setdefault("server_side_binding", True)
     # Django turns psycopg's automatic preparing off unless told a threshold.
     DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
+else:
+    # Behind a transaction pooler a server-side cursor (QuerySet.iterator()) could outlive the
+    # transaction that holds its server connection: Django's documented setting for poolers.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, cache, breakers ------------------------------------------------------
@@ -201,6 +205,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_keepalive": True,
     "health_check_interval": 10,
 }
+# RabbitMQ (CELERY_BROKER_URL=amqp://..., several nodes as a ';'-separated failover list) for a
+# fleet of hosts: quorum queues (replicated by Raft: a message survives the loss of a node) for
+# every queue, the routed ones included, and publisher confirms (a publish returns once the
+# queue's majority has the message). The Redis options above mean nothing to py-amqp; these
+# bound every frame instead. Celery turns off global QoS itself on quorum queues.
+if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True, "read_timeout": 10, "write_timeout": 10}
 # The web's hand-off publishes on its own connection with these tight limits (seconds);
 # a broker outage adds at most about this much to a checkout, once per cool-down window.
 BEACON_PUBLISH_TIMEOUT = env.float("BEACON_PUBLISH_TIMEOUT", default=0.05)

@@ -216,11 +216,12 @@ ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(D)s"
 
 
 def gunicorn(env: dict[str, str], *, port: int, workers: int = 2, threads: int = 4,
-             log_dir: Path | None = None, access_log: Path | None = None) -> ManagedProcess:
-    """gunicorn on loopback with the Procfile's config file; `access_log` gets one ACCESS_LOG_FORMAT line per request."""
+             log_dir: Path | None = None, access_log: Path | None = None, host: str = "127.0.0.1") -> ManagedProcess:
+    """gunicorn on `host` (loopback by default) with the Procfile's config file; `access_log`
+    gets one ACCESS_LOG_FORMAT line per request."""
     command = [
         str(BIN / "gunicorn"), "-c", str(ROOT / "config" / "gunicorn.conf.py"), "config.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+        "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
         "--worker-class", "gthread", "--log-level", "warning",
     ]
     if access_log is not None:
@@ -228,8 +229,9 @@ def gunicorn(env: dict[str, str], *, port: int, workers: int = 2, threads: int =
     return ManagedProcess(f"web-{port}", command, env=env, log_dir=log_dir)
 
 
-def sandbox_vendors(env: dict[str, str], *, base_port: int, log_dir: Path | None = None, nice: int = 0) -> ManagedProcess:
-    command = [PYTHON, "manage.py", "sandbox_vendors", "--base-port", str(base_port)]
+def sandbox_vendors(env: dict[str, str], *, base_port: int, log_dir: Path | None = None, nice: int = 0,
+                    host: str = "127.0.0.1") -> ManagedProcess:
+    command = [PYTHON, "manage.py", "sandbox_vendors", "--host", host, "--base-port", str(base_port)]
     return ManagedProcess(f"sandbox-{base_port}", command, env=env, log_dir=log_dir, nice=nice)
 
 

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db.models import Aggregate, Count, FloatField, Q
 from django.utils import timezone
 
+from config.broker import amqp_queue_depths, broker_is_amqp
 from notifications import metrics
 from notifications.circuit_breaker import CircuitSnapshot
 from notifications.models import (
@@ -128,6 +129,12 @@ def circuit_snapshot(vendor: Vendor) -> CircuitSnapshot | None:
 
 def queue_depths() -> dict[str, int | None]:
     """Queue name -> messages waiting in the Celery broker (None: the broker did not answer)."""
+    if broker_is_amqp(settings.CELERY_BROKER_URL):
+        try:
+            return amqp_queue_depths(settings.CELERY_BROKER_URL, list(CELERY_QUEUES), timeout=REDIS_TIMEOUT_SECONDS)
+        except Exception as exc:  # no node answered
+            logger.warning("queue depth unavailable: %s", type(exc).__name__)
+            return dict.fromkeys(CELERY_QUEUES)
     client = redis.Redis.from_url(
         settings.CELERY_BROKER_URL,
         socket_timeout=REDIS_TIMEOUT_SECONDS,

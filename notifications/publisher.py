@@ -34,6 +34,9 @@ def _publisher_app() -> Celery:
         **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         "socket_connect_timeout": timeout,
         "socket_timeout": timeout,
+        # py-amqp (RabbitMQ): every frame, the publisher confirm's wait included.
+        "read_timeout": timeout,
+        "write_timeout": timeout,
         "max_retries": 1,
         "interval_start": 0,
         "interval_step": 0,

@@ -12,6 +12,8 @@ Policies (each stated once, here):
   ask the vendors that can be asked whether they hold the message (a message found is recorded
   as sent, never sent again); otherwise fail over at once (delivery first) and flag the
   notification `possible_duplicate` when it is delivered (notifications/reconciliation.py).
+- Before failing over, a run renews its lease; if another run took the notification over
+  meanwhile (this one was stuck past its lease, e.g. cut off the network), it stops there.
 - Every vendor failed: retry later (exponential backoff, full jitter with a floor, capped),
   up to NOTIFICATION_MAX_ATTEMPTS rounds or NOTIFICATION_MAX_AGE, then `dead`.
 - Every vendor rate-limited: delay until a permit is free; never failed, never dropped, and
@@ -29,6 +31,8 @@ from functools import cache
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from config.request_context import request_id_get
@@ -262,7 +266,13 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[
     rate_limit_waits: list[float] = []
     tried_any = False
     last_error = "No enabled vendor for this channel."
-    for vendor in vendors:
+    for index, vendor in enumerate(vendors):
+        if tried_any and not _claim_renew(notification, vendors[index:]):
+            # Stuck past the lease (cut off the network mid-call, say): another run holds the
+            # notification now, and sending to the next vendor too would be an unflagged copy.
+            logger.warning("send stopped before %s: another run took the notification over", vendor.name,
+                           extra={"notification_id": notification.pk, "vendor": vendor.name})
+            return SendOutcome(status="taken_over")
         try:
             route = route_for(vendor)
         except Exception as exc:  # a misconfigured vendor is skipped like a failing one
@@ -333,6 +343,16 @@ def _settle_found(notification: Notification, found: Found, uncertain: list[Unce
         result=VendorResult(message_id=found.message_id),
     )
     return _settle_sent(notification, accepted, found.copies > 1 or others)
+
+
+def _claim_renew(notification: Notification, vendors_left: list[Vendor]) -> bool:
+    """Before failing over: stretch this run's lease over the vendors still to try, if the
+    notification is still this run's (same delivery, still sending). False: another run took
+    it over when this one's lease ran out, and this run must stop. One UPDATE, on failover only."""
+    lease_until = timezone.now() + timedelta(seconds=lease_seconds(vendors_left))
+    return Notification.objects.filter(
+        pk=notification.pk, status=NotificationStatus.SENDING, delivery_count=notification.delivery_count
+    ).update(lease_until=Greatest(F("lease_until"), Value(lease_until))) == 1
 
 
 def _skip(notification: Notification, vendor: Vendor, outcome: str, error: str) -> DeliveryAttempt:
