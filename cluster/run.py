@@ -174,9 +174,12 @@ def table(results: list) -> str:
     ]
     for r in results:
         answers = ", ".join(f"{status}×{n}" for status, n in r.statuses.items()) or "-"
+        once = sum(c.once for c in r.channels.values())
+        flagged = sum(c.more_flagged for c in r.channels.values())
+        unflagged = sum(c.more_unflagged for c in r.channels.values())
         rows.append(
-            f"| {r.number} | {r.name} | {r.checkouts} | {answers} | {r.expected} | {r.delivered - r.duplicated} "
-            f"| {r.flagged} | {r.duplicated - r.flagged} | {r.expected - r.delivered} | {'PASS' if r.passed else 'FAIL'} |"
+            f"| {r.number} | {r.name} | {r.checkouts} | {answers} | {r.expected} | {once} "
+            f"| {flagged} | {unflagged} | {r.expected - r.delivered} | {'PASS' if r.passed else 'FAIL'} |"
         )
     return "\n".join(rows) + "\n"
 

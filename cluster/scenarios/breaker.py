@@ -83,7 +83,7 @@ def breaker_shared(chaos: Chaos) -> ScenarioResult:
     result.check("the circuit closed again once the vendor recovered", pairs and pairs[-1][1] == "closed",
                  f"last transition {pairs[-1] if pairs else None}")
     count = chaos.wait_delivered(committed(all_recipients(results)), timeout=90)
-    record_inbox(result, count, allow_flagged_duplicates=True)
+    record_inbox(result, count)
     return result
 
 

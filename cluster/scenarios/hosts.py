@@ -58,7 +58,7 @@ def _finish(chaos: Chaos, result: ScenarioResult, load: RetryingLoadRun, results
     result.check("one order per Idempotency-Key", doubles == 0, f"{len(per_email)} orders for {len(emails)} clients, "
                  f"{doubles} with two")
     count = chaos.wait_delivered(committed(all_recipients(results)), timeout=DELIVERY_TIMEOUT)
-    record_inbox(result, count, allow_flagged_duplicates=True)
+    record_inbox(result, count)
     duplicates_explain(result, count)
 
 
