@@ -18,8 +18,8 @@ import pytest
 from celery import Celery
 from django.db import transaction
 
+from harness.database import current_database_url
 from harness.processes import ManagedProcess, RedisServer, celery_worker, stack_env, wait_until
-from harness.testdb import current_database_url
 from notifications.demo import demo_templates_install
 from notifications.models import Notification, Vendor
 from notifications.services import trigger_publish

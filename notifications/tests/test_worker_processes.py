@@ -16,6 +16,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from checkout.tests.test_checkout_api import VALID
+from harness.database import current_database_url
 from harness.processes import (
     PYTHON,
     ManagedProcess,
@@ -25,7 +26,6 @@ from harness.processes import (
     stack_env,
     wait_until,
 )
-from harness.testdb import current_database_url
 from notifications import publisher
 from notifications.models import DeliveryAttempt, Notification, NotificationTrigger, Vendor
 from notifications.sweeper import notifications_sweep

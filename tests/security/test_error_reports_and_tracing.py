@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from config.tests.test_sentry import EnvelopeSink, sentry_sink, strings_in  # noqa: F401
+from harness.database import current_database_url
 from harness.processes import stack_env
-from harness.testdb import current_database_url
 from tests.security.listeners import Listener, listener  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
