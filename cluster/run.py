@@ -113,8 +113,7 @@ def inside(args: argparse.Namespace) -> int:
         stack.migrate()
         # The chaos suite's short vendor timeouts and small breakers.
         api_key = stack.seed(client_name="cluster-load", rate_limit_per_minute=100_000,
-                             vendor_host=stack.address("vendors"), vendor_timeout=VENDOR_TIMEOUT_SECONDS,
-                             breaker=BREAKER)
+                             vendor_timeout=VENDOR_TIMEOUT_SECONDS, breaker=BREAKER)
         stack.start_processes()
         print(f"cluster: {len(HOSTS)} hosts up in {time.time() - started:.0f}s (API {stack.base_url}, "
               f"workers on {', '.join(stack.worker_hosts)}), logs in {log_dir}", flush=True)

@@ -11,14 +11,15 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 
 
-def database_url(server_url: str, name: str, *, host: str | None = None, port: int | None = None) -> str:
-    """`server_url` pointing at the database `name` (on `host`:`port` instead when given)."""
+def database_url(server_url: str, name: str | None = None, *, host: str | None = None, port: int | None = None) -> str:
+    """`server_url` pointing at the database `name` (its own when None), on `host`:`port` instead when given."""
     parts = urlsplit(server_url)
     netloc = parts.netloc
     if host is not None or port is not None:
         userinfo, _, _hostport = netloc.rpartition("@")
         netloc = f"{userinfo + '@' if userinfo else ''}{host or parts.hostname}:{port or parts.port or 5432}"
-    return urlunsplit((parts.scheme, netloc, f"/{name}", parts.query, parts.fragment))
+    path = parts.path if name is None else f"/{name}"
+    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
 
 
 def database_connect(url: str) -> psycopg.Connection:
@@ -32,12 +33,19 @@ def database_recreate(url: str, *, settings: dict[str, str] | None = None) -> No
     `settings` become the database's defaults (`ALTER DATABASE ... SET name = value`), which every
     later session gets. Names and values come from the harness's own code, never from input.
     """
-    name = urlsplit(url).path.lstrip("/")
+    name = database_drop(url)
     with database_connect(database_url(url, "postgres")) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
         for setting, value in (settings or {}).items():
             conn.execute(f'ALTER DATABASE "{name}" SET {setting} = {value}')
+
+
+def database_drop(url: str) -> str:
+    """Drop the database `url` names, if it exists, closing its sessions; returns its name."""
+    name = urlsplit(url).path.lstrip("/")
+    with database_connect(database_url(url, "postgres")) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return name
 
 
 def current_database_url() -> str:

@@ -139,8 +139,8 @@ class Stack:
 
     def env(self, *, via_proxy: bool = False, **extra: str) -> dict[str, str]:
         """The environment of a Beacon process of this stack; `via_proxy`: its database through the proxy."""
-        url = database_url(self.database_url, urlsplit(self.database_url).path.lstrip("/"), host="127.0.0.1",
-                           port=self.proxy.listen_port) if via_proxy and self.proxy else self.database_url
+        url = (database_url(self.database_url, host="127.0.0.1", port=self.proxy.listen_port)
+               if via_proxy and self.proxy else self.database_url)
         return stack_env(database_url=url, redis_url=self.redis_url, broker_url=self.broker_url,
                          **{**self.options.settings, **extra})
 
@@ -183,8 +183,8 @@ class Stack:
     def sandbox_ports(self) -> dict[str, int]:
         return {instance["name"]: instance["port"] for instance in self.sandbox.instances()}
 
-    def seed(self, *, client_name: str, rate_limit_per_minute: int, vendor_host: str = "127.0.0.1",
-             vendor_timeout: float | None = None, breaker: Mapping[str, Any] | None = None) -> str:
+    def seed(self, *, client_name: str, rate_limit_per_minute: int, vendor_timeout: float | None = None,
+             breaker: Mapping[str, Any] | None = None) -> str:
         """Templates, the four sandbox vendors (with `breaker`'s settings) and an API client; returns its key."""
         from checkout.api_keys import api_client_create
         from notifications.demo import demo_templates_install, demo_vendors_install
@@ -192,7 +192,7 @@ class Stack:
 
         demo_templates_install()
         timeout = {} if vendor_timeout is None else {"timeout": vendor_timeout}
-        demo_vendors_install(host=vendor_host, ports=self.sandbox_ports(), **timeout)
+        demo_vendors_install(host=self.address_of("sandbox"), ports=self.sandbox_ports(), **timeout)
         if breaker:
             Vendor.objects.update(**breaker)
         _client, self.api_key = api_client_create(name=client_name, rate_limit_per_minute=rate_limit_per_minute)
