@@ -31,7 +31,7 @@ from cluster import services
 from cluster.network import SUBNET, Host, in_namespace, namespace_kill
 from cluster.rabbitmq import RabbitCluster, broker_url
 from harness.database import database_connect, database_recreate
-from harness.processes import wait_until
+from harness.processes import ManagedProcess, wait_until
 from harness.stack import Stack, StackOptions
 
 DATABASE = "beacon"
@@ -186,6 +186,10 @@ class ClusterStack(Stack):
         wait_until(lambda: self.http_ok(f"{self.base_url}/readyz"), timeout=60, what="HAProxy to a ready web")
         for name in self.worker_hosts:
             self.worker_wait_ready(name)
+
+    def worker_start(self, name: str = "worker", **options: object) -> ManagedProcess:
+        """The worker of host `name`: its Celery node and log are `worker-<host>-…` (the scenarios find them so)."""
+        return super().worker_start(name, node=f"worker-{name}", **options)
 
     def host_kill(self, name: str) -> int:
         """Every process of host `name` SIGKILLed at once (power lost); returns how many."""

@@ -178,7 +178,7 @@ class Stack:
         # The sandbox stands for vendors on other machines: with `nice` it does not take the web's CPU.
         self.process_start("sandbox", sandbox_vendors(self.env(), base_port=self.sandbox_port, log_dir=self.log_dir,
                                                       nice=self.options.nice, host=self.address_of("sandbox")))
-        wait_until(self.sandbox.healthy, timeout=60, what="sandbox vendors")
+        wait_until(self.sandbox.healthy, timeout=START_TIMEOUT, what="sandbox vendors")
 
     def sandbox_ports(self) -> dict[str, int]:
         return {instance["name"]: instance["port"] for instance in self.sandbox.instances()}
@@ -238,16 +238,20 @@ class Stack:
         url = f"http://{self.address_of(name)}:{self.web_port}{path}"
         wait_until(lambda: self.http_ok(url), timeout=START_TIMEOUT, what=f"{name} ({self.processes[name].log_path})")
 
-    def worker_start(self, name: str = "worker", *, pool: str | None = None, concurrency: int | None = None,
-                     **extra: str) -> ManagedProcess:
-        """A Celery worker on every queue, logging to `<name>.log` afresh (its "ready." line is this start's)."""
+    def worker_start(self, name: str = "worker", *, node: str | None = None, pool: str | None = None,
+                     concurrency: int | None = None, log_path: Path | None = None, **extra: str) -> ManagedProcess:
+        """A Celery worker on every queue, kept as `name`; `node` (default `name`) begins its Celery
+        node name and its log's, `<node>-<ms>.log`, a fresh file at each start (its "ready." line is
+        this start's), unless `log_path` says where (emptied first)."""
+        node = node or name
         if self.options.worker_metrics:
             port = self.worker_metrics_ports.setdefault(name, free_port())
             extra = {"WORKER_METRICS_PORT": str(port), "WORKER_METRICS_HOST": "127.0.0.1", **extra}
-        process = celery_worker(self.env(**extra), name=name, pool=pool or self.options.worker_pool,
+        process = celery_worker(self.env(**extra), name=node, pool=pool or self.options.worker_pool,
                                 concurrency=concurrency or self.options.worker_concurrency, log_dir=self.log_dir,
                                 nice=self.options.nice)
-        self._log_fresh(name, process)
+        process.log_path = log_path or self.log_dir / f"{node}-{int(time.time() * 1000)}.log"
+        process.log_path.unlink(missing_ok=True)
         self._with_metrics_dir(process, name)
         return self.process_start(name, process)
 
@@ -304,13 +308,6 @@ class Stack:
     def http_ok(url: str) -> bool:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - the stack's own processes
             return response.status == 200
-
-    def _log_fresh(self, name: str, process: ManagedProcess) -> None:
-        """`process` logs to `<name>.log`, emptied first; a restart keeps the earlier log as `<name>.<ms>.log`."""
-        process.log_path = self.log_dir / f"{name}.log"
-        if name in self.processes and process.log_path.exists():
-            process.log_path.rename(self.log_dir / f"{name}.{int(time.time() * 1000)}.log")
-        process.log_path.unlink(missing_ok=True)
 
     def _with_metrics_dir(self, process: ManagedProcess, group: str) -> None:
         """Run `process` through deploy/with-metrics-dir GROUP, as the Procfile does (nice stays outside)."""

@@ -149,7 +149,7 @@ def browser_worker(django_db_setup) -> Iterator[ManagedProcess]:
         worker_concurrency=4,
     ))
     try:
-        worker = stack.worker_start("browser-worker")
+        worker = stack.worker_start("browser-worker", log_path=ARTIFACTS / "browser-worker.log")
         stack.worker_wait_ready("browser-worker", timeout=WORKER_START_TIMEOUT)
         yield worker
     finally:
