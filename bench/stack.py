@@ -36,7 +36,9 @@ from harness.processes import (
 )
 from sandbox.client import SandboxControl
 
-BENCH_DATABASE = "beacon_bench"
+# BENCH_DATABASE names another database, so that engineers sharing one PostgreSQL server do not
+# drop each other's bench database.
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "beacon_bench")
 # The web set-up of the Procfile (3 gthread workers x 4 threads), for the floor and the checkout alike.
 WEB_WORKERS = 3
 WEB_THREADS = 4
