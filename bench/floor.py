@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.databases import database_recreate_named
+from bench.stack import STARTUP_TIMEOUT
 from harness.processes import BIN, PYTHON, ROOT, ManagedProcess, RedisServer, free_port, wait_until
 
 FLOOR_DIR = ROOT.parent / "shared" / "bench-floor"
@@ -63,13 +64,13 @@ class FloorApp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
         # limitapp.py connects to 127.0.0.1:5432 as root; only the database name is configurable.
         env.update(FLOOR_DATABASE=self.database, FLOOR_REDIS_URL=self.redis.url(0), PYTHONUNBUFFERED="1")
-        subprocess.run([PYTHON, str(FLOOR_APP), "init"], cwd=FLOOR_DIR, env=env, check=True, timeout=60,
+        subprocess.run([PYTHON, str(FLOOR_APP), "init"], cwd=FLOOR_DIR, env=env, check=True, timeout=STARTUP_TIMEOUT,
                        capture_output=True)
         self.web = plain_gunicorn("floor-web", "limitapp:application", env=env, port=self.port, workers=self.workers,
                                   threads=self.threads, log_dir=self.log_dir, access_log=self.access_log,
                                   chdir=FLOOR_DIR).start()
         wait_until(lambda: urllib.request.urlopen(self.base_url + BARE_PATH, timeout=1).status == 200,
-                   timeout=60, what="the floor's gunicorn")
+                   timeout=STARTUP_TIMEOUT, what="the floor's gunicorn")
         return self
 
     def stop(self) -> None:

@@ -13,6 +13,7 @@ import redis
 
 from bench.databases import database_recreate_named
 from bench.floor import plain_gunicorn
+from bench.stack import STARTUP_TIMEOUT
 from harness.processes import BIN, PYTHON, ROOT, ManagedProcess, RedisServer, free_port, wait_until
 
 # Sandbox instances the peer sends through (no fallback vendor: the usual pattern has one of each).
@@ -68,7 +69,7 @@ class PeerStack:
                                   workers=self.web_workers, threads=self.web_threads, log_dir=self.log_dir,
                                   access_log=self.access_log).start()
         wait_until(lambda: urllib.request.urlopen(self.base_url + "/healthz", timeout=1).status == 200,
-                   timeout=60, what="the peer's gunicorn")
+                   timeout=STARTUP_TIMEOUT, what="the peer's gunicorn")
         return self
 
     # --- workers ----------------------------------------------------------------------------
@@ -87,7 +88,7 @@ class PeerStack:
                 raise RuntimeError(f"{worker.name} exited:\n{worker.log_tail()}")
             return "ready." in worker.log_path.read_text(errors="replace")
 
-        wait_until(ready, timeout=60, what=worker.name)
+        wait_until(ready, timeout=STARTUP_TIMEOUT, what=worker.name)
         return worker
 
     def worker_kill(self) -> None:
