@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from bench.floor import FloorApp
 from bench.inbox import sandbox_messages
 from bench.peer.stack import PeerStack
 from bench.stack import BENCH_DATABASE, WEB_THREADS, WEB_WORKERS, WORKER_NICE, WORKER_THREADS, Stack
+from sandbox.client import SandboxControl
 
 SYSTEMS = ("floor", "peer", "beacon")
 DELIVERING = ("peer", "beacon")  # the floor's outbox has no relay: it delivers nothing
@@ -34,6 +37,9 @@ CONNECTIONS = 8
 # How often a drain polls, and for how long the peer's inbox must stand still to count as drained.
 POLL_SECONDS = 0.5
 PEER_QUIET_SECONDS = 2.0
+# Seconds a sandbox control call (an inbox listing) may take: on a shared, overloaded box the
+# sandbox runs at the workers' low priority and has taken over 5 s to list a few hundred messages.
+CONTROL_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -90,12 +96,31 @@ class Systems:
         self.peer = PeerStack(server_url=server_url, database=f"{BENCH_DATABASE}_peer", log_dir=log_dir,
                               sandbox_port=stack.sandbox_port, web_workers=WEB_WORKERS, web_threads=WEB_THREADS,
                               worker_threads=WORKER_THREADS, worker_nice=WORKER_NICE)
+        self.control = SandboxControl(f"http://127.0.0.1:{stack.sandbox_port}", timeout=CONTROL_TIMEOUT_SECONDS)
 
     def start(self, echo: Callable[[str], None]) -> None:
         echo("starting the floor (limitapp.py) and the peer (DRF + Celery)")
         self.floor.start()
         self.peer.start(worker_processes=len(self.stack.workers))
         echo(f"floor :{self.floor.port}, peer :{self.peer.port} ({len(self.peer.workers)} worker(s))")
+        for name in ("floor", "peer"):
+            self._warm(self.targets[name], echo)
+        self.drain(echo, timeout=300)
+
+    def _warm(self, target: Target, echo: Callable[[str], None]) -> None:
+        """Checkouts through every gunicorn thread before anything is measured, as Beacon's web
+        gets (Stack._web_warm): each thread's first request opens its database connection and
+        imports what the view needs, which a cold web would put into the first measured point."""
+        body = self.stack.log_dir / f"warm-{target.name}.json"
+        body.write_text(json.dumps(target.body))
+        command = [shutil.which("hey") or "hey", "-n", str(self.stack.warm_checkouts), "-c",
+                   str(WEB_WORKERS * WEB_THREADS), "-m", "POST", "-T", "application/json", "-D", str(body),
+                   target.base_url + target.checkout_path]
+        if target.api_key:
+            command[-1:-1] = ["-H", f"Authorization: Bearer {target.api_key}"]
+        warm = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if warm.returncode:  # a cold first point is a worse measurement, not a reason to stop the run
+            echo(f"  warning: warming the {target.name} failed: {warm.stderr.strip()[-300:]}")
 
     def stop(self) -> None:
         self.peer.stop()
@@ -134,7 +159,7 @@ class Systems:
         not share the CPU with them."""
         self.stack.deliveries_idle_wait(timeout=timeout)
         deadline = time.monotonic() + timeout
-        control = self.stack.control
+        control = self.control
         last, quiet_since = -1, time.monotonic()
         while time.monotonic() < deadline:
             held = sum(control.instance(name)["message_count"] for name in ("smtp-primary", "sms-primary"))
@@ -209,7 +234,7 @@ def _accepted(out_dir: Path, label: str) -> int:
 def delivery_point(systems: Systems, cp: CompareProfile, name: str, rep: int, out_dir: Path, echo) -> dict[str, Any]:
     """One system's checkouts at the delivery rate, vendors at 50 ms: notifications delivered per
     second while the load ran (counted in the sandbox inboxes) and the drain after it."""
-    control = systems.stack.control
+    control = systems.control
     scenarios.sandbox_fresh(systems.stack, scenarios.VENDOR_LATENCY_FAST_MS)
     t = systems.targets[name]
     label = f"c3-{name}-{rep}"

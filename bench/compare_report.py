@@ -66,9 +66,11 @@ def _channel(c: dict[str, int] | None) -> str:
 
 
 def _fault(title: str, by_system: dict[str, Any]) -> list[str]:
-    lines = ["", f"### {title} (counted in the sandbox inboxes, one address per checkout)", "",
+    waited = max((m.get("waited_s", 0) for m in by_system.values()), default=0)
+    lines = ["", f"### {title} (counted in the sandbox inboxes, one address per checkout; \"not yet\": not "
+             f"arrived {waited:g} s after the load)", "",
              "| system | checkouts | answered 201 | orders committed | committed, not answered 201 | max latency ms | "
-             "email once / twice+ / never | SMS once / twice+ / never |", "|---|---|---|---|---|---|---|---|"]
+             "email once / twice+ / not yet | SMS once / twice+ / not yet |", "|---|---|---|---|---|---|---|---|"]
     lines.append(f"| {LABELS['floor']} | {NOT_DELIVERING} | | | | | | |")
     for name in DELIVERING:
         if (m := by_system.get(name)) is None:
@@ -88,6 +90,7 @@ def comparison_markdown(results: dict[str, Any]) -> list[str]:
              "Same host, same run, same gunicorn shape; the systems take turns in a rotated order. The host is "
              "shared: read the ratios, not the absolute numbers."]
     lines += [f"- {name}: {text}" for name, text in compare.get("systems", {}).items()]
+    lines += [f"- **{key} failed**: {error}" for key, error in compare.get("errors", {}).items()]
     if s := compare.get("max_throughput"):
         lines += _throughput(s)
     if s := compare.get("latency"):

@@ -45,7 +45,7 @@ def count_deliveries(systems: Systems, name: str, results: list[Result], *, time
         if r.recipient.email in committed:
             expected[r.recipient.email] = "email"
             expected[r.recipient.phone] = "sms"
-    control = systems.stack.control
+    control = systems.control
     deadline = time.monotonic() + timeout
     tally = inbox_tally(expected, sandbox_messages(control))
     while any(t.missing for t in tally.values()) and time.monotonic() < deadline:
@@ -61,6 +61,7 @@ def count_deliveries(systems: Systems, name: str, results: list[Result], *, time
         "committed_not_answered_201": len(committed - {r.recipient.email for r in results if r.status == 201}),
         "max_latency_ms": max((r.latency * 1000 for r in results), default=0.0),
         "channels": {channel: t.as_dict() for channel, t in sorted(tally.items())},
+        "waited_s": timeout,
     }
 
 

@@ -41,7 +41,7 @@ RESULTS = {
         "faults": {
             "broker_down": {
                 "peer": {"checkouts": 175, "answered_201": 60, "committed": 170, "committed_not_answered_201": 110,
-                         "max_latency_ms": 30000, "outage_seconds": 20,
+                         "max_latency_ms": 30000, "outage_seconds": 20, "waited_s": 240,
                          "channels": {"email": _channels(60, 0, 110), "sms": _channels(60, 0, 110)}},
                 "beacon": {"checkouts": 175, "answered_201": 175, "committed": 175, "committed_not_answered_201": 0,
                            "max_latency_ms": 80, "outage_seconds": 20,
@@ -77,6 +77,7 @@ def test_the_delivery_and_fault_tables_say_the_floor_delivers_nothing() -> None:
     assert "| floor (limitapp.py) | — (delivers nothing" in delivery
     assert "| Beacon | 60.0 | 9.0/50.0 | 119.0 | 1.5 | 7200 | 0 | 0 |" in delivery
     broker = summary.split("### Broker down 20 s, then started empty")[1].split("###")[0]
+    assert "\"not yet\": not arrived 240 s after the load" in broker
     assert "| peer (DRF + Celery defaults) | 175 | 60 | 170 | 110 | 30000 | 60 / 0 / 110 | 60 / 0 / 110 |" in broker
     assert "| Beacon | 175 | 175 | 175 | 0 | 80 | 175 / 0 / 0 | 175 / 0 / 0 |" in broker
     killed = summary.split("### A worker SIGKILLed 2 time(s), vendors at 300 ms")[1]
