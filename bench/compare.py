@@ -46,6 +46,9 @@ CONTROL_TIMEOUT_SECONDS = 60.0
 class CompareProfile:
     name: str
     reps: int
+    # Seconds before a point records. Also what locust's own start-up must fit in: a fixed-rate
+    # point's window counts from when locust was launched, and on a loaded box locust has taken
+    # over a second to send its first request (a 1 s warm-up left a 3 s point nearly empty).
     warmup: float
     duration: float  # recorded seconds of a throughput or latency point
     rates: tuple[float, ...]  # checkouts/s of the fixed-rate latency points
@@ -62,7 +65,7 @@ class CompareProfile:
 COMPARE_FULL = CompareProfile("full", reps=3, warmup=3, duration=15, rates=(25, 50), delivery_rate=60,
                               delivery_seconds=60, fault_rate=5, broker_down=(5, 20, 10), kills_at=(6, 14),
                               kill_load_seconds=24, kill_vendor_ms=300, drain_timeout=240)
-COMPARE_QUICK = CompareProfile("quick", reps=1, warmup=1, duration=3, rates=(15,), delivery_rate=15,
+COMPARE_QUICK = CompareProfile("quick", reps=1, warmup=3, duration=4, rates=(15,), delivery_rate=15,
                                delivery_seconds=6, fault_rate=4, broker_down=(2, 6, 3), kills_at=(3,),
                                kill_load_seconds=8, kill_vendor_ms=300, drain_timeout=120)
 
