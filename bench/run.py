@@ -6,7 +6,7 @@ write bench/results/<timestamp>/ (results.json, summary.md, PNG plots, process l
 `compare` and `faults` run the floor (../shared/bench-floor/limitapp.py) and the peer
 (bench/peer/) beside Beacon (bench/compare.py, bench/faults.py).
 
-Needs DATABASE_URL's PostgreSQL server (the database beacon_bench is dropped and created there)
+Needs DATABASE_URL's PostgreSQL server (the database beacon_bench, or $BENCH_DATABASE, is dropped and created there)
 and Debian's `hey` (closed-loop maximum throughput); locust comes from requirements-dev.
 """
 
