@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bench.compare import DELIVERING, SYSTEMS
@@ -104,3 +105,30 @@ def comparison_markdown(results: dict[str, Any]) -> list[str]:
         lines += _fault(f"A worker SIGKILLed {kills} time(s), vendors at 300 ms" if kills else "A worker SIGKILLed",
                         s["worker_killed"])
     return lines
+
+
+def comparison_plot(results: dict[str, Any], out: Path) -> list[str]:
+    """`floor_peer_beacon.png`: each system's maximum checkouts/s and bare-view req/s, with its
+    ratio to the floor; [] when the run measured no maximum throughput."""
+    s = (results.get("compare") or {}).get("max_throughput")
+    if not s:
+        return []
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    positions = range(len(SYSTEMS))
+    checkout = [s["checkout"][name]["achieved_rps"] for name in SYSTEMS]
+    bare = [s["bare"][name]["achieved_rps"] for name in SYSTEMS]
+    ax.bar([p - 0.2 for p in positions], checkout, width=0.4, label="checkout")
+    ax.bar([p + 0.2 for p in positions], bare, width=0.4, label="bare view", color="lightgrey")
+    for position, name, value in zip(positions, SYSTEMS, checkout, strict=True):
+        ax.annotate(f"{_ratio(s['ratio_of_floor'][name])} x floor", (position - 0.2, value), ha="center",
+                    va="bottom", fontsize=8)
+    ax.set_xticks(list(positions), [LABELS[name] for name in SYSTEMS], fontsize=8)
+    ax.set_ylabel("req/s, closed loop")
+    ax.set_title(f"Maximum throughput, {s['connections']} connections, workers paused (medians of {s['reps']})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "floor_peer_beacon.png", dpi=110)
+    plt.close(fig)
+    return ["floor_peer_beacon.png"]

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench.compare_report import comparison_markdown
+from bench.compare_report import comparison_markdown, comparison_plot
 
 
 def _mark(ok: bool) -> str:
@@ -198,4 +198,5 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
         fig.savefig(out / "pipeline_queue.png", dpi=110)
         plt.close(fig)
         made.append("pipeline_queue.png")
+    made += comparison_plot(results, out)
     return made

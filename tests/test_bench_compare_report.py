@@ -3,8 +3,10 @@ ratios to the floor measured round by round."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.compare import SYSTEMS, rotated
-from bench.report import summary_markdown
+from bench.report import plots, summary_markdown
 
 
 def _load(rps: float, p50: float = 5.0, p99: float = 20.0) -> dict:
@@ -96,3 +98,11 @@ def test_each_system_goes_first_once_in_three_rounds() -> None:
 
     assert [order[0] for order in orders] == ["floor", "peer", "beacon"]
     assert all(sorted(order) == sorted(SYSTEMS) for order in orders)
+
+
+def test_the_plots_include_the_three_systems_throughput_only_when_it_was_measured(tmp_path: Path) -> None:
+    assert plots(RESULTS, tmp_path) == ["floor_peer_beacon.png"]
+    assert (tmp_path / "floor_peer_beacon.png").read_bytes().startswith(b"\x89PNG")
+
+    without = {**RESULTS, "compare": {k: v for k, v in RESULTS["compare"].items() if k != "max_throughput"}}
+    assert plots(without, tmp_path / "none") == []
