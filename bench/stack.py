@@ -19,7 +19,9 @@ from harness.database import database_connect, database_url
 from harness.processes import ManagedProcess, broker_purge
 from harness.stack import Stack, StackOptions
 
-BENCH_DATABASE = "beacon_bench"
+# BENCH_DATABASE names another database, so that engineers sharing one PostgreSQL server do not
+# drop each other's bench database.
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "beacon_bench")
 # The web set-up of the Procfile (3 gthread workers x 4 threads), for the floor and the checkout alike.
 WEB_WORKERS = 3
 WEB_THREADS = 4
@@ -37,6 +39,9 @@ VENDOR_NAMES = ("sms-primary", "sms-fallback", "smtp-primary", "smtp-fallback")
 QUEUES = ("default", "email", "sms")
 # Beacon's settings in every process of the benchmark.
 BENCH_SETTINGS = {"DEBUG": "false", "LOG_LEVEL": "INFO", "LOG_FORMAT": "json", "SENTRY_DSN": ""}
+# Seconds a process of the stack may take to start: on a box shared by several engineers
+# (load average 10 on 2 cores) a Django process's start-up alone has taken over 30 s.
+STARTUP_TIMEOUT = 180
 
 
 # The settings that decide what a commit costs. With either off (the embedded development
@@ -82,6 +87,7 @@ class BenchStack(Stack):
             web_access_log=True,
             worker_concurrency=WORKER_THREADS,
             nice=WORKER_NICE,
+            start_timeout=STARTUP_TIMEOUT,
             warm_checkouts=warm_checkouts,
             warm_body=CHECKOUT_BODY,
             database_settings={"synchronous_commit": synchronous_commit} if synchronous_commit else {},

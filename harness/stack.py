@@ -79,6 +79,8 @@ class StackOptions:
     worker_metrics: bool = False
     # Web and workers start through deploy/with-metrics-dir, as the Procfile starts them.
     metrics_dirs: bool = False
+    # Seconds a started process gets to answer (more on a box shared by several engineers).
+    start_timeout: float = START_TIMEOUT
     # CPU priority of the workers and the sandbox below the web (harness/processes.py: autogroup_nice).
     nice: int = 0
     # Checkouts sent through every web thread after each web start, before anything is measured.
@@ -178,7 +180,7 @@ class Stack:
         # The sandbox stands for vendors on other machines: with `nice` it does not take the web's CPU.
         self.process_start("sandbox", sandbox_vendors(self.env(), base_port=self.sandbox_port, log_dir=self.log_dir,
                                                       nice=self.options.nice, host=self.address_of("sandbox")))
-        wait_until(self.sandbox.healthy, timeout=START_TIMEOUT, what="sandbox vendors")
+        wait_until(self.sandbox.healthy, timeout=self.options.start_timeout, what="sandbox vendors")
 
     def sandbox_ports(self) -> dict[str, int]:
         return {instance["name"]: instance["port"] for instance in self.sandbox.instances()}
@@ -236,7 +238,7 @@ class Stack:
     def web_wait_ready(self, name: str = "web", *, path: str = "/readyz") -> None:
         """Until the web `name` answers 200 on `path` (/readyz: its database, Redis and broker too)."""
         url = f"http://{self.address_of(name)}:{self.web_port}{path}"
-        wait_until(lambda: self.http_ok(url), timeout=START_TIMEOUT, what=f"{name} ({self.processes[name].log_path})")
+        wait_until(lambda: self.http_ok(url), timeout=self.options.start_timeout, what=f"{name} ({self.processes[name].log_path})")
 
     def worker_start(self, name: str = "worker", *, node: str | None = None, pool: str | None = None,
                      concurrency: int | None = None, log_path: Path | None = None, **extra: str) -> ManagedProcess:
@@ -255,9 +257,10 @@ class Stack:
         self._with_metrics_dir(process, name)
         return self.process_start(name, process)
 
-    def worker_wait_ready(self, name: str = "worker", *, timeout: float = START_TIMEOUT) -> None:
+    def worker_wait_ready(self, name: str = "worker", *, timeout: float | None = None) -> None:
         """Until the worker `name` consumes; RuntimeError with its log if it exits first."""
         worker = self.processes[name]
+        timeout = timeout or self.options.start_timeout
 
         def ready() -> bool:
             if not worker.alive():
