@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused, AnymailRequestsAPIError
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailError,
+    AnymailInvalidAddress,
+    AnymailRecipientsRefused,
+    AnymailRequestsAPIError,
+)
 from django.core.mail import EmailMultiAlternatives, get_connection
 
 from notifications.egress import Destination, EgressRefused, egress_check
@@ -150,8 +156,9 @@ class AnymailEspAdapter(VendorAdapter):
     def _error(self, exc: AnymailError, message: OutboundMessage) -> VendorError:
         """Classify anymail's exception: refused recipients, then the ESP's error code, then the
         HTTP status; a request that went out but got no answer is an unknown outcome."""
-        if isinstance(exc, AnymailRecipientsRefused):
-            return VendorError(f"{self.label}: the ESP refused the recipient", permanent=True)
+        if isinstance(exc, AnymailRecipientsRefused | AnymailInvalidAddress):
+            return VendorError(f"{self.label}: the recipient's address is refused ({type(exc).__name__})",
+                               permanent=True)
         cause = exc.__cause__
         if isinstance(exc, AnymailRequestsAPIError) and exc.response is None:
             if isinstance(cause, requests.ConnectTimeout | requests.ConnectionError) and not isinstance(
@@ -162,7 +169,7 @@ class AnymailEspAdapter(VendorAdapter):
         status = exc.status_code
         body = _json_of(exc)
         code = body.get("ErrorCode")
-        code = code if isinstance(code, int) else None
+        code = code if isinstance(code, int) and code != 0 else None  # 0 is Postmark's "no error"
         text = scrub(str(body.get("Message") or ""), message.to)[:200]
         detail = f"HTTP {status}" + (f", ErrorCode {code}" if code is not None else "") + (f": {text}" if text else "")
         vendor_code = str(code) if code is not None else None
