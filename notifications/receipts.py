@@ -26,7 +26,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from notifications import metrics
-from notifications.models import AttemptOutcome, DeliveryAttempt, DeliveryReceipt, DeliveryState, Notification, Vendor
+from notifications.consent import suppression_add
+from notifications.models import (
+    AttemptOutcome,
+    DeliveryAttempt,
+    DeliveryReceipt,
+    DeliveryState,
+    Notification,
+    SuppressionSource,
+    Vendor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +49,9 @@ DELIVERY_RANK: dict[str, int] = {
 }
 # States after which the vendor reports nothing more about delivery: counted in the metrics.
 FINAL_STATES = frozenset(DELIVERY_RANK) - {DeliveryState.ACCEPTED}
+# Bounce codes that mean the address can never be reached (Postmark's Type, anymail's reject
+# reason): the address goes on the suppression list. A soft bounce does not.
+HARD_BOUNCE_CODES = frozenset({"HardBounce", "BadEmailAddress", "bounced", "invalid"})
 # Bounds of what a vendor may write into a receipt (its fields are the outside world's text).
 MAX_VENDOR_STATUS = 32
 MAX_VENDOR_CODE = 32
@@ -91,7 +103,8 @@ def receipt_record(*, vendor: Vendor, receipt: Receipt) -> ReceiptResult:
     2. Store the receipt once (a duplicate stops here).
     3. Raise the attempt's state if the receipt's rank is higher (one conditional UPDATE).
     4. Raise the notification's state the same way, if the attempt's message is its current one.
-    5. An undelivered message may be sent once more elsewhere (delivery_fallback.py), after commit.
+    5. After commit: a hard bounce puts the address on the suppression list (consent.py); an
+       undelivered message may be sent once more elsewhere (delivery_fallback.py).
     """
     if receipt.state not in DELIVERY_RANK:
         raise ValueError(f"unknown delivery state {receipt.state!r}")
@@ -127,6 +140,11 @@ def receipt_record(*, vendor: Vendor, receipt: Receipt) -> ReceiptResult:
             ).update(delivery_state=receipt.state, delivery_state_at=now, updated_at=now)
             if receipt.state in FINAL_STATES:
                 transaction.on_commit(lambda: _count(vendor, attempt.notification.channel, receipt.state))
+            if receipt.state == DeliveryState.BOUNCED and receipt.vendor_code in HARD_BOUNCE_CODES:
+                notification = attempt.notification
+                transaction.on_commit(lambda: suppression_add(
+                    channel=notification.channel, address=notification.recipient,
+                    source=SuppressionSource.HARD_BOUNCE, note=f"{vendor.name}: {receipt.vendor_code}"))
             if receipt.state == DeliveryState.UNDELIVERED:
                 from notifications.delivery_fallback import delivery_fallback_request
 

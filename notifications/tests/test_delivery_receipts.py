@@ -21,6 +21,7 @@ from notifications.models import (
     DeliveryReceipt,
     Notification,
     NotificationStatus,
+    Suppression,
     Vendor,
 )
 from notifications.receipts import DELIVERY_RANK, Receipt, delivery_state_merge, receipt_record
@@ -157,7 +158,7 @@ def test_a_callback_with_an_unknown_status_or_message_is_answered_400_or_404(cli
 
 @pytest.mark.django_db(transaction=True)
 def test_an_sms_gets_its_delivered_receipt_from_the_sandbox_signed_as_twilio_signs(
-    vendors: dict, templates: None, sandbox: SandboxHandle, receipts_url: str
+    receipts_url: str, vendors: dict, templates: None, sandbox: SandboxHandle
 ) -> None:
     sandbox.control.set_faults("sms-primary", receipt_out_of_order=True, receipt_duplicates=True)
     sms = run_until_settled(dispatch(make_trigger())["sms"].pk)
@@ -174,7 +175,7 @@ def test_an_sms_gets_its_delivered_receipt_from_the_sandbox_signed_as_twilio_sig
 
 @pytest.mark.django_db(transaction=True)
 def test_an_email_through_the_anymail_adapter_gets_its_delivered_and_bounced_webhooks(
-    vendors: dict, templates: None, sandbox: SandboxHandle, receipts_url: str, live_server
+    receipts_url: str, live_server, vendors: dict, templates: None, sandbox: SandboxHandle
 ) -> None:
     esp = {v.name: v for v in demo_esp_vendors_install(
         host="127.0.0.1", ports={n: sandbox.port(n) for n in ("esp-primary", "esp-fallback")}, timeout=2)}
@@ -197,6 +198,9 @@ def test_an_email_through_the_anymail_adapter_gets_its_delivered_and_bounced_web
     assert DeliveryReceipt.objects.get(attempt__notification=bounced).vendor_code == "HardBounce"
     inbox = sandbox.control.messages("esp-primary")
     assert [m["subject"] for m in inbox] == [delivered.rendered_subject, bounced.rendered_subject]
+    # A hard bounce: the address goes on the suppression list, so nothing more is sent to it.
+    assert list(Suppression.objects.values_list("channel", "address", "source")) == [
+        ("email", bounced.recipient, "hard_bounce")]
 
 
 def vendor_webhook_secret(vendor: Vendor) -> str:
@@ -207,7 +211,7 @@ def vendor_webhook_secret(vendor: Vendor) -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_an_esp_webhook_with_wrong_basic_auth_is_refused_and_changes_nothing(
-    vendors: dict, templates: None, sandbox: SandboxHandle, receipts_url: str, live_server
+    receipts_url: str, live_server, vendors: dict, templates: None, sandbox: SandboxHandle
 ) -> None:
     vendor = demo_esp_vendors_install(
         host="127.0.0.1", ports={n: sandbox.port(n) for n in ("esp-primary", "esp-fallback")}, timeout=2)[0]
