@@ -545,6 +545,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": NOTIFICATION_SWEEP_INTERVAL,
         "options": {"expires": NOTIFICATION_SWEEP_INTERVAL * 5},
     },
+    # Delivery fallbacks whose hand-off was lost (broker down when the receipt came).
+    "delivery-fallbacks-sweep": {
+        "task": "notifications.tasks.delivery_fallbacks_sweep",
+        "schedule": 30.0,
+        "options": {"expires": 150.0},
+    },
     "idempotency-purge": {"task": "checkout.tasks.idempotency_records_purge", "schedule": 3600.0},
     # Hourly, so a day's expiry is spread out; each run erases what passed the retention period.
     "personal-data-expire": {

@@ -19,9 +19,10 @@ Policy (stated once, here):
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from notifications import metrics
@@ -59,6 +60,27 @@ def delivery_fallback_request(*, attempt_id: int, vendor_code: str) -> bool:
     if not published:
         logger.error("delivery fallback not handed to a worker (broker unavailable)", extra={"attempt_id": attempt_id})
     return published
+
+
+def delivery_fallbacks_sweep(*, grace_seconds: float = 60.0, limit: int = 100) -> int:
+    """Start the fallbacks whose hand-off to a worker was lost (broker down when the receipt
+    came): undelivered current messages, unclaimed, reported more than `grace_seconds` ago.
+    Run by beat; returns how many fallbacks it started."""
+    reported_before = timezone.now() - timedelta(seconds=grace_seconds)
+    due = (
+        DeliveryAttempt.objects.filter(
+            delivery_state=DeliveryState.UNDELIVERED, fallback_started_at__isnull=True,
+            notification__status=NotificationStatus.SENT,
+            notification__vendor_message_id=F("vendor_message_id"),
+            notification__channel__in=settings.DELIVERY_FALLBACK_CHANNELS,
+            notification__delivery_state_at__lte=reported_before,
+        )
+        .exclude(delivery_code__in=list(TWILIO_RECIPIENT_FAULT_CODES))
+        .order_by("id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(delivery_fallback_send(attempt_id=attempt_id) not in ("not_claimed", "not_current")
+               for attempt_id in list(due))
 
 
 def delivery_fallback_send(*, attempt_id: int) -> str:

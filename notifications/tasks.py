@@ -48,3 +48,8 @@ def personal_data_expire() -> int:
 @shared_task(name="notifications.tasks.delivery_fallback_send")
 def delivery_fallback_send(attempt_id: int) -> str:
     return delivery_fallback.delivery_fallback_send(attempt_id=attempt_id)
+
+
+@shared_task(name="notifications.tasks.delivery_fallbacks_sweep")
+def delivery_fallbacks_sweep() -> int:
+    return delivery_fallback.delivery_fallbacks_sweep()

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from notifications.delivery_fallback import delivery_fallback_send, delivery_fallback_wanted
+from notifications.delivery_fallback import (
+    delivery_fallback_send,
+    delivery_fallback_wanted,
+    delivery_fallbacks_sweep,
+)
 from notifications.models import DeliveryAttempt, Notification
 from notifications.receipts import Receipt, receipt_record
 from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
@@ -64,6 +68,22 @@ def test_a_receipt_about_an_earlier_message_starts_nothing(vendors: dict, templa
 
     assert delivery_fallback_send(attempt_id=first.pk) == "not_current"
     assert len(sandbox.control.messages("sms-fallback")) == 1
+
+
+def test_the_sweep_starts_a_fallback_whose_hand_off_was_lost_and_only_once(
+    vendors: dict, templates: None, sandbox: SandboxHandle
+) -> None:
+    sms = sent_sms(sandbox)
+    undelivered(sms)  # its on-commit hand-off never ran (as with the broker down)
+    landline = sent_sms(sandbox)
+    undelivered(landline, code="30006")
+
+    started = [delivery_fallbacks_sweep(grace_seconds=0) for _ in range(2)]
+
+    assert started == [1, 0]
+    sms.refresh_from_db()
+    landline.refresh_from_db()
+    assert (sms.vendor.name, landline.vendor.name) == ("sms-fallback", "sms-primary")
 
 
 @pytest.mark.parametrize(("channel", "code", "wanted"), [
