@@ -345,6 +345,17 @@ class DeliveryReceipt(models.Model):
         return f"receipt {self.vendor_status} ({self.state})"
 
 
+class ReceiptRequestToken(models.Model):
+    """The idempotency token of a vendor's receipt request (Twilio's `I-Twilio-Idempotency-Token`),
+    kept so that the same request seen again (a replay of a captured callback) is refused."""
+
+    token = models.CharField(max_length=128, unique=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"receipt request {self.token[:16]}"
+
+
 class SuppressionScope(models.TextChoices):
     ALL = "all", "Every message on this channel"
     MARKETING = "marketing", "Marketing messages only"

@@ -8,9 +8,11 @@ webhooks (django-anymail). Thin: authenticate, map the vendor's words, call `rec
 - ESPs: `POST /webhooks/esp/<vendor id>/tracking/`, parsed by anymail's own tracking view of the
   vendor's ESP, authenticated with that vendor's `webhook_secret` (basic auth): 403 otherwise.
 
-A receipt that was stored before (a vendor's retry, or a replay of a captured request) is
-answered 200, so the vendor stops retrying, and changes nothing (receipts.py stores it once).
-A receipt for a message Beacon does not know is answered 404.
+A Twilio request seen before (its `I-Twilio-Idempotency-Token`, which Twilio sets per callback
+and keeps on its own retries of a failed one) is a replay: refused with 409, nothing changes. A
+receipt stored before under another request (a vendor reporting the same status twice) is
+answered 200 and changes nothing (receipts.py stores it once). A receipt for a message Beacon
+does not know is answered 404.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ def _text(status: int, body: str) -> HttpResponse:
 def _answer(result_status: str) -> HttpResponse:
     if result_status == "unknown_message":
         return _text(404, "Unknown message.")
+    if result_status == "replayed":
+        return _text(409, "This request was received before: refused.")
     return _text(200, "Already recorded." if result_status == "duplicate" else "Recorded.")
 
 
@@ -82,8 +86,9 @@ def twilio_status_callback(request: HttpRequest) -> HttpResponse:
                       state=TWILIO_MESSAGE_STATUS[status], vendor_code=params.get("ErrorCode", ""),
                       occurred_at=_twilio_done_date(params.get("RawDlrDoneDate", "")))
     # Messages of one account may go out through several vendor rows of it: the one that sent it.
+    token = request.headers.get("I-Twilio-Idempotency-Token", "")
     for candidate in [vendor, *(v for v in vendors if v.pk != vendor.pk)]:
-        result = receipt_record(vendor=candidate, receipt=receipt)
+        result = receipt_record(vendor=candidate, receipt=receipt, request_token=token)
         if result.status != "unknown_message":
             break
     return _answer(result.status)

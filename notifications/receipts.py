@@ -33,6 +33,7 @@ from notifications.models import (
     DeliveryReceipt,
     DeliveryState,
     Notification,
+    ReceiptRequestToken,
     SuppressionSource,
     Vendor,
 )
@@ -56,6 +57,7 @@ HARD_BOUNCE_CODES = frozenset({"HardBounce", "BadEmailAddress", "bounced", "inva
 MAX_VENDOR_STATUS = 32
 MAX_VENDOR_CODE = 32
 MAX_DESCRIPTION = 200
+MAX_REQUEST_TOKEN = 128
 
 
 def delivery_state_merge(current: str, reported: str) -> str:
@@ -85,22 +87,24 @@ class Receipt:
 
 @dataclass(frozen=True)
 class ReceiptResult:
-    """`unknown_message`: no sent attempt of this vendor has that id; `duplicate`: stored
-    before, nothing changed; `recorded`: stored (`advanced`: it moved the attempt's state)."""
+    """`unknown_message`: no sent attempt of this vendor has that id; `replayed`: this very
+    request (its token) was received before, nothing changed; `duplicate`: the same receipt was
+    stored before, nothing changed; `recorded`: stored (`advanced`: it moved the attempt's state)."""
 
     status: str
     attempt_id: int | None = None
     advanced: bool = False
 
 
-def receipt_record(*, vendor: Vendor, receipt: Receipt) -> ReceiptResult:
+def receipt_record(*, vendor: Vendor, receipt: Receipt, request_token: str = "") -> ReceiptResult:
     """Store one receipt and move the attempt's (and, if it is the current message, the
     notification's) delivery state forward. Safe to call twice with the same receipt, and
     concurrently: the unique receipt row decides who records it, the conditional UPDATEs who
     moves the state.
 
     1. Find the attempt: this vendor's `sent` attempt with that message id.
-    2. Store the receipt once (a duplicate stops here).
+    2. Store the request's token once (a replayed request stops here), then the receipt once
+       (a duplicate stops here); both in the transaction of the state change.
     3. Raise the attempt's state if the receipt's rank is higher (one conditional UPDATE).
     4. Raise the notification's state the same way, if the attempt's message is its current one.
     5. After commit: a hard bounce puts the address on the suppression list (consent.py); an
@@ -118,6 +122,8 @@ def receipt_record(*, vendor: Vendor, receipt: Receipt) -> ReceiptResult:
         return ReceiptResult(status="unknown_message")
     now = timezone.now()
     with transaction.atomic():
+        if request_token and not _token_claim(request_token):
+            return ReceiptResult(status="replayed", attempt_id=attempt.pk)
         try:
             with transaction.atomic():
                 DeliveryReceipt.objects.create(
@@ -153,6 +159,16 @@ def receipt_record(*, vendor: Vendor, receipt: Receipt) -> ReceiptResult:
     logger.info("delivery receipt %s (%s) for attempt %s", receipt.vendor_status, receipt.state, attempt.pk,
                 extra={"notification_id": attempt.notification_id, "vendor": vendor.name, "advanced": advanced})
     return ReceiptResult(status="recorded", attempt_id=attempt.pk, advanced=advanced)
+
+
+def _token_claim(token: str) -> bool:
+    """Store a receipt request's token; False when it was stored before (the request is a replay)."""
+    try:
+        with transaction.atomic():
+            ReceiptRequestToken.objects.create(token=token[:MAX_REQUEST_TOKEN])
+    except IntegrityError:
+        return False
+    return True
 
 
 def _count(vendor: Vendor, channel: str, state: str) -> None:

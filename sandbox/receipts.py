@@ -41,12 +41,13 @@ def _schedule(coroutine: Any) -> None:
     task.add_done_callback(_pending.discard)
 
 
-def _ordered(posts: list[Any], instance: InstanceState) -> list[Any]:
+def _ordered(posts: list[Any], instance: InstanceState) -> list[tuple[Any, int]]:
+    """(post, copy number): reversed when out of order, each twice with duplicates (a second
+    callback of its own, as a carrier reporting a status twice: not a replay of the first)."""
     if instance.faults.receipt_out_of_order:
         posts = list(reversed(posts))
-    if instance.faults.receipt_duplicates:
-        posts = [post for post in posts for _ in range(2)]
-    return posts
+    copies = 2 if instance.faults.receipt_duplicates else 1
+    return [(post, copy) for post in posts for copy in range(1, copies + 1)]
 
 
 async def _post(instance: InstanceState, *, message_id: str, status: str, url: str, **request: Any) -> None:
@@ -76,9 +77,9 @@ def twilio_callbacks_schedule(instance: InstanceState, *, resource: dict[str, An
 
 
 async def _twilio_post_all(instance: InstanceState, resource: dict[str, Any], url: str, auth_token: str,
-                           statuses: list[str]) -> None:
+                           statuses: list[tuple[str, int]]) -> None:
     await asyncio.sleep(instance.faults.receipt_delay_ms / 1000)
-    for status in statuses:
+    for status, copy in statuses:
         params = {
             "MessageSid": resource["sid"], "SmsSid": resource["sid"], "SmsStatus": status, "MessageStatus": status,
             "AccountSid": resource["account_sid"], "From": resource["from"] or "", "To": resource["to"],
@@ -93,7 +94,7 @@ async def _twilio_post_all(instance: InstanceState, resource: dict[str, Any], ur
                     message["resource"]["status"] = status
         headers = {
             "X-Twilio-Signature": twilio_signature(auth_token=auth_token, url=url, params=params),
-            "I-Twilio-Idempotency-Token": f"{resource['sid']}-{status}",
+            "I-Twilio-Idempotency-Token": f"{resource['sid']}-{status}-{copy}",
         }
         await _post(instance, message_id=resource["sid"], status=status, url=url, data=params, headers=headers)
 
@@ -129,11 +130,11 @@ def _postmark_payload(record: str, *, message_id: str, recipient: str, server_id
 
 
 async def _postmark_post_all(instance: InstanceState, message_id: str, webhook: dict[str, Any],
-                             payloads: list[dict[str, Any]]) -> None:
+                             payloads: list[tuple[dict[str, Any], int]]) -> None:
     await asyncio.sleep(instance.faults.receipt_delay_ms / 1000)
     headers = {"Content-Type": "application/json"}
     if webhook.get("basic_auth"):
         headers["Authorization"] = "Basic " + base64.b64encode(str(webhook["basic_auth"]).encode()).decode()
-    for payload in payloads:
+    for payload, _copy in payloads:
         await _post(instance, message_id=message_id, status=payload["RecordType"], url=webhook["url"],
                     json=payload, headers=headers)

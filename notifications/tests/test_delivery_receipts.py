@@ -101,9 +101,10 @@ def test_a_receipt_for_another_vendors_message_is_unknown_and_stores_nothing(ven
     assert DeliveryReceipt.objects.count() == 0
 
 
-def signed_post(client, url: str, params: dict[str, str], token: str = SANDBOX_AUTH_TOKEN):
+def signed_post(client, url: str, params: dict[str, str], token: str = SANDBOX_AUTH_TOKEN, request_token: str = ""):
     signature = RequestValidator(token).compute_signature(url, params)
-    return client.post(STATUS_URL, params, HTTP_X_TWILIO_SIGNATURE=signature)
+    headers = {"HTTP_I_TWILIO_IDEMPOTENCY_TOKEN": request_token or uuid.uuid4().hex}
+    return client.post(STATUS_URL, params, HTTP_X_TWILIO_SIGNATURE=signature, **headers)
 
 
 @pytest.mark.django_db
@@ -124,7 +125,7 @@ def test_a_forged_or_unsigned_status_callback_is_refused_and_changes_nothing(cli
 
 
 @pytest.mark.django_db
-def test_a_replayed_status_callback_is_recorded_once_and_a_late_sent_changes_nothing(
+def test_a_replayed_status_callback_is_refused_a_repeated_status_recorded_once_and_a_late_sent_changes_nothing(
     client, vendors: dict, settings
 ) -> None:
     settings.PUBLIC_BASE_URL = "https://beacon.example"
@@ -132,12 +133,14 @@ def test_a_replayed_status_callback_is_recorded_once_and_a_late_sent_changes_not
     url = "https://beacon.example" + STATUS_URL
     base = {"MessageSid": attempt.vendor_message_id, "AccountSid": vendors["sms-primary"].settings["account_sid"]}
 
-    first = signed_post(client, url, {**base, "MessageStatus": "delivered"})
-    replay = signed_post(client, url, {**base, "MessageStatus": "delivered"})
+    first = signed_post(client, url, {**base, "MessageStatus": "delivered"}, request_token="tok-1")
+    replayed = signed_post(client, url, {**base, "MessageStatus": "delivered"}, request_token="tok-1")
+    repeated = signed_post(client, url, {**base, "MessageStatus": "delivered"}, request_token="tok-2")
     late = signed_post(client, url, {**base, "MessageStatus": "sent"})
 
     assert (first.status_code, first.content) == (200, b"Recorded.")
-    assert (replay.status_code, replay.content) == (200, b"Already recorded.")
+    assert (replayed.status_code, replayed.content) == (409, b"This request was received before: refused.")
+    assert (repeated.status_code, repeated.content) == (200, b"Already recorded.")
     assert late.status_code == 200
     notification = Notification.objects.get(pk=attempt.notification_id)
     assert notification.delivery_state == "delivered"
