@@ -3,7 +3,6 @@ on the real broker, and the sandbox's Twilio and Postmark servers posting receip
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +11,16 @@ import pytest
 import requests
 
 from checkout.tests.test_checkout_api import VALID
-from harness.processes import ManagedProcess, broker_purge, celery_worker, free_port, gunicorn, stack_env, wait_until
+from harness.processes import (
+    ManagedProcess,
+    broker_purge,
+    celery_worker,
+    free_port,
+    gunicorn,
+    port_free,
+    stack_env,
+    wait_until,
+)
 from harness.testdb import current_database_url
 from notifications.demo import demo_esp_vendors_install
 from notifications.models import DeliveryAttempt, Notification, Vendor
@@ -41,7 +49,7 @@ def stack(settings, vendors: dict, templates: None, sandbox: SandboxHandle, tmp_
     processes: list[ManagedProcess] = []
     try:
         processes.append(gunicorn(env, port=port, workers=1, threads=4, log_dir=tmp_path).start())
-        wait_until(lambda: _answers(port), timeout=60, what="gunicorn")
+        wait_until(lambda: not port_free(port), timeout=60, what="gunicorn listening")
         worker = celery_worker(env, log_dir=tmp_path).start()
         processes.append(worker)
         wait_until(lambda: "ready." in worker.log_path.read_text(), timeout=30, what="worker")
@@ -49,14 +57,6 @@ def stack(settings, vendors: dict, templates: None, sandbox: SandboxHandle, tmp_
     finally:
         for process in processes:
             process.stop()
-
-
-def _answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def checkout(stack: dict) -> Callable[[], list[dict]]:
