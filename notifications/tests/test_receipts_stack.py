@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from checkout.tests.test_checkout_api import VALID
 from harness.processes import (
@@ -77,6 +78,12 @@ def test_a_checkout_ends_with_both_notifications_delivered_through_receipts(stac
     posted = sandbox.control.receipts_posted("sms-primary")
     assert sorted(p["status"] for p in posted) == ["delivered", "sent"]
     assert {p["http_status"] for p in posted + sandbox.control.receipts_posted("esp-primary")} == {200}
+    # The web that received them counts them: the delivered rate's numerator, per vendor and channel.
+    scrape = requests.get(f"{stack['base_url']}/metrics", timeout=30).text
+    delivered = {(s.labels["vendor"], s.labels["channel"]): s.value
+                 for family in text_string_to_metric_families(scrape) if family.name == "beacon_delivery_receipts"
+                 for s in family.samples if s.name.endswith("_total") and s.labels["state"] == "delivered"}
+    assert delivered == {("sms-primary", "sms"): 1.0, ("esp-primary", "email"): 1.0}
 
 
 def test_a_carrier_undelivered_sms_is_delivered_by_the_fallback_vendor(stack: dict, sandbox) -> None:
