@@ -228,3 +228,46 @@ def test_an_esp_webhook_with_wrong_basic_auth_is_refused_and_changes_nothing(
     email.refresh_from_db()
     assert (email.status, email.delivery_state) == ("sent", "")
     assert DeliveryReceipt.objects.count() == 0
+
+
+def postmark_event(record: str, message_id: str, **extra: object) -> dict:
+    return {"RecordType": record, "MessageID": message_id, "Recipient": "ana@example.com",
+            "Email": "ana@example.com", "DeliveredAt": "2026-12-07T00:00:00Z", "BouncedAt": "2026-12-07T00:00:00Z",
+            "MessageStream": "outbound", "Metadata": {}, **extra}
+
+
+def basic_auth(secret: str) -> dict[str, str]:
+    import base64
+
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(secret.encode()).decode()}
+
+
+@pytest.mark.django_db
+def test_an_esp_complaint_after_delivery_is_recorded_and_unauthenticated_or_unknown_webhooks_are_refused(
+    client, vendors: dict, sandbox: SandboxHandle
+) -> None:
+    esp = demo_esp_vendors_install(host="127.0.0.1", timeout=2,
+                                   ports={n: sandbox.port(n) for n in ("esp-primary", "esp-fallback")})[0]
+    attempt = sent_sms_attempt(vendors["sms-primary"])  # rows only; moved to the ESP below
+    Notification.objects.filter(pk=attempt.notification_id).update(channel="email", vendor=esp)
+    DeliveryAttempt.objects.filter(pk=attempt.pk).update(vendor=esp)
+    url = reverse("esp-tracking-webhook", args=[esp.pk])
+    auth = basic_auth(vendor_webhook_secret(esp))
+
+    def post(event: dict, **headers: str):
+        return client.post(url, event, content_type="application/json", **headers)
+
+    unauthenticated = post(postmark_event("SpamComplaint", attempt.vendor_message_id, Type="SpamComplaint"))
+    wrong = post(postmark_event("Delivery", attempt.vendor_message_id), **basic_auth("postmark:guess"))
+    delivered = post(postmark_event("Delivery", attempt.vendor_message_id), **auth)
+    complained = post(postmark_event("SpamComplaint", attempt.vendor_message_id, Type="SpamComplaint"), **auth)
+    other_vendor = client.post(reverse("esp-tracking-webhook", args=[vendors["smtp-primary"].pk]), {},
+                               content_type="application/json", **auth)
+    garbage = client.post(url, "not json", content_type="application/json", **auth)
+
+    assert [r.status_code for r in (unauthenticated, wrong, delivered, complained, other_vendor, garbage)] == [
+        403, 403, 200, 200, 404, 400]
+    attempt.refresh_from_db()
+    assert (attempt.delivery_state, attempt.delivery_code) == ("complained", "SpamComplaint")
+    assert list(DeliveryReceipt.objects.order_by("id").values_list("vendor_status", "state")) == [
+        ("delivered", "delivered"), ("complained", "complained")]
