@@ -10,7 +10,8 @@ from notifications.configuration import vendor_upsert
 from notifications.demo import demo_esp_vendors_install
 from notifications.models import Vendor
 from notifications.routing import route_for
-from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch, run_until_settled
 from notifications.vendors.anymail_esp import AnymailEspAdapter
 from notifications.vendors.base import OutboundMessage, VendorError
 from sandbox.testing import SandboxHandle

@@ -12,7 +12,8 @@ from notifications.delivery_fallback import (
 )
 from notifications.models import DeliveryAttempt, Notification
 from notifications.receipts import Receipt, receipt_record
-from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch, run_until_settled
 from sandbox.testing import SandboxHandle
 
 pytestmark = pytest.mark.django_db

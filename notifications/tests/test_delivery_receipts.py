@@ -25,7 +25,8 @@ from notifications.models import (
     Vendor,
 )
 from notifications.receipts import DELIVERY_RANK, Receipt, delivery_state_merge, receipt_record
-from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch, run_until_settled, vendor_webhook_secret
 from sandbox.testing import SandboxHandle
 
 STATUS_URL = "/webhooks/twilio/status/"
@@ -204,12 +205,6 @@ def test_an_email_through_the_anymail_adapter_gets_its_delivered_and_bounced_web
     # A hard bounce: the address goes on the suppression list, so nothing more is sent to it.
     assert list(Suppression.objects.values_list("channel", "address", "source")) == [
         ("email", bounced.recipient, "hard_bounce")]
-
-
-def vendor_webhook_secret(vendor: Vendor) -> str:
-    from notifications.vendor_secrets import secrets_resolve
-
-    return secrets_resolve(vendor.secrets_encrypted)["webhook_secret"]
 
 
 @pytest.mark.django_db(transaction=True)

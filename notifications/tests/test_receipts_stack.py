@@ -11,7 +11,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from checkout.tests.test_checkout_api import VALID
+from checkout.tests.factories import VALID_CHECKOUT as VALID
 from harness.processes import (
     ManagedProcess,
     broker_purge,
@@ -25,7 +25,7 @@ from harness.processes import (
 from harness.testdb import current_database_url
 from notifications.demo import demo_esp_vendors_install
 from notifications.models import DeliveryAttempt, Notification, Vendor
-from notifications.tests.test_delivery_receipts import vendor_webhook_secret
+from notifications.tests.helpers import vendor_webhook_secret
 from sandbox.testing import SandboxHandle
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
