@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from checkout.models import Order, OrderLine
+from foundation.masking import address_mask
 from money.formatting import money_format
-from notifications.admin_views import recipient_mask
 from notifications.models import Notification
 
 
@@ -77,7 +77,7 @@ class OrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
             (
                 (
                     reverse("admin:notifications_notification_change", args=[n.pk]), n.pk, n.event_type, n.channel,
-                    recipient_mask(n.recipient), n.status, n.vendor.name if n.vendor else "—", n.sent_at or "—",
+                    address_mask(n.recipient), n.status, n.vendor.name if n.vendor else "—", n.sent_at or "—",
                 )
                 for n in rows
             ),

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from foundation.masking import address_mask
 from notifications import admin_consent, admin_event_types, admin_triggers, admin_views  # noqa: F401 - they register their models
 from notifications.admin_forms import (
     SECRET_FIELD_PREFIX,
@@ -266,7 +267,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
     @admin.display(description="recipient")
     def masked_recipient(self, obj: Notification) -> str:
-        return admin_views.recipient_mask(obj.recipient)
+        return address_mask(obj.recipient)
 
     @admin.display(description="order")
     def order(self, obj: Notification) -> str:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db.models import Aggregate, Count, FloatField, Q
 from django.utils import timezone
 
-from config.broker import amqp_queue_depths, broker_is_amqp
+from foundation.broker import amqp_queue_depths, broker_is_amqp
 from notifications import metrics
 from notifications.circuit_breaker import CircuitSnapshot
 from notifications.models import (
