@@ -25,6 +25,7 @@ from notifications.admin_forms import (
     VendorAdminForm,
     secret_catalogue,
 )
+from notifications.admin_subjects import subject_link, subject_search
 from notifications.configuration import template_save, vendor_secrets_update
 from notifications.models import (
     DeliveryAttempt,
@@ -271,18 +272,13 @@ class NotificationAdmin(admin.ModelAdmin):
 
     @admin.display(description="order")
     def order(self, obj: Notification) -> str:
-        ref = obj.trigger.subject_ref
-        if not ref.startswith("order:"):
-            return ref or "—"
-        order_id = ref.split(":", 1)[1]
-        return format_html('<a href="{}">{}</a>', reverse("admin:checkout_order_change", args=[order_id]), order_id[:8])
+        return subject_link(obj.trigger.subject_ref)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        term = search_term.strip().removeprefix("order:")
+        term = search_term.strip()
         if not term:
             return queryset, False
-        by_order = Q(trigger__subject_ref__istartswith=f"order:{term}") if len(term) >= 4 else Q(pk__in=[])
-        return queryset.filter(by_order | Q(recipient__iexact=term) | Q(recipient__icontains=term)), False
+        return queryset.filter(subject_search(term) | Q(recipient__iexact=term) | Q(recipient__icontains=term)), False
 
     @admin.action(description="Resend (failed or dead only)", permissions=["resend"])
     def resend(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
