@@ -14,18 +14,23 @@ from notifications.services import trigger_publish
 NBSP = "\xa0"
 
 
-@pytest.mark.django_db
-def test_order_list_and_page_show_amounts_in_the_customer_locale(admin_client: Client, api: APIClient) -> None:
-    order = api.post(
+def order_placed(api: APIClient, *, quantity: int, unit_price: str) -> dict:
+    """A paid checkout in BRL by a pt-BR customer, as the API answered it."""
+    return api.post(
         "/api/v1/checkouts/",
         {
             "customer": {"name": "Ana", "email": "ana@example.com", "phone": "+5511987654321", "locale": "pt-BR"},
-            "lines": [{"sku": "MUG", "name": "Mug", "quantity": 2, "unit_price": "4999.5"}],
+            "lines": [{"sku": "MUG", "name": "Mug", "quantity": quantity, "unit_price": unit_price}],
             "currency": "BRL",
             "payment_token": "tok_ok",
         },
         format="json",
     ).json()
+
+
+@pytest.mark.django_db
+def test_order_list_and_page_show_amounts_in_the_customer_locale(admin_client: Client, api: APIClient) -> None:
+    order = order_placed(api, quantity=2, unit_price="4999.5")
 
     listing = admin_client.get("/admin/checkout/order/").content.decode()
     page = admin_client.get(f"/admin/checkout/order/{order['id']}/change/").content.decode()
@@ -45,16 +50,7 @@ def _notification_about(trigger: NotificationTrigger) -> Notification:
 
 @pytest.mark.django_db
 def test_a_notification_about_an_order_links_to_the_orders_admin_page(admin_client: Client, api: APIClient) -> None:
-    order = api.post(
-        "/api/v1/checkouts/",
-        {
-            "customer": {"name": "Ana", "email": "ana@example.com", "phone": "+5511987654321", "locale": "pt-BR"},
-            "lines": [{"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": "10.00"}],
-            "currency": "BRL",
-            "payment_token": "tok_ok",
-        },
-        format="json",
-    ).json()
+    order = order_placed(api, quantity=1, unit_price="10.00")
     about_order = _notification_about(NotificationTrigger.objects.get(subject_ref=f"order:{order['id']}"))
     about_event = _notification_about(
         trigger_publish(event_type="shipment_sent", locale="en", payload={}, recipients={"email": "ana@example.com"},
