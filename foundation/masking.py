@@ -27,6 +27,8 @@ _SECRET_ASSIGNMENT = re.compile(
 def address_mask(address: str, *, phone_head_digits: int = PHONE_HEAD_DIGITS) -> str:
     """`+447911123321` -> `+4479•••••321`, `john@example.com` -> `j•••@example.com`; anything
     else keeps its first character. A masked address masks to itself."""
+    if MASK in address:  # already masked: masking it again would hide what was left
+        return address
     match = _EMAIL.match(address)
     if match:
         return f"{match.group(1)}{MASK * 3}@{match.group(2)}"
