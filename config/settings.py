@@ -312,6 +312,13 @@ SMS_HELP_REPLY = env.str("SMS_HELP_REPLY", default="Beacon notifications. Reply 
 # The base URL of one-click unsubscribe links in marketing email (List-Unsubscribe, RFC 8058),
 # e.g. https://beacon.example.com; empty: marketing email carries no such header.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
+# It is also where vendors send delivery receipts: every Twilio send names
+# PUBLIC_BASE_URL/webhooks/twilio/status/ as its StatusCallback (docs/vendors.md).
+# Channels whose messages a vendor reports undelivered (for a carrier reason, not the
+# recipient's) are sent once more through the next vendor (notifications/delivery_fallback.py).
+DELIVERY_FALLBACK_CHANNELS = frozenset(env.list("DELIVERY_FALLBACK_CHANNELS", default=["sms"]))
+if not DELIVERY_FALLBACK_CHANNELS <= {"sms", "email"}:
+    raise ImproperlyConfigured("DELIVERY_FALLBACK_CHANNELS may name sms and email only")
 # --- Payments -----------------------------------------------------------------------------
 # Dotted path of the class that charges a checkout (docs/payments.md: the interface a real
 # provider implements). The sandbox gateway accepts the test token `tok_ok` as paid, so it is
@@ -537,6 +544,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.notifications_sweep",
         "schedule": NOTIFICATION_SWEEP_INTERVAL,
         "options": {"expires": NOTIFICATION_SWEEP_INTERVAL * 5},
+    },
+    # Delivery fallbacks whose hand-off was lost (broker down when the receipt came).
+    "delivery-fallbacks-sweep": {
+        "task": "notifications.tasks.delivery_fallbacks_sweep",
+        "schedule": 30.0,
+        "options": {"expires": 150.0},
     },
     "idempotency-purge": {"task": "checkout.tasks.idempotency_records_purge", "schedule": 3600.0},
     # Hourly, so a day's expiry is spread out; each run erases what passed the retention period.

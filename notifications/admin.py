@@ -210,7 +210,8 @@ class DeliveryAttemptInline(admin.TabularInline):
     """A notification's attempts in the order they happened (first try at the top)."""
 
     model = DeliveryAttempt
-    fields = ("started_at", "vendor", "outcome", "duration", "status_code", "vendor_code", "vendor_message_id", "error")
+    fields = ("started_at", "vendor", "outcome", "duration", "status_code", "vendor_code", "vendor_message_id",
+              "delivery_state", "delivery_code", "receipts", "error")
     readonly_fields = fields
     ordering = ("started_at", "id")
     extra = 0
@@ -224,11 +225,23 @@ class DeliveryAttemptInline(admin.TabularInline):
     def duration(self, attempt: DeliveryAttempt) -> str:
         return duration_text(attempt.duration_ms)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).prefetch_related("receipts")
+
+    @admin.display(description="receipts")
+    def receipts(self, attempt: DeliveryAttempt) -> str:
+        """The vendor's receipts in arrival order: status, its code, when the vendor says it happened."""
+        return ", ".join(
+            f"{receipt.vendor_status}{f' ({receipt.vendor_code})' if receipt.vendor_code else ''}"
+            f"{f' at {receipt.occurred_at:%Y-%m-%d %H:%M}' if receipt.occurred_at else ''}"
+            for receipt in attempt.receipts.all()
+        ) or "—"
+
 
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "event_type", "channel", "masked_recipient", "status", "vendor", "attempt_count",
-                    "possible_duplicate", "order")
-    list_filter = ("status", "channel", "vendor", "event_type", "possible_duplicate",
+    list_display = ("id", "created_at", "event_type", "channel", "masked_recipient", "status", "delivery_state", "vendor",
+                    "attempt_count", "possible_duplicate", "order")
+    list_filter = ("status", "delivery_state", "channel", "vendor", "event_type", "possible_duplicate",
                    ("created_at", admin.DateFieldListFilter))
     list_select_related = ("vendor", "trigger")
     search_fields = ("recipient",)
@@ -240,7 +253,7 @@ class NotificationAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("status", "vendor", "channel", "recipient", "event_type", "locale", "order", "last_error")}),
         ("Delivery", {"fields": ("attempt_count", "delivery_count", "sent_at", "next_attempt_at", "lease_until",
-                                 "vendor_message_id", "possible_duplicate")}),
+                                 "vendor_message_id", "possible_duplicate", "delivery_state", "delivery_state_at")}),
         ("Content", {"classes": ("collapse",), "fields": ("template_version", "rendered_subject", "rendered_text", "rendered_html")}),
         ("Identifiers", {"classes": ("collapse",), "fields": ("public_id", "request_id", "created_at", "updated_at")}),
     )

@@ -107,3 +107,22 @@ def demo_vendors_install(*, host: str, ports: dict[str, int], timeout: float = 5
             )
         )
     return vendors
+
+
+# Not secrets: the sandbox ESP's server token and the basic auth of its webhooks, on loopback.
+SANDBOX_ESP_SERVER_TOKEN = "sandbox-postmark-token"
+SANDBOX_ESP_WEBHOOK_SECRET = "postmark:sandbox-webhook-secret"
+
+
+def demo_esp_vendors_install(*, host: str, ports: dict[str, int], timeout: float = 5.0) -> list[Vendor]:
+    """Two email vendors through django-anymail's Postmark backend (esp-primary, esp-fallback),
+    pointed at the sandbox's Postmark-compatible instances of those names."""
+    return [
+        vendor_upsert(
+            name=name, channel="email", adapter="anymail", priority=priority, enabled=True, timeout_seconds=timeout,
+            settings={"esp": "postmark", "api_url": f"http://{host}:{ports[name]}/",
+                      "from_email": "Beacon Shop <no-reply@beacon.example>"},
+            secrets={"api_key": SANDBOX_ESP_SERVER_TOKEN, "webhook_secret": SANDBOX_ESP_WEBHOOK_SECRET},
+        )
+        for priority, name in ((5, "esp-primary"), (6, "esp-fallback"))
+    ]

@@ -14,4 +14,9 @@ class NotificationStatusSerializer(serializers.Serializer):
         help_text="An earlier attempt's outcome was unknown, so the recipient may have received it twice."
     )
     sent_at = serializers.DateTimeField(allow_null=True)
+    delivery_state = serializers.ChoiceField(
+        choices=["accepted", "delivered", "undelivered", "bounced", "complained"], allow_null=True,
+        help_text="After `sent`: what the vendor's delivery receipts say (null before it is sent).",
+    )
+    delivery_state_at = serializers.DateTimeField(allow_null=True, help_text="When a receipt last changed it.")
     updated_at = serializers.DateTimeField()
