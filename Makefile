@@ -15,7 +15,7 @@ VENV_STAMP := $(VENV)/.beacon-requirements
 DEVSERVICES := $(VENV_PY) scripts/devservices.py
 # Base port of `make run` and the process types it starts. Every port `make run` opens follows
 # it, so two checkouts run side by side with PORTs at least 200 apart (README, "Ports"):
-# web PORT, worker metrics PORT+10, sandbox control PORT+100 (its vendors +101, +102, +125, +126).
+# web PORT, worker metrics PORT+10, sandbox control PORT+100 (its vendors +101, +102, +125, +126, +130, +131).
 PORT ?= 8000
 RUN_PORTS = SANDBOX_BASE_PORT=$$(($(PORT) + 100)) WORKER_METRICS_PORT=$$(($(PORT) + 10))
 RUN_PROCESSES ?= web worker beat sandbox
@@ -68,7 +68,7 @@ shell: services-up ## Django shell against the development services
 run: services-up .env ## Start the whole stack: release step, seed demo data, then web/worker/beat/sandbox (Ctrl-C stops)
 	@case "$(PORT)" in ''|*[!0-9]*) echo "make run: PORT must be a number, got '$(PORT)'" >&2; exit 2;; esac; \
 	  if [ "$(PORT)" -lt 1024 ] || [ "$(PORT)" -gt 65400 ]; then \
-	    echo "make run: PORT must be between 1024 and 65400 (it uses PORT..PORT+126), got $(PORT)" >&2; exit 2; fi
+	    echo "make run: PORT must be between 1024 and 65400 (it uses PORT..PORT+131), got $(PORT)" >&2; exit 2; fi
 	@# The Procfile's release step: collectstatic (the admin's CSS through WhiteNoise), then migrate.
 	$(IN_ENV) deploy/release
 	$(IN_ENV) export $(RUN_PORTS) && PORT=$(PORT) python manage.py seed_demo

@@ -75,13 +75,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "config.trusted_proxies.TrustedProxyMiddleware",
+    "foundation.trusted_proxies.TrustedProxyMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "config.middleware.RequestIdMiddleware",
+    "foundation.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files from the web process itself, right after SecurityMiddleware (WhiteNoise's rule).
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "config.middleware.ApiErrorMiddleware",
+    "foundation.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -312,6 +312,13 @@ SMS_HELP_REPLY = env.str("SMS_HELP_REPLY", default="Beacon notifications. Reply 
 # The base URL of one-click unsubscribe links in marketing email (List-Unsubscribe, RFC 8058),
 # e.g. https://beacon.example.com; empty: marketing email carries no such header.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
+# It is also where vendors send delivery receipts: every Twilio send names
+# PUBLIC_BASE_URL/webhooks/twilio/status/ as its StatusCallback (docs/vendors.md).
+# Channels whose messages a vendor reports undelivered (for a carrier reason, not the
+# recipient's) are sent once more through the next vendor (notifications/delivery_fallback.py).
+DELIVERY_FALLBACK_CHANNELS = frozenset(env.list("DELIVERY_FALLBACK_CHANNELS", default=["sms"]))
+if not DELIVERY_FALLBACK_CHANNELS <= {"sms", "email"}:
+    raise ImproperlyConfigured("DELIVERY_FALLBACK_CHANNELS may name sms and email only")
 # --- Payments -----------------------------------------------------------------------------
 # Dotted path of the class that charges a checkout (docs/payments.md: the interface a real
 # provider implements). The sandbox gateway accepts the test token `tok_ok` as paid, so it is
@@ -391,7 +398,7 @@ IDEMPOTENCY_IN_FLIGHT_TIMEOUT = env.int("IDEMPOTENCY_IN_FLIGHT_TIMEOUT", default
 
 # --- Web security -------------------------------------------------------------------------
 # Proxies (CIDR) whose X-Forwarded-Proto / X-Forwarded-For are believed; from any other peer
-# those headers are dropped (config/trusted_proxies.py). Empty: clients connect to gunicorn
+# those headers are dropped (foundation/trusted_proxies.py). Empty: clients connect to gunicorn
 # directly and nobody may claim HTTPS or another address.
 TRUSTED_PROXIES = _networks("TRUSTED_PROXIES", [])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
@@ -424,7 +431,7 @@ AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_LOCKOUT_MINUTES", default=30))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # The address behind a proxy named in TRUSTED_PROXIES, never a header anyone can write.
-AXES_CLIENT_IP_CALLABLE = "config.trusted_proxies.client_address_or_peer"
+AXES_CLIENT_IP_CALLABLE = "foundation.trusted_proxies.client_address_or_peer"
 # A success does not wipe the count: it would let anyone with one staff login clear their
 # address's failures between guesses at other accounts. Failures age out after the cool-off.
 AXES_RESET_ON_SUCCESS = False
@@ -537,6 +544,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.notifications_sweep",
         "schedule": NOTIFICATION_SWEEP_INTERVAL,
         "options": {"expires": NOTIFICATION_SWEEP_INTERVAL * 5},
+    },
+    # Delivery fallbacks whose hand-off was lost (broker down when the receipt came).
+    "delivery-fallbacks-sweep": {
+        "task": "notifications.tasks.delivery_fallbacks_sweep",
+        "schedule": 30.0,
+        "options": {"expires": 150.0},
     },
     "idempotency-purge": {"task": "checkout.tasks.idempotency_records_purge", "schedule": 3600.0},
     # Hourly, so a day's expiry is spread out; each run erases what passed the retention period.

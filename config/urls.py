@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config.health import healthz, readyz
 from config.metrics_view import metrics
+from notifications.receipt_webhooks import esp_tracking_webhook, twilio_status_callback
 from notifications.webhooks import email_unsubscribe, twilio_sms_inbound
 
 urlpatterns = [
@@ -14,9 +15,11 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("webhooks/twilio/sms/", twilio_sms_inbound, name="twilio-sms-inbound"),
+    path("webhooks/twilio/status/", twilio_status_callback, name="twilio-status-callback"),
+    path("webhooks/esp/<int:vendor_id>/tracking/", esp_tracking_webhook, name="esp-tracking-webhook"),
     path("unsubscribe/<str:token>/", email_unsubscribe, name="email-unsubscribe"),
     path("api/v1/", include("checkout.urls")),
-    path("api/v1/", include("notifications.urls")),
+    path("api/v1/", include("events_api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script as a file of its own: no inline script for the CSP to allow.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

@@ -41,8 +41,8 @@ def port_free(port: int) -> bool:
 
 
 # The sandbox's default layout (sandbox/server.py): control at the base port, the Twilio
-# instances at +1 and +2, the SMTP instances at +25 and +26.
-SANDBOX_PORT_OFFSETS = (0, 1, 2, 25, 26)
+# instances at +1 and +2, the SMTP instances at +25 and +26, the Postmark ones at +30 and +31.
+SANDBOX_PORT_OFFSETS = (0, 1, 2, 25, 26, 30, 31)
 
 
 def sandbox_base_port() -> int:

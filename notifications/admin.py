@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from foundation.masking import address_mask
 from notifications import admin_consent, admin_event_types, admin_triggers, admin_views  # noqa: F401 - they register their models
 from notifications.admin_forms import (
     SECRET_FIELD_PREFIX,
@@ -24,6 +25,7 @@ from notifications.admin_forms import (
     VendorAdminForm,
     secret_catalogue,
 )
+from notifications.admin_subjects import subject_link, subject_search
 from notifications.configuration import template_save, vendor_secrets_update
 from notifications.models import (
     DeliveryAttempt,
@@ -208,7 +210,8 @@ class DeliveryAttemptInline(admin.TabularInline):
     """A notification's attempts in the order they happened (first try at the top)."""
 
     model = DeliveryAttempt
-    fields = ("started_at", "vendor", "outcome", "duration", "status_code", "vendor_code", "vendor_message_id", "error")
+    fields = ("started_at", "vendor", "outcome", "duration", "status_code", "vendor_code", "vendor_message_id",
+              "delivery_state", "delivery_code", "receipts", "error")
     readonly_fields = fields
     ordering = ("started_at", "id")
     extra = 0
@@ -222,11 +225,23 @@ class DeliveryAttemptInline(admin.TabularInline):
     def duration(self, attempt: DeliveryAttempt) -> str:
         return duration_text(attempt.duration_ms)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).prefetch_related("receipts")
+
+    @admin.display(description="receipts")
+    def receipts(self, attempt: DeliveryAttempt) -> str:
+        """The vendor's receipts in arrival order: status, its code, when the vendor says it happened."""
+        return ", ".join(
+            f"{receipt.vendor_status}{f' ({receipt.vendor_code})' if receipt.vendor_code else ''}"
+            f"{f' at {receipt.occurred_at:%Y-%m-%d %H:%M}' if receipt.occurred_at else ''}"
+            for receipt in attempt.receipts.all()
+        ) or "—"
+
 
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "event_type", "channel", "masked_recipient", "status", "vendor", "attempt_count",
-                    "possible_duplicate", "order")
-    list_filter = ("status", "channel", "vendor", "event_type", "possible_duplicate",
+    list_display = ("id", "created_at", "event_type", "channel", "masked_recipient", "status", "delivery_state", "vendor",
+                    "attempt_count", "possible_duplicate", "order")
+    list_filter = ("status", "delivery_state", "channel", "vendor", "event_type", "possible_duplicate",
                    ("created_at", admin.DateFieldListFilter))
     list_select_related = ("vendor", "trigger")
     search_fields = ("recipient",)
@@ -238,7 +253,7 @@ class NotificationAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("status", "vendor", "channel", "recipient", "event_type", "locale", "order", "last_error")}),
         ("Delivery", {"fields": ("attempt_count", "delivery_count", "sent_at", "next_attempt_at", "lease_until",
-                                 "vendor_message_id", "possible_duplicate")}),
+                                 "vendor_message_id", "possible_duplicate", "delivery_state", "delivery_state_at")}),
         ("Content", {"classes": ("collapse",), "fields": ("template_version", "rendered_subject", "rendered_text", "rendered_html")}),
         ("Identifiers", {"classes": ("collapse",), "fields": ("public_id", "request_id", "created_at", "updated_at")}),
     )
@@ -266,22 +281,17 @@ class NotificationAdmin(admin.ModelAdmin):
 
     @admin.display(description="recipient")
     def masked_recipient(self, obj: Notification) -> str:
-        return admin_views.recipient_mask(obj.recipient)
+        return address_mask(obj.recipient)
 
     @admin.display(description="order")
     def order(self, obj: Notification) -> str:
-        ref = obj.trigger.subject_ref
-        if not ref.startswith("order:"):
-            return ref or "—"
-        order_id = ref.split(":", 1)[1]
-        return format_html('<a href="{}">{}</a>', reverse("admin:checkout_order_change", args=[order_id]), order_id[:8])
+        return subject_link(obj.trigger.subject_ref)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        term = search_term.strip().removeprefix("order:")
+        term = search_term.strip()
         if not term:
             return queryset, False
-        by_order = Q(trigger__subject_ref__istartswith=f"order:{term}") if len(term) >= 4 else Q(pk__in=[])
-        return queryset.filter(by_order | Q(recipient__iexact=term) | Q(recipient__icontains=term)), False
+        return queryset.filter(subject_search(term) | Q(recipient__iexact=term) | Q(recipient__icontains=term)), False
 
     @admin.action(description="Resend (failed or dead only)", permissions=["resend"])
     def resend(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:

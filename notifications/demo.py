@@ -9,12 +9,10 @@ from pathlib import Path
 from django.conf import settings
 
 from notifications.configuration import template_save, vendor_upsert
+from notifications.events import checkout_event_types
 from notifications.models import EventType, NotificationTemplate, Vendor
 
 SEED_TEMPLATES = Path(settings.BASE_DIR) / "templates" / "notifications" / "seed_templates.json"
-# The checkout's event types, as migration 0004 registers them (a flushed test database has
-# lost them; this puts them back).
-SEED_EVENT_TYPES = Path(settings.BASE_DIR) / "templates" / "notifications" / "seed_event_types.json"
 # The seed's earlier texts (amounts as "19.00 BRL", the gateway's English error): a template
 # still exactly like one of them is brought up to date by demo_templates_install.
 SEED_TEMPLATES_EARLIER = Path(settings.BASE_DIR) / "templates" / "notifications" / "seed_templates_earlier.json"
@@ -23,9 +21,10 @@ SANDBOX_AUTH_TOKEN = "sandbox-token"  # the sandbox's documented default, not a 
 
 
 def demo_event_types_install() -> int:
-    """Register the checkout's event types that are missing; returns how many were created."""
+    """Register the checkout's event types that are missing (migration 0004 registers them; a
+    flushed test database has lost them); returns how many were created."""
     created = 0
-    for row in json.loads(SEED_EVENT_TYPES.read_text()):
+    for row in checkout_event_types():
         _, was_created = EventType.objects.get_or_create(name=row["name"], defaults=row)
         created += was_created
     return created
@@ -108,3 +107,22 @@ def demo_vendors_install(*, host: str, ports: dict[str, int], timeout: float = 5
             )
         )
     return vendors
+
+
+# Not secrets: the sandbox ESP's server token and the basic auth of its webhooks, on loopback.
+SANDBOX_ESP_SERVER_TOKEN = "sandbox-postmark-token"
+SANDBOX_ESP_WEBHOOK_SECRET = "postmark:sandbox-webhook-secret"
+
+
+def demo_esp_vendors_install(*, host: str, ports: dict[str, int], timeout: float = 5.0) -> list[Vendor]:
+    """Two email vendors through django-anymail's Postmark backend (esp-primary, esp-fallback),
+    pointed at the sandbox's Postmark-compatible instances of those names."""
+    return [
+        vendor_upsert(
+            name=name, channel="email", adapter="anymail", priority=priority, enabled=True, timeout_seconds=timeout,
+            settings={"esp": "postmark", "api_url": f"http://{host}:{ports[name]}/",
+                      "from_email": "Beacon Shop <no-reply@beacon.example>"},
+            secrets={"api_key": SANDBOX_ESP_SERVER_TOKEN, "webhook_secret": SANDBOX_ESP_WEBHOOK_SECRET},
+        )
+        for priority, name in ((5, "esp-primary"), (6, "esp-fallback"))
+    ]

@@ -75,3 +75,16 @@ TRIGGERS_DEAD = Counter(
     ["event_type"],
 )
 # Scrape-time gauges (oldest undispatched trigger, dead letters) come from notifications/collectors.py.
+
+# --- After `sent` (vendor receipts, notifications/receipts.py) --------------------------------------
+DELIVERY_RECEIPTS = Counter(
+    "beacon_delivery_receipts_total",
+    "Messages whose vendor receipts reached a final delivery state (delivered, undelivered, bounced, complained), "
+    "counted once per message and state, by vendor and channel: the delivered rate is delivered over all of them.",
+    ["vendor", "channel", "state"],
+)
+DELIVERY_FALLBACKS = Counter(
+    "beacon_delivery_fallbacks_total",
+    "Undelivered messages sent once more through the next vendor, by channel and result (sent, no_vendor, failed).",
+    ["channel", "result"],
+)

@@ -208,6 +208,16 @@ class NotificationStatus(models.TextChoices):
     SUPPRESSED = "suppressed", "Suppressed"
 
 
+class DeliveryState(models.TextChoices):
+    """What a vendor's receipts say became of a message after it accepted it (receipts.py)."""
+
+    ACCEPTED = "accepted", "Accepted by the vendor"
+    DELIVERED = "delivered", "Delivered"
+    UNDELIVERED = "undelivered", "Undelivered"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained (spam)"
+
+
 class Notification(models.Model):
     """One message to one recipient on one channel for one trigger.
 
@@ -247,6 +257,9 @@ class Notification(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # After `sent`: what the receipts of its current vendor message say ("" until it is sent).
+    delivery_state = models.CharField(max_length=12, choices=DeliveryState.choices, blank=True)
+    delivery_state_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -289,13 +302,58 @@ class DeliveryAttempt(models.Model):
     vendor_code = models.CharField(max_length=32, blank=True)
     vendor_message_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
+    # After `sent`: the delivery state its receipts reached, and the vendor's code for it
+    # (Twilio ErrorCode, the ESP's bounce type). Only ever moves forward (receipts.py).
+    delivery_state = models.CharField(max_length=12, choices=DeliveryState.choices, blank=True)
+    delivery_code = models.CharField(max_length=32, blank=True)
+    # Set once when this attempt's undelivered receipt started a delivery fallback
+    # (delivery_fallback.py): a second receipt saying the same starts nothing.
+    fallback_started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["started_at", "id"]
-        indexes = [models.Index(fields=["vendor", "started_at"], name="attempt_vendor_time_idx")]
+        indexes = [
+            models.Index(fields=["vendor", "started_at"], name="attempt_vendor_time_idx"),
+            models.Index(fields=["vendor", "vendor_message_id"], name="attempt_vendor_message_idx",
+                         condition=~Q(vendor_message_id="")),
+        ]
 
     def __str__(self) -> str:
         return f"attempt #{self.pk} {self.outcome or 'in flight'}"
+
+
+class DeliveryReceipt(models.Model):
+    """One status report of a vendor about a message it accepted (Twilio status callback, ESP
+    tracking webhook), stored once per (attempt, vendor status, code) however often it comes."""
+
+    attempt = models.ForeignKey(DeliveryAttempt, on_delete=models.CASCADE, related_name="receipts")
+    vendor_status = models.CharField(max_length=32, help_text="As the vendor names it (MessageStatus, event type).")
+    state = models.CharField(max_length=12, choices=DeliveryState.choices)
+    vendor_code = models.CharField(max_length=32, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    # When the vendor says it happened (None when it does not say), and when it reached Beacon.
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["attempt", "vendor_status", "vendor_code"], name="receipt_once_per_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"receipt {self.vendor_status} ({self.state})"
+
+
+class ReceiptRequestToken(models.Model):
+    """The idempotency token of a vendor's receipt request (Twilio's `I-Twilio-Idempotency-Token`),
+    kept so that the same request seen again (a replay of a captured callback) is refused."""
+
+    token = models.CharField(max_length=128, unique=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"receipt request {self.token[:16]}"
 
 
 class SuppressionScope(models.TextChoices):

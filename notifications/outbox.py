@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import F, Model
 from django.utils import timezone
 
-from config.request_context import request_id_get
+from foundation.request_context import request_id_get
 from notifications import metrics
 from notifications.models import Notification, NotificationTrigger
 from notifications.publisher import task_publish_bounded

@@ -35,7 +35,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from config.request_context import request_id_get
+from foundation.request_context import request_id_get
 from notifications import metrics
 from notifications.consent import notification_suppressed, suppression_from_vendor_refusal, unsubscribe_headers
 from notifications.email_document import email_html_document

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from notifications import dispatch, outbox, retention, sending, sweeper
+from notifications import delivery_fallback, dispatch, outbox, retention, sending, sweeper
 
 
 @shared_task(name="notifications.tasks.trigger_dispatch")
@@ -43,3 +43,13 @@ def notifications_sweep() -> int:
 @shared_task(name="notifications.tasks.personal_data_expire")
 def personal_data_expire() -> int:
     return retention.personal_data_expire().notifications
+
+
+@shared_task(name="notifications.tasks.delivery_fallback_send")
+def delivery_fallback_send(attempt_id: int) -> str:
+    return delivery_fallback.delivery_fallback_send(attempt_id=attempt_id)
+
+
+@shared_task(name="notifications.tasks.delivery_fallbacks_sweep")
+def delivery_fallbacks_sweep() -> int:
+    return delivery_fallback.delivery_fallbacks_sweep()

@@ -86,6 +86,15 @@ class SandboxControl:
         signs it; returns {"status", "body"} of the webhook's answer."""
         return self._call("POST", f"/instances/{_quote(name)}/inbound", {"from": from_, "body": body, "url": url, **extra})
 
+    def set_webhook(self, name: str, *, url: str | None, basic_auth: str | None = None) -> dict[str, Any]:
+        """Where postmark instance `name` posts its delivery and bounce webhooks (None: nowhere)."""
+        body = {"url": url, "basic_auth": basic_auth} if url else {}
+        return self._call("PUT", f"/instances/{_quote(name)}/webhook", body)
+
+    def receipts_posted(self, name: str) -> list[dict[str, Any]]:
+        """The receipts `name` posted: [{"message_id", "status", "http_status"}], in order."""
+        return self.instance(name)["receipts_posted"]
+
     def reset(self) -> None:
         """Empty every inbox, zero every counter and clear every fault."""
         self._call("POST", "/reset")

@@ -11,6 +11,8 @@
     DELETE /instances/{name}/faults        all faults off
     POST   /reset                          every inbox, counter and fault
     POST   /instances/{name}/inbound       an inbound SMS, signed, to a webhook (twilio_inbound.py)
+    PUT    /instances/{name}/webhook       postmark: {"url": ..., "basic_auth"?: "user:pass"}, where its
+                                           delivery/bounce webhooks go (receipts.py); {} removes it
 
 Errors are JSON `{"error": "..."}`: 404 for an unknown instance or route, 400 for bad JSON or
 an invalid fault, 500 if an instance cannot listen again on its port after an outage.
@@ -104,6 +106,22 @@ class ControlApi:
             return json_error(400, "inbound messages come from twilio instances")
         return await inbound_sms_deliver(request, await read_json_object(request))
 
+    async def set_webhook(self, request: web.Request) -> web.Response:
+        instance = self._instance(request)
+        if instance.kind != "postmark":
+            return json_error(400, "only postmark instances post webhooks")
+        body = await read_json_object(request)
+        if not body:
+            instance.webhook = None
+            return web.json_response({"webhook": None})
+        url, auth = body.get("url"), body.get("basic_auth")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return json_error(400, "'url' must be an http(s) URL")
+        if auth is not None and not (isinstance(auth, str) and ":" in auth):
+            return json_error(400, "'basic_auth' must be user:password")
+        instance.webhook = {"url": url, "basic_auth": auth}
+        return web.json_response({"webhook": {"url": url}})
+
     async def reset(self, request: web.Request) -> web.Response:
         for instance in self.instances.values():
             await instance.reset()
@@ -135,4 +153,5 @@ def build_control_app(instances: Mapping[str, InstanceState]) -> web.Application
     router.add_delete("/instances/{name}/faults", api.clear_faults)
     router.add_post("/reset", api.reset)
     router.add_post("/instances/{name}/inbound", api.inbound)
+    router.add_put("/instances/{name}/webhook", api.set_webhook)
     return app

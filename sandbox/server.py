@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from sandbox.control_api import build_control_app
+from sandbox.postmark_api import DEFAULT_SERVER_TOKEN, build_postmark_app
 from sandbox.smtp import SmtpListener
 from sandbox.state import INSTANCE_KINDS, InstanceKind, InstanceState, Listener, sockets_closed
 from sandbox.tls import TLS_MODES, TlsMode, certificate_generate
@@ -29,6 +30,8 @@ DEFAULT_LAYOUT: tuple[tuple[str, InstanceKind, int], ...] = (
     ("sms-fallback", "twilio", 2),
     ("smtp-primary", "smtp", 25),
     ("smtp-fallback", "smtp", 26),
+    ("esp-primary", "postmark", 30),
+    ("esp-fallback", "postmark", 31),
 )
 DEFAULT_BASE_PORT = 8100
 # How long shutdown waits for in-flight requests (e.g. ones sleeping on injected latency).
@@ -43,7 +46,8 @@ class InstanceConfig:
     name: str
     kind: InstanceKind
     port: int = 0
-    # Twilio: the basic-auth password to require; None accepts any password.
+    # Twilio: the basic-auth password to require; None accepts any password. Postmark: the
+    # server token (None: DEFAULT_SERVER_TOKEN).
     auth_token: str | None = DEFAULT_AUTH_TOKEN
     # Twilio: the senders and messaging services the account owns (others are refused).
     twilio_account: TwilioAccount = field(default_factory=TwilioAccount)
@@ -116,6 +120,9 @@ def make_listener(instance: InstanceState, config: InstanceConfig) -> Listener:
     if config.kind == "twilio":
         app = build_twilio_app(instance, auth_token=config.auth_token, account=config.twilio_account)
         return AiohttpListener(app, instance.host)
+    if config.kind == "postmark":
+        token = config.auth_token if config.auth_token not in (None, DEFAULT_AUTH_TOKEN) else DEFAULT_SERVER_TOKEN
+        return AiohttpListener(build_postmark_app(instance, server_token=token), instance.host)
     certificate = None
     if config.smtp_tls != "off":
         certificate = certificate_generate(config.smtp_tls)

@@ -13,8 +13,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, Protocol
 
-InstanceKind = Literal["smtp", "twilio"]
-INSTANCE_KINDS: tuple[str, ...] = ("smtp", "twilio")
+InstanceKind = Literal["smtp", "twilio", "postmark"]
+INSTANCE_KINDS: tuple[str, ...] = ("smtp", "twilio", "postmark")
+# Instances that speak HTTP (the others speak SMTP).
+HTTP_KINDS = ("twilio", "postmark")
+# What a receipt fault may say happened to a message (Twilio MessageStatus, Postmark RecordType).
+RECEIPT_STATUSES = ("delivered", "undelivered", "failed", "bounced", "complained", "none")
 
 # Upper bound for injected latency: a typo like 50000 should not wedge a test run for hours.
 MAX_LATENCY_MS = 120_000
@@ -64,6 +68,14 @@ class Faults:
     smtp_permanent: bool = False
     outage: bool = False
     hang: bool = False
+    # Delivery receipts (Twilio status callbacks, Postmark webhooks) of accepted messages: what
+    # they report ("none": no receipt at all), with which carrier ErrorCode (Twilio), how long
+    # after the answer, sent twice each, and/or the final one before the intermediate one.
+    receipt_status: str = "delivered"
+    receipt_error_code: int = 0
+    receipt_delay_ms: float = 100.0
+    receipt_duplicates: bool = False
+    receipt_out_of_order: bool = False
 
     def merged(self, changes: Mapping[str, Any]) -> Faults:
         """Return a copy with `changes` applied (a partial update); raise FaultError if invalid."""
@@ -80,13 +92,21 @@ class Faults:
 
 def _coerce_fault(name: str, value: Any) -> Any:
     """Validate one fault value. bool is checked first because bool is a subclass of int."""
-    if name in ("smtp_permanent", "outage", "hang"):
+    if name == "receipt_status":
+        if value not in RECEIPT_STATUSES:
+            raise FaultError(f"receipt_status must be one of {', '.join(RECEIPT_STATUSES)}")
+        return value
+    if name == "receipt_error_code":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 99999:
+            raise FaultError("receipt_error_code must be an integer between 0 and 99999")
+        return value
+    if name in ("smtp_permanent", "outage", "hang", "receipt_duplicates", "receipt_out_of_order"):
         if not isinstance(value, bool):
             raise FaultError(f"{name} must be true or false")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FaultError(f"{name} must be a number")
-    if name in ("latency_ms", "answer_delay_ms") and not 0 <= value <= MAX_LATENCY_MS:
+    if name in ("latency_ms", "answer_delay_ms", "receipt_delay_ms") and not 0 <= value <= MAX_LATENCY_MS:
         raise FaultError(f"{name} must be between 0 and {MAX_LATENCY_MS}")
     if name == "failure_rate" and not 0 <= value <= 1:
         raise FaultError("failure_rate must be between 0 and 1")
@@ -133,6 +153,10 @@ class InstanceState:
     dedupe: bool = False
     # SMTP with STARTTLS: {"mode": "trusted" | "untrusted", "ca_file": path or None}.
     tls: dict[str, Any] | None = None
+    # Postmark: where its delivery and bounce webhooks go, {"url": ..., "basic_auth": "user:pass"}.
+    webhook: dict[str, Any] | None = None
+    # Receipts posted to Beacon: {"message_id", "status", "http_status"}, in posting order.
+    receipts_posted: list[dict[str, Any]] = field(default_factory=list)
     # Idempotency key (Twilio token header or SMTP Message-ID) -> what was answered the first time.
     _accepted_keys: dict[str, Any] = field(default_factory=dict)
     # Idempotency key -> how many times a message with it was stored (reached the vendor).
@@ -145,7 +169,7 @@ class InstanceState:
 
     @property
     def url(self) -> str:
-        scheme = "http" if self.kind == "twilio" else "smtp"
+        scheme = "http" if self.kind in HTTP_KINDS else "smtp"
         return f"{scheme}://{self.host}:{self.port}"
 
     def describe(self) -> dict[str, Any]:
@@ -160,6 +184,8 @@ class InstanceState:
             "counters": self.counters.as_dict(),
             "message_count": len(self.messages),
             "tls": self.tls,
+            "webhook": {"url": self.webhook["url"]} if self.webhook else None,
+            "receipts_posted": list(self.receipts_posted),
         }
 
     # -- faults -------------------------------------------------------------------------------
@@ -253,12 +279,14 @@ class InstanceState:
 
     def clear_messages(self) -> None:
         self.messages.clear()
+        self.receipts_posted.clear()
         self._accepted_keys.clear()
         self._arrivals.clear()
 
     async def reset(self) -> None:
         """Empty the inbox, zero the counters and clear all faults."""
         self.clear_messages()
+        self.webhook = None
         self.counters = Counters()
         await self.clear_faults()
 

@@ -1,7 +1,8 @@
 """A Twilio-compatible Messages API (2010-04-01) for one sandbox instance, on aiohttp.
 
-Answers what Twilio answers (see twilio_messages_v2010.json in the project's shared/vendor-specs/): 201 with
-the message resource, Twilio error JSON for validation and auth failures, the magic test numbers,
+Answers what Twilio answers (its public OpenAPI description, `spec/json/twilio_api_v2010.json` in
+twilio/twilio-oai, against which notifications/tests/test_third_party_judges.py checks these answers):
+201 with the message resource, Twilio error JSON for validation and auth failures, the magic test numbers,
 and lists filtered by To, From and DateSent with PageToken paging. Like Twilio, it does not dedupe
 creates: a repeated `I-Twilio-Idempotency-Token` is stored again (counted as a copy), unless the
 instance is configured to dedupe. It refuses what Twilio refuses (`TwilioAccount` says which senders
@@ -210,7 +211,12 @@ def drop_connection(request: web.Request) -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def fault_middleware(instance: InstanceState) -> Callable[..., Awaitable[web.StreamResponse]]:
+def fault_middleware(
+    instance: InstanceState, *, error: Callable[[int], web.Response] = http_error
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Apply the instance's faults to each request; `error(status)` answers an injected failure
+    in the vendor's own shape."""
+
     @web.middleware
     async def apply_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
         instance.counters.requests += 1
@@ -223,7 +229,7 @@ def fault_middleware(instance: InstanceState) -> Callable[..., Awaitable[web.Str
         if instance.faults.latency_ms:
             await asyncio.sleep(instance.faults.latency_ms / 1000)
         if instance.roll_failure():
-            return http_error(instance.faults.error_status)
+            return error(instance.faults.error_status)
         response = await handler(request)
         if request.method == "POST" and instance.faults.answer_delay_ms:
             # Stored already: a client that gives up now leaves a message it does not know of.
@@ -287,6 +293,11 @@ class TwilioApi:
         record = self._inbox_record(stored, form, key)
         record["request_id"] = request.headers.get("X-Request-ID")
         self.instance.store(record, key=key, answer=resource)
+        if form.get("StatusCallback"):
+            from sandbox.receipts import twilio_callbacks_schedule  # receipts signs as twilio_inbound does
+
+            twilio_callbacks_schedule(self.instance, resource=stored, url=form["StatusCallback"],
+                                      auth_token=self.auth_token or DEFAULT_AUTH_TOKEN)
         logger.debug("sandbox %s accepted %s", self.instance.name, resource["sid"])
         return web.json_response(resource, status=201)
 

@@ -6,8 +6,9 @@ Not a test module: tests import it instead of each other (tests/test_test_module
 from __future__ import annotations
 
 from notifications.dispatch import trigger_dispatch_create
-from notifications.models import Notification, NotificationStatus, NotificationTrigger
+from notifications.models import Notification, NotificationStatus, NotificationTrigger, Vendor
 from notifications.sending import notification_send
+from notifications.vendor_secrets import secrets_resolve
 
 
 def run_until_settled(notification_id: int, *, max_runs: int = 20) -> Notification:
@@ -24,3 +25,8 @@ def dispatch(trigger: NotificationTrigger) -> dict[str, Notification]:
     """The trigger's notifications by channel, created as the dispatch task would."""
     ids = trigger_dispatch_create(trigger_id=trigger.pk)
     return {n.channel: n for n in Notification.objects.filter(pk__in=ids)}
+
+
+def vendor_webhook_secret(vendor: Vendor) -> str:
+    """The `user:password` an ESP vendor's tracking webhook must present (its stored secret)."""
+    return secrets_resolve(vendor.secrets_encrypted)["webhook_secret"]

@@ -20,6 +20,7 @@ VENDOR_ADAPTERS: dict[str, str] = {
     "webhook_sms": "notifications.vendors.webhook.WebhookSmsAdapter",
     "console_email": "notifications.vendors.console.ConsoleEmailAdapter",
     "console_sms": "notifications.vendors.console.ConsoleSmsAdapter",
+    "anymail": "notifications.vendors.anymail_esp.AnymailEspAdapter",
 }
 
 

@@ -1,6 +1,7 @@
 """Twilio Messages API (2010-04-01) over `notifications.vendors.http` (urllib3): one form-encoded POST per SMS.
 
-Wire format (checked against twilio_messages_v2010.json in the project's shared/vendor-specs/):
+Wire format (Twilio's public OpenAPI description, `spec/json/twilio_api_v2010.json` in twilio/twilio-oai;
+notifications/tests/test_third_party_judges.py checks requests against it with Prism):
 `POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`, form fields `To`, `Body`,
 `MessagingServiceSid` (when configured) or else `From`, optional `StatusCallback`; HTTP basic
 auth `account_sid:auth_token`. 201 answers carry the message `sid`. The header
@@ -86,7 +87,8 @@ class TwilioAdapter(VendorAdapter):
         "account_sid": "Account SID (AC followed by 32 hex digits).",
         "from_number": "Sender number in E.164; not needed when a messaging service is set.",
         "messaging_service_sid": "Messaging Service SID (MG...); used instead of from_number when set.",
-        "status_callback": "Optional URL Twilio calls with delivery status updates.",
+        "status_callback": "URL Twilio calls with delivery status updates; empty: Beacon's own "
+        "(PUBLIC_BASE_URL + /webhooks/twilio/status/).",
     }
     secret_fields = {"auth_token": "Auth token of the account."}
     destination_fields = ("base_url", "account_sid")
@@ -196,7 +198,7 @@ class TwilioAdapter(VendorAdapter):
             form["MessagingServiceSid"] = str(service_sid)
         else:
             form["From"] = str(self.settings["from_number"])
-        if callback := self.settings.get("status_callback"):
+        if callback := self.settings.get("status_callback") or _receipts_url():
             form["StatusCallback"] = str(callback)
         return form
 
@@ -229,6 +231,13 @@ class TwilioAdapter(VendorAdapter):
             return error(f"refused {fields} (configuration fault)", permanent=False, misconfigured=True)
         # Unknown code: the HTTP status decides; Twilio's text often echoes the number, so it is masked.
         return error("")
+
+
+def _receipts_url() -> str:
+    """Beacon's own status callback (PUBLIC_BASE_URL + path), so every send gets receipts."""
+    from notifications.receipt_webhooks import twilio_status_callback_url
+
+    return twilio_status_callback_url()
 
 
 def refused_fields(body: Mapping[str, Any]) -> set[str]:

@@ -29,6 +29,8 @@ def test_healthz_and_instances_describe_the_default_layout(sandbox: SandboxHandl
         "sms-fallback": "twilio",
         "smtp-primary": "smtp",
         "smtp-fallback": "smtp",
+        "esp-primary": "postmark",
+        "esp-fallback": "postmark",
     }
     for name, instance in instances.items():
         assert instance["port"] == sandbox.port(name)

@@ -88,7 +88,7 @@ def test_an_smtp_instance_configured_to_dedupe_answers_250_and_stores_once(dedup
 
 
 def test_no_default_instance_dedupes(sandbox: SandboxHandle) -> None:
-    assert [i["dedupe"] for i in sandbox.control.instances()] == [False] * 4
+    assert [i["dedupe"] for i in sandbox.control.instances()] == [False] * 6
 
 
 # -- Twilio list filters ---------------------------------------------------------------------

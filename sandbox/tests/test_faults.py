@@ -187,6 +187,12 @@ def test_reset_empties_inboxes_zeroes_counters_and_clears_faults(sandbox: Sandbo
             "smtp_permanent": False,
             "outage": False,
             "hang": False,
+            # Receipts are not faults until changed: every accepted message is reported delivered.
+            "receipt_status": "delivered",
+            "receipt_error_code": 0,
+            "receipt_delay_ms": 100.0,
+            "receipt_duplicates": False,
+            "receipt_out_of_order": False,
         }
     assert send_sms(sms)
     send_mail(sandbox, timeout=2)

@@ -33,6 +33,8 @@ def test_default_layout_follows_the_base_port() -> None:
         "sms-fallback": ("twilio", 8102),
         "smtp-primary": ("smtp", 8125),
         "smtp-fallback": ("smtp", 8126),
+        "esp-primary": ("postmark", 8130),
+        "esp-fallback": ("postmark", 8131),
     }
     assert {i.port for i in ServerConfig.default(base_port=0).instances} == {0}
 
@@ -78,8 +80,9 @@ def test_management_command_serves_until_sigterm() -> None:
         assert process.stdout is not None
         first = process.stdout.readline()
         assert first.startswith("control API"), first
-        endpoints = [process.stdout.readline().split() for _ in range(4)]
-        assert [e[0] for e in endpoints] == ["sms-primary", "sms-fallback", "smtp-primary", "smtp-fallback"]
+        endpoints = [process.stdout.readline().split() for _ in range(6)]
+        assert [e[0] for e in endpoints] == ["sms-primary", "sms-fallback", "smtp-primary", "smtp-fallback",
+                                             "esp-primary", "esp-fallback"]
         assert SandboxControl(first.split()[-1]).healthy()
     finally:
         process.send_signal(signal.SIGTERM)

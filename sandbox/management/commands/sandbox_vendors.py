@@ -26,7 +26,7 @@ class Command(BaseCommand):
             type=int,
             default=DEFAULT_BASE_PORT,
             help="Control API on this port, sms-primary +1, sms-fallback +2, smtp-primary +25, "
-            "smtp-fallback +26. 0 picks free ports.",
+            "smtp-fallback +26, esp-primary +30, esp-fallback +31. 0 picks free ports.",
         )
         parser.add_argument(
             "--twilio-auth-token",
