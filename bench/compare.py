@@ -27,7 +27,7 @@ from bench import load, scenarios
 from bench.floor import FloorApp
 from bench.inbox import sandbox_messages
 from bench.peer.stack import PeerStack
-from bench.stack import BENCH_DATABASE, WEB_THREADS, WEB_WORKERS, WORKER_NICE, WORKER_THREADS, Stack
+from bench.stack import BENCH_DATABASE, WEB_THREADS, WEB_WORKERS, WORKER_NICE, WORKER_THREADS, BenchStack
 from sandbox.client import SandboxControl
 
 SYSTEMS = ("floor", "peer", "beacon")
@@ -92,7 +92,7 @@ def rotated(names: tuple[str, ...], rep: int) -> tuple[str, ...]:
 class Systems:
     """Beacon's bench stack plus the floor and the peer, started beside it."""
 
-    def __init__(self, stack: Stack, *, server_url: str, log_dir: Path) -> None:
+    def __init__(self, stack: BenchStack, *, server_url: str, log_dir: Path) -> None:
         self.stack = stack
         self.floor = FloorApp(server_url=server_url, database=f"{BENCH_DATABASE}_floor", log_dir=log_dir,
                               workers=WEB_WORKERS, threads=WEB_THREADS)
@@ -112,11 +112,11 @@ class Systems:
 
     def _warm(self, target: Target, echo: Callable[[str], None]) -> None:
         """Checkouts through every gunicorn thread before anything is measured, as Beacon's web
-        gets (Stack._web_warm): each thread's first request opens its database connection and
+        gets (harness Stack._web_warm): each thread's first request opens its database connection and
         imports what the view needs, which a cold web would put into the first measured point."""
         body = self.stack.log_dir / f"warm-{target.name}.json"
         body.write_text(json.dumps(target.body))
-        command = [shutil.which("hey") or "hey", "-n", str(self.stack.warm_checkouts), "-c",
+        command = [shutil.which("hey") or "hey", "-n", str(self.stack.options.warm_checkouts), "-c",
                    str(WEB_WORKERS * WEB_THREADS), "-m", "POST", "-T", "application/json", "-D", str(body),
                    target.base_url + target.checkout_path]
         if target.api_key:

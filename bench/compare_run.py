@@ -10,12 +10,12 @@ from typing import Any
 
 from bench.compare import COMPARE_FULL, COMPARE_QUICK, Systems, delivery, latency_at_rates, max_throughput
 from bench.faults import faults
-from bench.stack import Stack
+from bench.stack import BenchStack
 
 logger = logging.getLogger(__name__)
 
 
-def comparison_run(stack: Stack, out: dict[str, Any], *, quick: bool, wanted: set[str], server_url: str,
+def comparison_run(stack: BenchStack, out: dict[str, Any], *, quick: bool, wanted: set[str], server_url: str,
                    log_dir: Path, echo) -> None:
     """Fill `out` scenario by scenario (an interrupted run keeps what finished); the faults run
     last, since they restart Beacon's Redis and replace its workers."""

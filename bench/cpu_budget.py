@@ -35,7 +35,8 @@ import psutil
 import redis
 
 from bench import load, scenarios
-from bench.stack import Stack, database_connect, stop_on_sigterm
+from bench.stack import BenchStack, stop_on_sigterm
+from harness.database import database_connect
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # hey connections for the fixed rate: each sends rate / CONNECTIONS requests per second.
@@ -58,12 +59,12 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def processes_by_type(stack: Stack) -> dict[str, list[psutil.Process]]:
+def processes_by_type(stack: BenchStack) -> dict[str, list[psutil.Process]]:
     groups: dict[str, list[psutil.Process]] = {
         "web (gunicorn)": _tree(stack.web.pid),
         "workers (celery)": [p for worker in stack.workers for p in _tree(worker.pid)],
-        "beat": _tree(stack.beat.pid),
-        "sandbox vendors": _tree(stack.sandbox_proc.pid),
+        "beat": _tree(stack.processes["beat"].pid),
+        "sandbox vendors": _tree(stack.processes["sandbox"].pid),
         "redis": _tree(stack.redis.proc.pid),
         "postgresql": [p for p in psutil.process_iter(["name"]) if p.info["name"] and p.info["name"].startswith("postgres")],
     }
@@ -74,7 +75,7 @@ def processes_by_type(stack: Stack) -> dict[str, list[psutil.Process]]:
 STATS_FLUSH_SECONDS = 11
 
 
-def work_counts(stack: Stack) -> dict[str, int]:
+def work_counts(stack: BenchStack) -> dict[str, int]:
     """PostgreSQL transactions committed in the bench database, and Redis commands processed."""
     with database_connect(stack.database_url) as conn:
         commits = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
@@ -102,7 +103,7 @@ def main() -> int:
     out = RESULTS / f"{datetime.now():%Y%m%d-%H%M%S}-cpu"
     (out / "logs").mkdir(parents=True)
     stop_on_sigterm()
-    stack = Stack(server_url=os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon"), log_dir=out / "logs")
+    stack = BenchStack(server_url=os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon"), log_dir=out / "logs")
     try:
         stack.start(progress=print)
         stack.workers_start("threads", args.workers)
@@ -119,7 +120,7 @@ def main() -> int:
             # The web: gunicorn's master and all its workers (--subprocesses), since the kernel
             # may hand every load connection to one worker and leave the others idle.
             for name, pid, extra in (("worker", stack.workers[0].pid, []), ("web", stack.web.pid, ["--subprocesses"]),
-                                     ("sandbox", stack.sandbox_proc.pid, [])):
+                                     ("sandbox", stack.processes["sandbox"].pid, [])):
                 spies.append(subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100", *(["--idle"] if args.wall_clock else ["--gil"]),
                                                *extra, "-o", str(out / f"py-spy-{name}.txt"), "--format", "raw", "--nonblocking"],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

@@ -19,9 +19,8 @@ from typing import Any
 from bench import scenarios
 from bench.compare import DELIVERING, CompareProfile, Systems, rotated
 from bench.inbox import inbox_tally, sandbox_messages
-from bench.stack import STARTUP_TIMEOUT, WORKER_NICE, WORKER_THREADS, Stack
+from bench.stack import WORKER_THREADS, BenchStack
 from chaos.load import LoadRun, Result
-from harness.processes import celery_worker, wait_until
 
 # After the last expected message arrives, wait this long for late duplicates before counting.
 SETTLE_SECONDS = 4.0
@@ -90,15 +89,13 @@ def broker_down(systems: Systems, name: str, cp: CompareProfile, echo) -> dict[s
     return result
 
 
-def _beacon_worker_kill(stack: Stack, serial: int) -> None:
+def _beacon_worker_kill(stack: BenchStack, serial: int) -> None:
     """SIGKILL Beacon's oldest worker and start a replacement (threads, the bench's shape)."""
-    victim = stack.workers.pop(0)
-    victim.kill()
-    worker = celery_worker(stack.env, name=f"{victim.name}-after-kill-{serial}", pool="threads",
-                           concurrency=WORKER_THREADS, log_dir=stack.log_dir, nice=WORKER_NICE).start()
-    stack.workers.append(worker)
-    wait_until(lambda: "ready." in worker.log_path.read_text(errors="replace"), timeout=STARTUP_TIMEOUT,
-               what=worker.name)
+    victim = next(name for name in stack.processes if name.startswith("worker-"))
+    stack.processes.pop(victim).kill()
+    replacement = f"{victim}-after-kill-{serial}"
+    stack.worker_start(replacement, pool="threads", concurrency=WORKER_THREADS)
+    stack.worker_wait_ready(replacement)
 
 
 def worker_killed(systems: Systems, name: str, cp: CompareProfile, echo) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench import report, scenarios
 from bench.compare_run import comparison_run
-from bench.stack import Stack, stop_on_sigterm
+from bench.stack import BenchStack, stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ("floor", "sync", "pipeline", "daily", "outage", "compare", "faults")
@@ -80,7 +80,7 @@ def main() -> int:
     logs.mkdir(parents=True)
     stop_on_sigterm()
     server_url = os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon")
-    stack = Stack(server_url=server_url, log_dir=logs, warm_checkouts=profile.warm_checkouts)
+    stack = BenchStack(server_url=server_url, log_dir=logs, warm_checkouts=profile.warm_checkouts)
     results: dict[str, object] = {"started": stamp, "profile": profile.name, "machine": machine()}
     if set(wanted) != set(ALL):
         results["only"] = [name for name in ALL if name in wanted]

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from bench import load
-from bench.stack import VENDOR_NAMES, Stack
+from bench.stack import VENDOR_NAMES, BenchStack
 
 
 @dataclass(frozen=True)
@@ -71,28 +71,26 @@ def medians(results: list[load.LoadResult]) -> dict[str, Any]:
     return out
 
 
-def _web(stack: Stack) -> dict[str, Any]:
+def _web(stack: BenchStack) -> dict[str, Any]:
     """Where load goes, and the access log that times the same requests inside gunicorn."""
     return {"base_url": stack.base_url, "server_log": stack.access_log}
 
 
-def vendors_latency(stack: Stack, latency_ms: float) -> None:
-    assert stack.control is not None
+def vendors_latency(stack: BenchStack, latency_ms: float) -> None:
     for name in VENDOR_NAMES:
-        stack.control.set_faults(name, latency_ms=latency_ms)
+        stack.sandbox.set_faults(name, latency_ms=latency_ms)
 
 
-def sandbox_fresh(stack: Stack, latency_ms: float) -> None:
+def sandbox_fresh(stack: BenchStack, latency_ms: float) -> None:
     """Empty inboxes and counters, then the vendors' latency."""
-    assert stack.control is not None
-    stack.control.reset()
+    stack.sandbox.reset()
     vendors_latency(stack, latency_ms)
 
 
 class QueueSampler:
     """Samples the broker's queue depth (default + email + sms) every `interval` seconds."""
 
-    def __init__(self, stack: Stack, interval: float = 0.25) -> None:
+    def __init__(self, stack: BenchStack, interval: float = 0.25) -> None:
         self.client = redis.Redis(port=stack.redis.port, socket_timeout=2)
         self.stack = stack
         self.interval = interval
@@ -125,7 +123,7 @@ def _epoch(moment: datetime | None) -> float | None:
     return moment.timestamp() if moment else None
 
 
-def deliveries_settle(stack: Stack, *, since: float, timeout: float, echo) -> dict[str, Any]:
+def deliveries_settle(stack: BenchStack, *, since: float, timeout: float, echo) -> dict[str, Any]:
     """Wait (bounded) until every notification of the triggers created since `since` is sent,
     then compare with the sandbox inboxes. Returns counts, delivery latencies and `lost`."""
     from notifications.models import Notification, NotificationTrigger
@@ -151,8 +149,7 @@ def deliveries_settle(stack: Stack, *, since: float, timeout: float, echo) -> di
     for _, _, _, vendor, _ in rows:
         if vendor:
             by_vendor[vendor] = by_vendor.get(vendor, 0) + 1
-    assert stack.control is not None
-    inbox = {name: stack.control.instance(name)["message_count"] for name in VENDOR_NAMES}
+    inbox = {name: stack.sandbox.instance(name)["message_count"] for name in VENDOR_NAMES}
     email_inbox = inbox["smtp-primary"] + inbox["smtp-fallback"]
     sms_inbox = inbox["sms-primary"] + inbox["sms-fallback"]
     sent_times = [sent_at.timestamp() for _, sent_at, _, _, _ in rows if sent_at]
@@ -185,7 +182,7 @@ def _drop_times(check: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- 1. floor ---------------------------------------------------------------------------------
-def floor(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, Any]:
+def floor(stack: BenchStack, profile: Profile, out_dir, echo) -> dict[str, Any]:
     echo("== 1. floor: /healthz vs checkout on the same gunicorn (vendors at 50 ms)")
     sandbox_fresh(stack, VENDOR_LATENCY_FAST_MS)
     since = time.time()
@@ -214,7 +211,7 @@ def floor(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, Any]:
 
 
 # --- 2. synchronous vs asynchronous -----------------------------------------------------------
-def sync_vs_async(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, Any]:
+def sync_vs_async(stack: BenchStack, profile: Profile, out_dir, echo) -> dict[str, Any]:
     echo("== 2. synchronous vs asynchronous sending (vendors at 300 ms)")
     sandbox_fresh(stack, VENDOR_LATENCY_SLOW_MS)
     since = time.time()
@@ -222,7 +219,7 @@ def sync_vs_async(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, An
                   concurrency=profile.closed_concurrency, warmup=profile.warmup / 2, duration=profile.duration,
                   out_dir=out_dir, echo=echo)
     results: dict[str, Any] = {}
-    stack.web_start(sync=True)
+    stack.web_restart(sync=True)
     try:
         sync_max = [load.closed_loop(label=f"s2-sync-max-{i}", **closed) for i in range(profile.reps)]
         rate = max(1.0, round(median([r.achieved_rps for r in sync_max]) / 2))
@@ -231,7 +228,7 @@ def sync_vs_async(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, An
                      out_dir=out_dir, echo=echo)
         sync_fixed = [load.fixed_rate(label=f"s2-sync-fixed-{i}", **fixed) for i in range(profile.reps)]
     finally:
-        stack.web_start(sync=False)
+        stack.web_restart(sync=False)
     async_fixed = [load.fixed_rate(label=f"s2-async-fixed-{i}", **fixed) for i in range(profile.reps)]
     async_max = []
     for i in range(profile.reps):
@@ -253,23 +250,22 @@ def sync_vs_async(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, An
 
 
 # --- 3. vendor outage -------------------------------------------------------------------------
-def outage(stack: Stack, profile: Profile, rate: float, out_dir, echo) -> dict[str, Any]:
+def outage(stack: BenchStack, profile: Profile, rate: float, out_dir, echo) -> dict[str, Any]:
     from notifications.models import DeliveryAttempt
 
     before, during, after = profile.outage
     echo(f"== 3. SMS primary outage for {during:g}s at {rate:g} checkouts/s (vendors at 50 ms)")
     sandbox_fresh(stack, VENDOR_LATENCY_FAST_MS)
-    assert stack.control is not None
     since = time.time()
     marks: dict[str, float] = {}
 
     def inject() -> None:
         time.sleep(profile.warmup + before)
         marks["outage_start"] = time.time()
-        stack.control.set_faults("sms-primary", outage=True)
+        stack.sandbox.set_faults("sms-primary", outage=True)
         echo("  sms-primary: outage begins")
         time.sleep(during)
-        stack.control.set_faults("sms-primary", outage=False)
+        stack.sandbox.set_faults("sms-primary", outage=False)
         marks["outage_end"] = time.time()
         echo("  sms-primary: back")
 
@@ -307,7 +303,7 @@ def outage(stack: Stack, profile: Profile, rate: float, out_dir, echo) -> dict[s
 
 
 # --- 4. pipeline ------------------------------------------------------------------------------
-def pipeline_point(stack: Stack, profile: Profile, *, rate: float, seconds: float, label: str, out_dir,
+def pipeline_point(stack: BenchStack, profile: Profile, *, rate: float, seconds: float, label: str, out_dir,
                    echo) -> dict[str, Any]:
     """Checkouts at `rate` for `seconds` (vendors at 50 ms): delivered/s, delivery latency, queue."""
     sandbox_fresh(stack, VENDOR_LATENCY_FAST_MS)
@@ -329,7 +325,7 @@ def pipeline_point(stack: Stack, profile: Profile, *, rate: float, seconds: floa
     }
 
 
-def pipeline(stack: Stack, profile: Profile, out_dir, echo) -> dict[str, Any]:
+def pipeline(stack: BenchStack, profile: Profile, out_dir, echo) -> dict[str, Any]:
     echo(f"== 4. pipeline: {profile.pipeline_rate:g} checkouts/s for {profile.pipeline_seconds:g}s, vendors at 50 ms")
     configs = [("threads", 1), ("threads", 2), ("threads", 4), ("prefork", 4), ("prefork", 16)]
     if profile.name == "quick":
@@ -382,7 +378,7 @@ def _median_point(reps: list[dict[str, Any]], pool: str, processes: int) -> dict
 
 
 # --- 5. daily volume --------------------------------------------------------------------------
-def daily_volume(stack: Stack, profile: Profile, pool: str, processes: int, out_dir, echo) -> dict[str, Any]:
+def daily_volume(stack: BenchStack, profile: Profile, pool: str, processes: int, out_dir, echo) -> dict[str, Any]:
     """The highest offered rate whose every notification is delivered while the load runs
     (queue flat, delivery p99 < 1 s), then a burst at twice that rate and its drain time."""
     echo(f"== 5. daily volume: sustained checkouts/s with {pool} x{processes}")

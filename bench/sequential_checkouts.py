@@ -12,12 +12,13 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
+import tempfile
 import time
-import urllib.request
+from pathlib import Path
 
-from bench.stack import database_recreate, stop_on_sigterm
-from harness.processes import PYTHON, RedisServer, free_port, gunicorn, stack_env, wait_until
+from bench.stack import BENCH_DATABASE, stop_on_sigterm
+from harness.database import database_url
+from harness.stack import Stack, StackOptions
 
 CHECKOUTS = 200
 WARMUP = 20
@@ -31,20 +32,15 @@ BODY = json.dumps({
 
 def main() -> None:
     stop_on_sigterm()
-    database_url = database_recreate(os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon"))
-    redis = RedisServer().start()
-    env = stack_env(database_url=database_url, redis_url=redis.url(0), CACHE_URL=redis.url(1))
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], env=env, check=True)
-    created = subprocess.run(
-        [PYTHON, "manage.py", "create_api_client", "sequential", "--rate-limit", "100000"],
-        env=env, capture_output=True, text=True, check=True,
-    )
-    key = created.stdout.strip().splitlines()[-1]
-    port = free_port()
-    web = gunicorn(env, port=port, workers=2, threads=4).start()
+    server_url = os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon")
+    stack = Stack(StackOptions(log_dir=Path(tempfile.mkdtemp(prefix="beacon-sequential-")),
+                               database_url=database_url(server_url, BENCH_DATABASE), sandbox=False))
     try:
-        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz").status == 200, timeout=30)
-        conn = http.client.HTTPConnection("127.0.0.1", port)
+        stack.services_start()
+        stack.database_create()
+        key = stack.manage("create_api_client", "sequential", "--rate-limit", "100000").strip().splitlines()[-1]
+        stack.web_start(CACHE_URL=stack.redis.url(1))
+        conn = http.client.HTTPConnection("127.0.0.1", stack.web_port)
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         samples = []
         for n in range(WARMUP + CHECKOUTS):
@@ -63,8 +59,7 @@ def main() -> None:
             f"max {samples[-1]:.2f} ms"
         )
     finally:
-        web.stop()
-        redis.stop()
+        stack.stop()
 
 
 if __name__ == "__main__":

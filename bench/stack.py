@@ -1,40 +1,23 @@
-"""The benchmark's own Beacon stack: a fresh database, a private Redis, the sandbox vendors,
-gunicorn, Celery workers and beat, all real processes on loopback (harness/processes.py).
+"""The benchmark's own Beacon stack (harness/stack.py): a fresh database, a private Redis, the
+sandbox vendors, gunicorn, Celery workers and beat, all real processes on loopback.
 
 Nothing here touches the developer's database or Redis: the database `beacon_bench` is
 dropped and created on the DATABASE_URL server, and Redis is a private server on a spare port.
+What the benchmark adds to the harness: a warm-up of the web, workers and sandbox below the
+web's CPU priority, and workers of a given pool and count swapped between measurements.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
-
-import psycopg
+from urllib.parse import urlsplit
 
 from bench.load import CHECKOUT_BODY
-from harness.processes import (
-    PYTHON,
-    ROOT,
-    ManagedProcess,
-    RedisServer,
-    broker_purge,
-    celery_beat,
-    celery_worker,
-    free_port,
-    gunicorn,
-    sandbox_base_port,
-    sandbox_vendors,
-    stack_env,
-    wait_until,
-)
-from sandbox.client import SandboxControl
+from harness.database import database_connect, database_url
+from harness.processes import ManagedProcess, broker_purge
+from harness.stack import Stack, StackOptions
 
 # BENCH_DATABASE names another database, so that engineers sharing one PostgreSQL server do not
 # drop each other's bench database.
@@ -47,41 +30,18 @@ WORKER_THREADS = 16
 # Workers run at a lower CPU priority than the web, as the Procfile starts them: on one shared
 # box the checkout is served first and the queue absorbs the difference.
 WORKER_NICE = 10
-# Checkouts sent to a freshly started web before it is measured (see Stack._web_warm).
+# Checkouts sent to a freshly started web before it is measured (harness/stack.py, Stack._web_warm).
 WEB_WARM_CHECKOUTS = 120
 # A rate limit no benchmark reaches (requests per minute).
 BENCH_CLIENT_RATE_LIMIT = 100_000_000
-# Sandbox instance ports relative to the base port (sandbox/README.md).
-SANDBOX_OFFSETS = {"sms-primary": 1, "sms-fallback": 2, "smtp-primary": 25, "smtp-fallback": 26}
-VENDOR_NAMES = tuple(SANDBOX_OFFSETS)
+# Sandbox instance names (sandbox/README.md).
+VENDOR_NAMES = ("sms-primary", "sms-fallback", "smtp-primary", "smtp-fallback")
 QUEUES = ("default", "email", "sms")
+# Beacon's settings in every process of the benchmark.
+BENCH_SETTINGS = {"DEBUG": "false", "LOG_LEVEL": "INFO", "LOG_FORMAT": "json", "SENTRY_DSN": ""}
 # Seconds a process of the stack may take to start: on a box shared by several engineers
 # (load average 10 on 2 cores) a Django process's start-up alone has taken over 30 s.
 STARTUP_TIMEOUT = 180
-
-
-def _database_urls(server_url: str) -> tuple[str, str]:
-    """(admin URL on the `postgres` database, URL of the bench database) on the same server."""
-    parts = urlsplit(server_url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    bench = urlunsplit(parts._replace(path=f"/{BENCH_DATABASE}"))
-    return admin, bench
-
-
-def database_connect(url: str) -> psycopg.Connection:
-    """An autocommit connection to a `postgres://` URL (Django's spelling; libpq wants `postgresql://`)."""
-    return psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True, connect_timeout=5)
-
-
-def database_recreate(server_url: str) -> str:
-    """Drop and create `beacon_bench` on the server of `server_url`; returns its URL."""
-    admin, bench = _database_urls(server_url)
-    with database_connect(admin) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-        if os.environ.get("BENCH_SYNCHRONOUS_COMMIT"):
-            conn.execute(f'ALTER DATABASE "{BENCH_DATABASE}" SET synchronous_commit = {os.environ["BENCH_SYNCHRONOUS_COMMIT"]}')
-    return bench
 
 
 # The settings that decide what a commit costs. With either off (the embedded development
@@ -113,130 +73,66 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-class Stack:
-    """Owns every process of one benchmark run; `stop()` ends them all."""
+class BenchStack(Stack):
+    """Every process of one benchmark run; `stop()` ends them all."""
 
     def __init__(self, *, server_url: str, log_dir: Path, warm_checkouts: int = WEB_WARM_CHECKOUTS) -> None:
-        self.log_dir = log_dir
-        self.warm_checkouts = warm_checkouts
+        synchronous_commit = os.environ.get("BENCH_SYNCHRONOUS_COMMIT")
+        super().__init__(StackOptions(
+            log_dir=log_dir,
+            database_url=database_url(server_url, BENCH_DATABASE),
+            settings={**BENCH_SETTINGS, "CELERY_BEAT_SCHEDULE_FILENAME": str(log_dir / "celerybeat-schedule")},
+            web_workers=WEB_WORKERS,
+            web_threads=WEB_THREADS,
+            web_access_log=True,
+            worker_concurrency=WORKER_THREADS,
+            nice=WORKER_NICE,
+            start_timeout=STARTUP_TIMEOUT,
+            warm_checkouts=warm_checkouts,
+            warm_body=CHECKOUT_BODY,
+            database_settings={"synchronous_commit": synchronous_commit} if synchronous_commit else {},
+        ))
         self.server_url = server_url
-        self.redis = RedisServer(log_dir=log_dir)
-        self.database_url = ""
         self.database_description = ""
-        self.env: dict[str, str] = {}
-        self.sandbox_port = 0
-        self.web_port = free_port()
-        self.sandbox_proc: ManagedProcess | None = None
-        self.web: ManagedProcess | None = None
         self.web_sync = False
-        # gunicorn's access log: the time each request spent in the server (bench/load.py reads it).
-        self.access_log = log_dir / "web-access.log"
-        self.workers: list[ManagedProcess] = []
         self.worker_spec = ("threads", 1, WORKER_THREADS)
-        self.beat: ManagedProcess | None = None
-        self.api_key = ""
-        self.control: SandboxControl | None = None
 
     # --- start ------------------------------------------------------------------------------
     def start(self, *, progress) -> None:
-        progress(f"creating database {BENCH_DATABASE} and starting a private Redis")
-        self.database_url = database_recreate(self.server_url)
+        progress(f"starting a private Redis and the sandbox, creating and migrating database {BENCH_DATABASE}")
+        self.services_start()
+        self.database_create()
         self.database_description = database_describe(self.database_url)
         progress(f"database: {self.database_description}")
-        self.redis.start()
-        self.env = stack_env(
-            database_url=self.database_url,
-            redis_url=self.redis.url(0),
-            DEBUG="false",
-            LOG_LEVEL="INFO",
-            LOG_FORMAT="json",
-            SENTRY_DSN="",
-            CELERY_BEAT_SCHEDULE_FILENAME=str(self.log_dir / "celerybeat-schedule"),
-        )
-        progress(f"migrating {BENCH_DATABASE}")
-        subprocess.run(
-            [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env, check=True, timeout=300
-        )
         # This process reads the same database (delivery latencies, counts) through the ORM.
-        os.environ.update(self.env)
+        self.runner_environ()
         import django
 
         django.setup()
-        self.sandbox_port = sandbox_base_port()
-        # The sandbox stands for vendors on other machines: it runs at the workers' lower
-        # priority, so the simulated outside world does not take the web's CPU either.
-        self.sandbox_proc = sandbox_vendors(self.env, base_port=self.sandbox_port, log_dir=self.log_dir,
-                                            nice=WORKER_NICE).start()
-        self.control = SandboxControl(f"http://127.0.0.1:{self.sandbox_port}")
-        wait_until(self.control.healthy, timeout=STARTUP_TIMEOUT, what="sandbox vendors")
-        self._seed()
+        self.seed(client_name="bench", rate_limit_per_minute=BENCH_CLIENT_RATE_LIMIT)
         self.workers_start("threads", 1)  # before the web, so its warm-up checkouts are delivered at once
-        self.web_start(sync=False)
-        self.beat = celery_beat(self.env, log_dir=self.log_dir).start()
+        self.web_restart(sync=False)
+        self.beat_start()
         progress(
             f"stack up: web :{self.web_port} ({WEB_WORKERS} gthread workers x {WEB_THREADS} threads), "
             f"sandbox :{self.sandbox_port}, redis :{self.redis.port}, db {BENCH_DATABASE}"
         )
 
-    def _seed(self) -> None:
-        """Vendors pointing at the sandbox, templates, and an API client with a huge rate limit."""
-        from checkout.api_keys import api_client_create
-        from notifications.demo import demo_templates_install, demo_vendors_install
-
-        ports = {name: self.sandbox_port + offset for name, offset in SANDBOX_OFFSETS.items()}
-        demo_vendors_install(host="127.0.0.1", ports=ports)
-        demo_templates_install()
-        _, self.api_key = api_client_create(name="bench", rate_limit_per_minute=BENCH_CLIENT_RATE_LIMIT)
-
     # --- web --------------------------------------------------------------------------------
     @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+    def web(self) -> ManagedProcess:
+        return self.processes["web"]
 
-    def web_start(self, *, sync: bool) -> None:
+    def web_restart(self, *, sync: bool) -> None:
         """(Re)start gunicorn; `sync` turns on BEACON_SYNC_SEND (the "before" architecture)."""
-        if self.web is not None:
-            self.web.stop()
-        env = dict(self.env, BEACON_SYNC_SEND="true" if sync else "false")
-        self.web = gunicorn(env, port=self.web_port, workers=WEB_WORKERS, threads=WEB_THREADS, log_dir=self.log_dir,
-                            access_log=self.access_log)
-        self.web.name = f"web-{'sync' if sync else 'async'}"
-        self.web.start()
+        self.web_start(BEACON_SYNC_SEND="true" if sync else "false")
         self.web_sync = sync
-        wait_until(lambda: urllib.request.urlopen(self.base_url + "/healthz", timeout=1).status == 200,
-                   timeout=STARTUP_TIMEOUT, what="gunicorn")
-        if self.api_key:
-            self._web_warm()
-
-    def _web_warm(self) -> None:
-        """Checkouts through every gunicorn thread before anything is measured: each thread's
-        first requests open its database connection, prepare its statements and connect its
-        publisher, which a fresh web would otherwise put into the first measured point."""
-        body = self.log_dir / "warm-body.json"
-        body.write_text(json.dumps(CHECKOUT_BODY))
-        command = ["hey", "-n", str(self.warm_checkouts), "-c", str(WEB_WORKERS * WEB_THREADS), "-m", "POST", "-T",
-                   "application/json", "-D", str(body), "-H", f"Authorization: Bearer {self.api_key}",
-                   self.base_url + "/api/v1/checkouts/"]
-        try:
-            warm = subprocess.run(command, capture_output=True, text=True, timeout=120)
-            problem = f"exit status {warm.returncode}: {warm.stderr.strip()[-300:]}" if warm.returncode else ""
-        except subprocess.TimeoutExpired:
-            problem = "no end within 120 s"
-        if problem:  # a cold first point is a worse measurement, not a reason to stop the run
-            print(f"warning: warming the web failed ({problem}); measuring it cold", flush=True)
-        self.deliveries_idle_wait()
-
-    def deliveries_idle_wait(self, timeout: float = 180) -> None:
-        """Wait until every trigger is dispatched and no notification waits to be sent, so the
-        next measurement does not share the CPU with an earlier backlog."""
-        from notifications.models import Notification, NotificationStatus, NotificationTrigger
-
-        busy = (NotificationStatus.PENDING, NotificationStatus.SENDING, NotificationStatus.RETRYING)
-        wait_until(lambda: not NotificationTrigger.objects.filter(dispatched_at__isnull=True).exists()
-                   and not Notification.objects.filter(status__in=busy).exists(),
-                   timeout=timeout, interval=0.5, what="the notification backlog to drain")
 
     # --- workers ----------------------------------------------------------------------------
+    @property
+    def workers(self) -> list[ManagedProcess]:
+        return [process for name, process in self.processes.items() if name.startswith("worker-")]
+
     def workers_start(self, pool: str, processes: int) -> None:
         """Replace the Celery workers: `processes` worker processes of `pool`.
 
@@ -244,42 +140,24 @@ class Stack:
         prefork: one Celery worker with `processes` child processes (one task at a time each).
         Workers of that shape that are already running are kept.
         """
-        if self.workers and self.worker_spec[:2] == (pool, processes) and all(w.alive() for w in self.workers):
+        workers = self.workers
+        if workers and self.worker_spec[:2] == (pool, processes) and all(w.alive() for w in workers):
             return
         self.workers_stop()
         if pool == "threads":
-            self.workers = [
-                celery_worker(self.env, name=f"worker-threads-{i}", pool="threads", concurrency=WORKER_THREADS,
-                              log_dir=self.log_dir, nice=WORKER_NICE).start()
-                for i in range(processes)
-            ]
+            names = [f"worker-threads-{i}" for i in range(processes)]
+            for name in names:
+                self.worker_start(name, pool="threads", concurrency=WORKER_THREADS)
         else:
-            self.workers = [
-                celery_worker(self.env, name="worker-prefork", pool="prefork", concurrency=processes,
-                              log_dir=self.log_dir, nice=WORKER_NICE).start()
-            ]
+            names = ["worker-prefork"]
+            self.worker_start(names[0], pool="prefork", concurrency=processes)
         self.worker_spec = (pool, processes, WORKER_THREADS if pool == "threads" else 1)
-        self._wait_workers_ready()
-
-    def _wait_workers_ready(self) -> None:
-        def ready() -> bool:
-            for worker in self.workers:
-                if not worker.alive():
-                    raise RuntimeError(f"{worker.name} exited:\n{worker.log_tail()}")
-                if "ready." not in worker.log_path.read_text(errors="replace"):
-                    return False
-            return True
-
-        wait_until(ready, timeout=STARTUP_TIMEOUT, what="celery workers")
+        for name in names:
+            self.worker_wait_ready(name)
 
     def workers_stop(self) -> None:
-        for worker in self.workers:
-            worker.stop(timeout=30)
-            # A fresh log per start, so the "ready." check sees this start's line.
-            with_suffix = worker.log_path.with_suffix(f".{int(time.time())}.log")
-            if worker.log_path.exists():
-                worker.log_path.rename(with_suffix)
-        self.workers = []
+        for name in [name for name in self.processes if name.startswith("worker-")]:
+            self.processes.pop(name).stop(timeout=30)
 
     def worker_pids(self) -> list[int]:
         return [worker.pid for worker in self.workers]
@@ -289,13 +167,7 @@ class Stack:
         return sum(client.llen(queue) for queue in QUEUES)
 
     def purge(self) -> None:
-        broker_purge(self.redis.url(0))
-
-    def stop(self) -> None:
-        for proc in [self.beat, *self.workers, self.web, self.sandbox_proc]:
-            if proc is not None:
-                proc.stop(timeout=20)
-        self.redis.stop()
+        broker_purge(self.broker_url)
 
     def describe(self) -> dict[str, object]:
         return {

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from chaos.runner import Suite, suite_run
+from chaos.stack import BREAKER, VENDOR_TIMEOUT_SECONDS
 from cluster.network import in_namespace, network_create, network_destroy
 from cluster.stack import HOSTS, ClusterStack
 
@@ -36,6 +36,8 @@ REQUIRED_TOOLS = ("ip", "setpriv", "haproxy", "pgbouncer", "epmd")
 # Held by the run that owns the `bcn-*` namespaces: a second run at the same time would delete
 # the first one's hosts under it. The kernel drops the lock when its holder dies, however.
 LOCK_PATH = Path("/run/lock/bcn-cluster.lock")
+# The summary's sentence on what the table counts.
+INTRO = "Counts come from the sandbox vendors' inboxes: one expected message per checkout and channel."
 
 
 def _scenarios() -> dict[int, Callable]:
@@ -52,8 +54,9 @@ def _scenarios() -> dict[int, Callable]:
     }
 
 
-def outside(argv: list[str]) -> int:
-    """Build the network, run the suite on the runner host, destroy the network whatever happens."""
+def outside(argv: list[str], out: Path) -> int:
+    """Build the network, run the suite on the runner host, destroy the network whatever happens;
+    then print the run's last block (chaos/runner.py), so that it ends the console."""
     if os.geteuid() != 0:
         print("cluster: needs root (network namespaces)", file=sys.stderr)
         return 2
@@ -80,6 +83,7 @@ def outside(argv: list[str]) -> int:
         network_destroy()
         shutil.rmtree(RUN_DIR, ignore_errors=True)
         network_create(list(HOSTS.values()))
+        (out / "summary.txt").unlink(missing_ok=True)
         command = in_namespace(HOSTS["runner"], [sys.executable, "-m", "cluster.run", "--inside", *argv])
         child = subprocess.Popen(command, cwd=ROOT)
         return child.wait()
@@ -90,20 +94,8 @@ def outside(argv: list[str]) -> int:
         network_destroy()
         shutil.rmtree(RUN_DIR, ignore_errors=True)
         print("cluster: network and hosts torn down", flush=True)
-
-
-def seed(stack: ClusterStack) -> str:
-    """Templates, the four sandbox vendors (chaos's short timeouts and small breakers), an API client."""
-    from chaos.stack import BREAKER, VENDOR_TIMEOUT_SECONDS
-    from checkout.api_keys import api_client_create
-    from notifications.demo import demo_templates_install, demo_vendors_install
-    from notifications.models import Vendor
-
-    demo_templates_install()
-    demo_vendors_install(host=stack.address("vendors"), ports=stack.sandbox_ports(), timeout=VENDOR_TIMEOUT_SECONDS)
-    Vendor.objects.update(**BREAKER)
-    _client, key = api_client_create(name="cluster-load", rate_limit_per_minute=100_000)
-    return key
+        last_block = out / "summary.txt"
+        print(last_block.read_text() if last_block.exists() else "cluster: the run wrote no summary", flush=True)
 
 
 def inside(args: argparse.Namespace) -> int:
@@ -114,55 +106,23 @@ def inside(args: argparse.Namespace) -> int:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     started = time.time()
     stack = ClusterStack(log_dir=log_dir, run_dir=RUN_DIR, worker_hosts=args.worker_hosts)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    results = []
-    try:
-        stack.runner_environ()
-        import django
 
-        django.setup()
-        from chaos.scenarios.common import Chaos, ScenarioResult
-
-        try:
-            stack.start_services()
-            stack.rabbitmq_start()  # boots while the rest starts; waited for by scenario 7
-            stack.migrate()
-            api_key = seed(stack)
-            stack.start_processes()
-        except Exception:
-            traceback.print_exc()
-            _print_logs(stack)
-            return 2
+    def start() -> str:
+        stack.start_services()
+        stack.rabbitmq_start()  # boots while the rest starts; waited for by scenario 7
+        stack.migrate()
+        # The chaos suite's short vendor timeouts and small breakers.
+        api_key = stack.seed(client_name="cluster-load", rate_limit_per_minute=100_000,
+                             vendor_timeout=VENDOR_TIMEOUT_SECONDS, breaker=BREAKER)
+        stack.start_processes()
         print(f"cluster: {len(HOSTS)} hosts up in {time.time() - started:.0f}s (API {stack.base_url}, "
               f"workers on {', '.join(stack.worker_hosts)}), logs in {log_dir}", flush=True)
-        chaos = Chaos(stack, api_key)
-        wanted = {int(n) for n in args.only.split(",") if n.strip()}
-        for number, scenario in _scenarios().items():
-            if wanted and number not in wanted:
-                continue
-            print(f"\n== scenario {number}: {scenario.__name__}", flush=True)
-            scenario_started = time.monotonic()
-            try:
-                result = scenario(chaos)
-            except Exception as exc:
-                traceback.print_exc()
-                result = ScenarioResult(number, scenario.__name__)
-                result.check("scenario ran to the end", False, f"{type(exc).__name__}: {exc}")
-            result.seconds = time.monotonic() - scenario_started
-            _keep_alive(stack, result)
-            results.append(result)
-            print(f"== scenario {number}: {'PASS' if result.passed else 'FAIL'} in {result.seconds:.0f}s", flush=True)
-    except KeyboardInterrupt:
-        print("cluster: interrupted", file=sys.stderr)
-    finally:
-        stack.stop()
-    print("\n" + write_summary(results, out, started))
-    print(f"cluster: {sum(r.passed for r in results)}/{len(results)} scenarios passed in {time.time() - started:.0f}s; "
-          f"summary in {out / 'summary.md'}", flush=True)
-    if not results or not all(r.passed for r in results):
-        _print_logs(stack)
-        return 1
-    return 0
+        return api_key
+
+    suite = Suite(label="cluster", title="# Cluster run", intro=INTRO, table=table, scenarios=_scenarios,
+                  scenario_name=lambda scenario: scenario.__name__)
+    # The machine's side prints the last block, after the network is torn down (outside()).
+    return suite_run(suite, stack, start=start, only=args.only, out=out, started=started, last_block_print=False)
 
 
 def table(results: list) -> str:
@@ -184,38 +144,6 @@ def table(results: list) -> str:
     return "\n".join(rows) + "\n"
 
 
-def write_summary(results: list, out: Path, started: float) -> str:
-    out.mkdir(parents=True, exist_ok=True)
-    rendered = table(results)
-    lines = [
-        "# Cluster run", "",
-        f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {time.time() - started:.0f} s in total. Counts come "
-        "from the sandbox vendors' inboxes: one expected message per checkout and channel.", "", rendered,
-    ]
-    for r in results:
-        lines.append(f"## {r.number}. {r.name} — {'PASS' if r.passed else 'FAIL'} ({r.seconds:.0f} s)\n")
-        lines += [f"- [{'x' if c.ok else ' '}] {c.what}{': ' + c.detail if c.detail else ''}" for c in r.checks]
-        lines += [f"- note: {note}" for note in r.notes]
-        lines.append("")
-    (out / "summary.md").write_text("\n".join(lines))
-    (out / "summary.json").write_text(json.dumps([r.as_dict() for r in results], indent=2))
-    return rendered
-
-
-def _keep_alive(stack: ClusterStack, result) -> None:
-    """A process that died outside a planned kill is a finding: say so and start it again."""
-    for name, alive in stack.processes_alive().items():
-        if not alive:
-            result.check(f"{name} still running after the scenario", False, stack.processes[name].log_tail(5))
-            stack.processes[name].start()
-
-
-def _print_logs(stack: ClusterStack) -> None:
-    for name, process in stack.processes.items():
-        print(f"\n--- last lines of {name} ({process.log_path})", file=sys.stderr)
-        print(process.log_tail(15), file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -226,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.inside:
         return inside(args)
-    return outside(argv)
+    return outside(argv, Path(args.out))
 
 
 if __name__ == "__main__":

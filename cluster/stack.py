@@ -13,38 +13,26 @@
 
 Web, workers and beat reach PostgreSQL only through PgBouncer (`DATABASE_SERVER_SIDE_BINDING=false`);
 migrations and the runner's counting go to PostgreSQL directly, like a release job and an operator.
-The stack duck-types `chaos.stack.ChaosStack` (`base_url`, `sandbox`, `processes`), so the chaos
-suite's load and inbox counting (chaos/load.py, chaos/scenarios/common.py) work unchanged.
+The stack is a `harness.stack.Stack` whose processes are placed on hosts (`command_placed`), so
+the chaos suite's load, inbox counting and scenario runner (chaos/load.py, chaos/scenarios/common.py,
+chaos/runner.py) work unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
-
-import psycopg
 
 from chaos.stack import STACK_SETTINGS
 from cluster import services
 from cluster.network import SUBNET, Host, in_namespace, namespace_kill
 from cluster.rabbitmq import RabbitCluster, broker_url
-from harness.processes import (
-    PYTHON,
-    ROOT,
-    ManagedProcess,
-    celery_beat,
-    celery_worker,
-    gunicorn,
-    sandbox_vendors,
-    stack_env,
-    wait_until,
-)
-from sandbox.client import SandboxControl
+from harness.database import database_connect, database_recreate
+from harness.processes import ManagedProcess, wait_until
+from harness.stack import Stack, StackOptions
 
 DATABASE = "beacon"
 WEB_PORT = 8000
@@ -70,23 +58,53 @@ WORKER_CONCURRENCY = 4
 WEB_WORKERS, WEB_THREADS = 2, 4
 
 
-class ClusterStack:
+# The host of each Beacon process the harness starts (cluster/services.py places the infrastructure itself).
+PROCESS_HOSTS = {"sandbox": "vendors", "web": "lb", "web1": "web1", "web2": "web2", "beat": "beat",
+                 **{name: name for name in WORKER_HOSTS}}
+
+
+def _redis_url(db: int) -> str:
+    return f"redis://{HOSTS['redis'].address}:{services.REDIS_PORT}/{db}"
+
+
+class ClusterStack(Stack):
     def __init__(self, *, log_dir: Path, run_dir: Path, worker_hosts: int = 2) -> None:
-        self.log_dir, self.run_dir = log_dir, run_dir
         self.hosts = HOSTS
+        allowed = ",".join(HOSTS[name].address for name in ("lb", "web1", "web2"))
+        super().__init__(StackOptions(
+            log_dir=log_dir,
+            database_url=f"postgres://root@{HOSTS['pgbouncer'].address}:{services.PGBOUNCER_PORT}/{DATABASE}",
+            redis_url=_redis_url(0),
+            broker_url=_redis_url(2),
+            settings={
+                "SECRET_KEY": "cluster-" + secrets.token_urlsafe(48),
+                "CACHE_KEY_PREFIX": "beacon-cluster", "WORKER_METRICS_PORT": "0", **STACK_SETTINGS,
+                # Transaction pooling: no prepared statements (PgBouncer 1.18 cannot keep them).
+                "DATABASE_SERVER_SIDE_BINDING": "false", "ALLOWED_HOSTS": allowed,
+                # The sandbox vendors live on the cluster's private subnet and speak plain http.
+                "VENDOR_EGRESS_ALLOWED_NETWORKS": f"{SUBNET}.0/24", "VENDOR_EGRESS_ALLOW_HTTP": "true",
+            },
+            sandbox_port=SANDBOX_BASE_PORT,
+            web_port=WEB_PORT,
+            web_workers=WEB_WORKERS,
+            web_threads=WEB_THREADS,
+            worker_concurrency=WORKER_CONCURRENCY,
+        ))
+        self.run_dir = run_dir
         self.worker_hosts = list(WORKER_HOSTS[:worker_hosts])
-        self.secret_key = "cluster-" + secrets.token_urlsafe(48)
-        self.processes: dict[str, ManagedProcess] = {}
-        self.broker_url = self.redis_url(2)
-        self.sandbox = SandboxControl(f"http://{self.address('vendors')}:{SANDBOX_BASE_PORT}")
         self.rabbit = RabbitCluster([self.hosts[name] for name in RABBITMQ_HOSTS], run_dir, log_dir)
 
     # --- addresses and environment ---------------------------------------------------------
     def address(self, host: str) -> str:
         return self.hosts[host].address
 
-    def redis_url(self, db: int) -> str:
-        return f"redis://{self.address('redis')}:{services.REDIS_PORT}/{db}"
+    def address_of(self, name: str) -> str:
+        """The address of the host the process `name` runs on."""
+        return self.address(PROCESS_HOSTS[name])
+
+    def command_placed(self, name: str, command: list[str]) -> list[str]:
+        """`command` inside the namespace of the host of `name` (the infrastructure places itself)."""
+        return in_namespace(self.hosts[PROCESS_HOSTS[name]], command) if name in PROCESS_HOSTS else command
 
     @property
     def base_url(self) -> str:
@@ -98,23 +116,14 @@ class ClusterStack:
 
     @property
     def pooled_database_url(self) -> str:
-        return f"postgres://root@{self.address('pgbouncer')}:{services.PGBOUNCER_PORT}/{DATABASE}"
+        return self.database_url
 
-    def env(self, *, direct: bool = False, **extra: str) -> dict[str, str]:
-        allowed = ",".join(self.address(name) for name in ("lb", "web1", "web2"))
-        return stack_env(
-            database_url=self.direct_database_url if direct else self.pooled_database_url,
-            redis_url=self.redis_url(0),
-            broker_url=self.broker_url,
-            SECRET_KEY=self.secret_key,
-            **{
-                "CACHE_KEY_PREFIX": "beacon-cluster", "WORKER_METRICS_PORT": "0", **STACK_SETTINGS,
-                # Transaction pooling: no prepared statements (PgBouncer 1.18 cannot keep them).
-                "DATABASE_SERVER_SIDE_BINDING": "false", "ALLOWED_HOSTS": allowed,
-                # The sandbox vendors live on the cluster's private subnet and speak plain http.
-                "VENDOR_EGRESS_ALLOWED_NETWORKS": f"{SUBNET}.0/24", "VENDOR_EGRESS_ALLOW_HTTP": "true", **extra,
-            },
-        )
+    def env(self, *, direct: bool = False, via_proxy: bool = False, **extra: str) -> dict[str, str]:
+        """A Beacon process's environment: PostgreSQL through PgBouncer, or `direct`ly."""
+        environment = super().env(**extra)
+        if direct:
+            environment["DATABASE_URL"] = self.direct_database_url
+        return environment
 
     def runner_environ(self) -> None:
         """Make this process a Beacon process of the cluster (before django.setup()), reading PostgreSQL directly."""
@@ -123,13 +132,12 @@ class ClusterStack:
     # --- lifecycle -------------------------------------------------------------------------
     def start_services(self) -> None:
         """PostgreSQL (with the database), PgBouncer, Redis and the sandbox vendors, each on its host."""
-        self._start("db", services.postgres(self.hosts["db"], self.run_dir, self.log_dir))
+        self.process_start("db", services.postgres(self.hosts["db"], self.run_dir, self.log_dir))
         wait_until(self._database_create, timeout=60, interval=0.5, what="PostgreSQL on db")
-        self._start("pgbouncer", services.pgbouncer(self.hosts["pgbouncer"], self.hosts["db"], self.run_dir, self.log_dir))
-        self._start("redis", services.redis(self.hosts["redis"], self.run_dir, self.log_dir))
-        sandbox = sandbox_vendors(self.env(), base_port=SANDBOX_BASE_PORT, log_dir=self.log_dir, host=self.address("vendors"))
-        self._start("vendors", sandbox, host="vendors")
-        wait_until(self.sandbox.healthy, timeout=60, what="sandbox vendors")
+        self.process_start("pgbouncer", services.pgbouncer(self.hosts["pgbouncer"], self.hosts["db"], self.run_dir,
+                                                           self.log_dir))
+        self.process_start("redis", services.redis(self.hosts["redis"], self.run_dir, self.log_dir))
+        self.sandbox_start()
         wait_until(self._pgbouncer_answers, timeout=30, what="PgBouncer")
 
     def rabbitmq_start(self) -> None:
@@ -146,14 +154,14 @@ class ClusterStack:
 
     def broker_switch(self, url: str) -> None:
         """Restart web, workers and beat on another broker (a deploy that changes CELERY_BROKER_URL)."""
-        self.broker_url = url
+        self.options = dataclasses.replace(self.options, broker_url=url)
         for name in ("web1", "web2", *self.worker_hosts, "beat"):
             self.processes[name].stop(timeout=20)
         for name in ("web1", "web2"):
-            self.web_start(name)
+            self.web_start(name, wait=False)
         for name in self.worker_hosts:
             self.worker_start(name)
-        self._start("beat", celery_beat(self.env(), log_dir=self.log_dir), host="beat")
+        self.beat_start()
         for name in ("web1", "web2"):
             self.web_wait_ready(name)
         for name in self.worker_hosts:
@@ -165,42 +173,23 @@ class ClusterStack:
 
     def migrate(self) -> None:
         """The release job: migrations straight to PostgreSQL (never through a transaction pooler)."""
-        migrate = subprocess.run(
-            [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=ROOT, env=self.env(direct=True), capture_output=True, text=True, timeout=300, check=False,
-        )
-        if migrate.returncode != 0:
-            raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
+        self.manage("migrate", "--noinput", "-v", "0", env=self.env(direct=True))
 
     def start_processes(self) -> None:
         for web in ("web1", "web2"):
-            self.web_start(web)
-        self._start("lb", services.haproxy(self.hosts["lb"], [self.hosts["web1"], self.hosts["web2"]], WEB_PORT,
-                                           self.run_dir, self.log_dir))
+            self.web_start(web, wait=False)
+        self.process_start("lb", services.haproxy(self.hosts["lb"], [self.hosts["web1"], self.hosts["web2"]], WEB_PORT,
+                                                  self.run_dir, self.log_dir))
         for name in self.worker_hosts:
             self.worker_start(name)
-        self._start("beat", celery_beat(self.env(), log_dir=self.log_dir), host="beat")
+        self.beat_start()
         wait_until(lambda: self.http_ok(f"{self.base_url}/readyz"), timeout=60, what="HAProxy to a ready web")
         for name in self.worker_hosts:
             self.worker_wait_ready(name)
 
-    def web_start(self, name: str) -> ManagedProcess:
-        process = gunicorn(self.env(), port=WEB_PORT, workers=WEB_WORKERS, threads=WEB_THREADS, log_dir=self.log_dir,
-                           host=self.address(name))
-        process.log_path = self.log_dir / f"web-{name}.log"
-        return self._start(name, process, host=name)
-
-    def web_wait_ready(self, name: str) -> None:
-        wait_until(lambda: self.http_ok(f"http://{self.address(name)}:{WEB_PORT}/readyz"), timeout=60, what=f"{name} ready")
-
-    def worker_start(self, name: str) -> ManagedProcess:
-        worker = celery_worker(self.env(), name=f"worker-{name}", concurrency=WORKER_CONCURRENCY, log_dir=self.log_dir)
-        worker.log_path = self.log_dir / f"worker-{name}-{int(time.time() * 1000)}.log"
-        return self._start(name, worker, host=name)
-
-    def worker_wait_ready(self, name: str) -> None:
-        worker = self.processes[name]
-        wait_until(lambda: "ready." in worker.log_path.read_text(errors="replace"), timeout=90, what=f"worker on {name} ready")
+    def worker_start(self, name: str = "worker", **options: object) -> ManagedProcess:
+        """The worker of host `name`: its Celery node and log are `worker-<host>-…` (the scenarios find them so)."""
+        return super().worker_start(name, node=f"worker-{name}", **options)
 
     def host_kill(self, name: str) -> int:
         """Every process of host `name` SIGKILLed at once (power lost); returns how many."""
@@ -210,38 +199,11 @@ class ClusterStack:
                 self.processes[name].process.wait(timeout=10)
         return killed
 
-    def _start(self, name: str, process: ManagedProcess, *, host: str | None = None) -> ManagedProcess:
-        """Start `process` on `host` (its command wrapped in `ip netns exec`) and keep it as `name`."""
-        if host is not None:
-            process.command = in_namespace(self.hosts[host], process.command)
-        self.processes[name] = process.start()
-        return process
-
-    def stop(self) -> None:
-        """Stop every process this stack started (the network's teardown kills what is left)."""
-        for process in reversed(list(self.processes.values())):
-            with contextlib.suppress(Exception):
-                process.stop(timeout=10)
-
     # --- probes ----------------------------------------------------------------------------
-    @staticmethod
-    def http_ok(url: str) -> bool:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - the cluster's own hosts
-            return response.status == 200
-
     def _database_create(self) -> bool:
-        admin = f"postgres://root@{self.address('db')}:{services.POSTGRES_PORT}/postgres"
-        with psycopg.connect(admin, autocommit=True, connect_timeout=2) as connection:
-            if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
-                connection.execute(f'CREATE DATABASE "{DATABASE}"')
+        database_recreate(self.direct_database_url)
         return True
 
     def _pgbouncer_answers(self) -> bool:
-        with psycopg.connect(self.pooled_database_url, autocommit=True, connect_timeout=2, prepare_threshold=None) as conn:
+        with database_connect(self.pooled_database_url) as conn:
             return conn.execute("SELECT 1").fetchone() == (1,)
-
-    def sandbox_ports(self) -> dict[str, int]:
-        return {instance["name"]: instance["port"] for instance in self.sandbox.instances()}
-
-    def processes_alive(self) -> dict[str, bool]:
-        return {name: process.alive() for name, process in self.processes.items()}

@@ -1,1 +1,2 @@
-"""Starting Beacon's real processes for tests, the benchmark and the chaos suite."""
+"""One running Beacon stack (stack.py) for the tests with real processes, the benchmark, the chaos
+suite and the cluster; its processes (processes.py), databases (database.py) and database proxy."""

@@ -15,28 +15,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.processes import (  # noqa: E402 -- after the path is set
-    celery_worker,
-    free_port,
-    gunicorn,
-    sandbox_base_port,
-    sandbox_vendors,
-    stack_env,
-    wait_until,
-)
+from harness.database import database_drop, database_url  # noqa: E402 -- after the path is set
+from harness.stack import Stack, StackOptions  # noqa: E402
 
 DATABASE = "beacon_screenshots"
 ADMIN_PASSWORD = "screenshots-admin"
@@ -48,29 +38,6 @@ CIRCUITS_RESET = (
     "from notifications.models import Vendor; from notifications.routing import vendor_circuit; "
     "[vendor_circuit(vendor).reset() for vendor in Vendor.objects.all()]"
 )
-
-
-def database_recreate(server_url: str) -> str:
-    parts = urlsplit(server_url)
-    admin = urlunsplit(parts._replace(path="/postgres")).replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    return urlunsplit(parts._replace(path=f"/{DATABASE}"))
-
-
-def database_drop(server_url: str) -> None:
-    parts = urlsplit(server_url)
-    admin = urlunsplit(parts._replace(path="/postgres")).replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
 
 
 def checkout(web: str, key: str, number: int) -> None:
@@ -153,36 +120,34 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="how long to send checkouts before the screenshots")
     args = parser.parse_args()
     server_url, redis_url = os.environ["DATABASE_URL"], os.environ["REDIS_URL"]
-    database_url = database_recreate(server_url)
-    base, port = sandbox_base_port(), free_port()
-    web = f"http://127.0.0.1:{port}"
     static_root = tempfile.mkdtemp(prefix="beacon-static-")
-    env = stack_env(
-        database_url=database_url, redis_url=redis_url, DEBUG="false", STATIC_ROOT=static_root,
-        PAYMENT_GATEWAY="checkout.payments.SandboxPaymentGateway", WORKER_METRICS_PORT=str(free_port()),
-        CACHE_KEY_PREFIX=f"beacon-screenshots-{os.getpid()}",
-    )
-    processes = []
+    stack = Stack(StackOptions(
+        log_dir=Path(tempfile.mkdtemp(prefix="beacon-screenshots-")),
+        database_url=database_url(server_url, DATABASE),
+        redis_url=redis_url,
+        broker_url=redis_url,
+        settings={"DEBUG": "false", "STATIC_ROOT": static_root, "CACHE_KEY_PREFIX": f"beacon-screenshots-{os.getpid()}"},
+        worker_metrics=True,
+        collectstatic=True,
+    ))
+    web = stack.base_url
     try:
-        manage(env, "migrate", "--noinput")
-        manage(env, "collectstatic", "--noinput")
-        seeded = manage(env, "seed_demo", "--sandbox-base-port", str(base), "--admin-password", ADMIN_PASSWORD, "--web-url", web)
+        stack.database_create()
+        seeded = stack.manage("seed_demo", "--sandbox-base-port", str(stack.sandbox_port), "--admin-password",
+                              ADMIN_PASSWORD, "--web-url", web)
         key = seeded.strip().splitlines()[-1]
         # Vendor ids restart with the fresh database; their breakers in Redis must too.
-        manage(env, "shell", "-c", CIRCUITS_RESET)
-        processes = [sandbox_vendors(env, base_port=base).start(), gunicorn(env, port=port).start(), celery_worker(env).start()]
-        wait_until(lambda: requests.get(f"{web}/healthz", timeout=2).ok, timeout=60, what="gunicorn")
-        wait_until(lambda: requests.get(f"http://127.0.0.1:{base}/instances", timeout=2).ok, timeout=60, what="the sandbox")
-        traffic(web, key, f"http://127.0.0.1:{base}", args.minutes)
+        stack.manage("shell", "-c", CIRCUITS_RESET)
+        stack.services_start()
+        stack.processes_start(beat=False)
+        traffic(web, key, stack.sandbox.base_url, args.minutes)
         args.out.mkdir(parents=True, exist_ok=True)
         screenshots(web, args.out)
     finally:
-        for process in reversed(processes):
-            process.stop()
-        manage(env, "shell", "-c", CIRCUITS_RESET)
-        database_drop(server_url)
+        stack.stop()
+        stack.manage("shell", "-c", CIRCUITS_RESET)
+        database_drop(stack.database_url)
         shutil.rmtree(static_root, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chaos.load import LoadRun, Recipient, Result
-from chaos.stack import ChaosStack
+from harness.stack import Stack
 
 CHANNEL_INSTANCES = {"email": ("smtp-primary", "smtp-fallback"), "sms": ("sms-primary", "sms-fallback")}
 # After the last expected message arrives, wait this long for late duplicates before counting.
@@ -109,7 +109,7 @@ class InboxCount:
 class Chaos:
     """A scenario's handle on the stack."""
 
-    def __init__(self, stack: ChaosStack, api_key: str) -> None:
+    def __init__(self, stack: Stack, api_key: str) -> None:
         self.stack = stack
         self.api_key = api_key
 

@@ -17,7 +17,7 @@ def run(chaos: Chaos) -> ScenarioResult:
     chaos.stack.redis.stop()
     print(f"    redis stopped at t={load.elapsed():.1f}s", flush=True)
     time.sleep(OUTAGE_SECONDS)
-    chaos.stack.redis_restart()
+    chaos.stack.redis.start()
     print(f"    redis started again (empty) at t={load.elapsed():.1f}s", flush=True)
     results = load.join()
     result.record_load(results)

@@ -14,8 +14,8 @@ from celery import Celery
 from django.db import transaction
 
 from config.tests.sentry_sink import EnvelopeSink, strings_in
+from harness.database import current_database_url
 from harness.processes import ManagedProcess, RedisServer, celery_worker, stack_env, wait_until
-from harness.testdb import current_database_url
 from notifications.demo import demo_templates_install
 from notifications.models import Notification, Vendor
 from notifications.services import trigger_publish

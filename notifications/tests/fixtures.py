@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.database import current_database_url
 from harness.processes import ManagedProcess, broker_purge, celery_worker, stack_env, wait_until
-from harness.testdb import current_database_url
 from notifications.demo import demo_templates_install, demo_vendors_install
 from notifications.models import Vendor
 from notifications.routing import vendor_circuit

@@ -26,8 +26,10 @@ from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
 from checkout.tests.factories import VALID_CHECKOUT
-from harness.processes import BIN, ManagedProcess, RedisServer, free_port, stack_env, wait_until
-from harness.testdb import current_database_url
+from harness.database import current_database_url
+from harness.processes import ManagedProcess, wait_until
+from harness.stack import Stack as HarnessStack
+from harness.stack import StackOptions
 from notifications.models import AttemptOutcome, DeliveryAttempt, Notification, NotificationStatus, NotificationTrigger
 from sandbox.testing import SandboxHandle
 
@@ -98,61 +100,46 @@ def start_stack(
     settings, vendors: dict, templates: None, api_client_with_key: tuple, sandbox: SandboxHandle, tmp_path: Path
 ) -> Iterator[Callable[..., Stack]]:
     # A private broker: no other test run's worker takes these tasks, none of theirs reach this stack.
-    broker = RedisServer(log_dir=tmp_path).start()
-    started: list[ManagedProcess] = []
+    harness = HarnessStack(StackOptions(
+        log_dir=tmp_path,
+        database_url=current_database_url(),
+        redis_url=settings.REDIS_URL,
+        settings={
+            # The hand-off's 50 ms budget is for production; a cold connection on a busy CI box may need more.
+            "BEACON_PUBLISH_TIMEOUT": "2",
+            "CACHE_KEY_PREFIX": f"beacon-obs-{uuid.uuid4().hex[:8]}",
+            "SECRET_KEY": settings.SECRET_KEY,  # vendor secrets are encrypted with a key derived from it
+            "LOG_FORMAT": "json",
+            "PROMETHEUS_MULTIPROC_ROOT": str(tmp_path / "metrics"),
+            "NOTIFICATION_RETRY_BASE_DELAY": "0.2",
+            "NOTIFICATION_RETRY_MAX_DELAY": "1",
+        },
+        sandbox=False,  # the test's own (the `sandbox` fixture), which `vendors` points at
+        web_workers=2,
+        web_threads=2,
+        worker_concurrency=2,
+        worker_metrics=True,
+        metrics_dirs=True,
+    ))
+    harness.services_start()
 
     def start(*, pool: str) -> Stack:
-        web_port, metrics_port = free_port(), free_port()
-        env = stack_env(
-            database_url=current_database_url(),
-            redis_url=settings.REDIS_URL,
-            broker_url=broker.url(),
-            # The hand-off's 50 ms budget is for production; a cold connection on a busy CI box may need more.
-            BEACON_PUBLISH_TIMEOUT="2",
-            CACHE_KEY_PREFIX=f"beacon-obs-{uuid.uuid4().hex[:8]}",
-            SECRET_KEY=settings.SECRET_KEY,  # vendor secrets are encrypted with a key derived from it
-            LOG_FORMAT="json",
-            PROMETHEUS_MULTIPROC_ROOT=str(tmp_path / "metrics"),
-            WORKER_METRICS_PORT=str(metrics_port),
-            NOTIFICATION_RETRY_BASE_DELAY="0.2",
-            NOTIFICATION_RETRY_MAX_DELAY="1",
-        )
-        web = ManagedProcess(
-            "web",
-            ["deploy/with-metrics-dir", "web", str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py",
-             "config.wsgi:application", "--bind", f"127.0.0.1:{web_port}", "--workers", "2", "--threads", "2",
-             "--worker-class", "gthread"],
-            env=env,
-            log_dir=tmp_path,
-        ).start()
-        started.append(web)
-        worker = ManagedProcess(
-            "worker",
-            ["deploy/with-metrics-dir", "worker", str(BIN / "celery"), "-A", "config", "worker", "-Q",
-             "default,email,sms", "--pool", pool, "--concurrency", "2", "--hostname", f"obs-{uuid.uuid4().hex[:8]}@%h",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
-            env=env,
-            log_dir=tmp_path,
-        ).start()
-        started.append(worker)
+        worker = harness.worker_start(pool=pool)
+        web = harness.web_start()
         stack = Stack(
             web=web,
             worker=worker,
-            web_url=f"http://127.0.0.1:{web_port}",
-            worker_metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+            web_url=harness.base_url,
+            worker_metrics_url=f"http://127.0.0.1:{harness.worker_metrics_ports['worker']}/metrics",
             api_key=api_client_with_key[1],
-            broker_url=broker.url(),
+            broker_url=harness.broker_url,
         )
-        wait_until(lambda: _get(f"{stack.web_url}/healthz") is not None, timeout=START_TIMEOUT,
-                   what=f"gunicorn ({web.log_path})")
         # The exporter starts on worker_ready: once it answers, the worker consumes.
         wait_until(lambda: stack.scrape_worker() is not None, timeout=START_TIMEOUT, what=f"worker ({worker.log_path})")
         return stack
 
     yield start
-    for process in reversed(started):
-        process.stop()
-    broker.stop()
+    harness.stop()
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:

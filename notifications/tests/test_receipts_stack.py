@@ -12,6 +12,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from checkout.tests.factories import VALID_CHECKOUT as VALID
+from harness.database import current_database_url
 from harness.processes import (
     ManagedProcess,
     broker_purge,
@@ -22,7 +23,6 @@ from harness.processes import (
     stack_env,
     wait_until,
 )
-from harness.testdb import current_database_url
 from notifications.demo import demo_esp_vendors_install
 from notifications.models import DeliveryAttempt, Notification, Vendor
 from notifications.tests.helpers import vendor_webhook_secret

@@ -1,37 +1,36 @@
 """Fixtures of the browser tests: headless Debian Chromium, the sandbox vendors, a real Celery
 worker on the test database, and the admin users.
 
-The worker is a subprocess (`celery -A config worker`) pointed at the test database and the
-broker the tests publish to, so a send the admin queues is delivered for real. Its log is kept
-at artifacts/browser-worker.log.
+The worker is a subprocess (`celery -A config worker`, started by harness/stack.py) pointed at the
+test database and the broker the tests publish to, so a send the admin queues is delivered for
+real. Its log is kept at artifacts/browser-worker.log.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import redis
 from django.apps import apps as django_apps
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.test import override_settings
 
-from harness.testdb import current_database_url
+from harness.database import current_database_url
+from harness.processes import ManagedProcess, broker_purge
+from harness.stack import Stack, StackOptions
 from notifications import publisher
 from notifications.demo import demo_templates_install, demo_vendors_install
 from notifications.models import Vendor
 from notifications.overview import CELERY_QUEUES
 from notifications.routing import vendor_circuit
 from sandbox.testing import SandboxHandle
-from tests.browser.helpers import ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, ROOT, SCREENSHOTS, wait_until
+from tests.browser.helpers import ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, SCREENSHOTS
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
@@ -116,48 +115,35 @@ def _publishing_to(broker_url: str) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def browser_worker(django_db_setup) -> Iterator[subprocess.Popen]:
+def browser_worker(django_db_setup) -> Iterator[ManagedProcess]:
     """A real worker on every queue, on the test database, listening on the browser session's
     private broker; stopped before the database is dropped. Tests use `celery_worker`."""
     broker_url = _private_broker_url()
-    broker = redis.Redis.from_url(broker_url, socket_timeout=2)
-    broker.delete(*CELERY_QUEUES)  # purge: nothing left over from an earlier run
-    broker.close()
+    broker_purge(broker_url, CELERY_QUEUES)  # nothing left over from an earlier run
     ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "browser-worker.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": current_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": broker_url,
-        "SECRET_KEY": settings.SECRET_KEY,  # vendor secrets are encrypted with a key derived from it
-        "CACHE_KEY_PREFIX": f"beacon-browser-{uuid.uuid4().hex[:8]}",
-        "NOTIFICATION_RETRY_BASE_DELAY": "0.5",
-    }
-    celery = Path(sys.executable).with_name("celery")
-    with log_path.open("w") as log:
-        worker = subprocess.Popen(
-            [str(celery), "-A", "config", "worker", "-Q", ",".join(CELERY_QUEUES), "--pool", "threads", "-c", "4",
-             "--loglevel", "INFO", "-n", f"browser-{uuid.uuid4().hex[:6]}@%h", "--without-mingle", "--without-gossip"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+    stack = Stack(StackOptions(
+        log_dir=ARTIFACTS,
+        database_url=current_database_url(),
+        redis_url=settings.REDIS_URL,
+        broker_url=broker_url,
+        settings={
+            "SECRET_KEY": settings.SECRET_KEY,  # vendor secrets are encrypted with a key derived from it
+            "CACHE_KEY_PREFIX": f"beacon-browser-{uuid.uuid4().hex[:8]}",
+            "NOTIFICATION_RETRY_BASE_DELAY": "0.5",
+        },
+        sandbox=False,  # the session's own (the `sandbox` fixture), which `vendors` points at
+        worker_concurrency=4,
+    ))
     try:
-        wait_until(lambda: "ready." in log_path.read_text() or worker.poll() is not None,
-                   timeout=WORKER_START_TIMEOUT, what=f"the Celery worker ({log_path})")
-        if worker.poll() is not None:
-            raise RuntimeError(f"the Celery worker exited with {worker.returncode}; see {log_path}")
+        worker = stack.worker_start("browser-worker", log_path=ARTIFACTS / "browser-worker.log")
+        stack.worker_wait_ready("browser-worker", timeout=WORKER_START_TIMEOUT)
         yield worker
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stack.stop()
 
 
 @pytest.fixture
-def celery_worker(browser_worker: subprocess.Popen) -> Iterator[subprocess.Popen]:
+def celery_worker(browser_worker: ManagedProcess) -> Iterator[ManagedProcess]:
     """The session's worker, with this process publishing to its broker for this test only: the
     suites that run after the browser tests publish to their own broker again."""
     with _publishing_to(_private_broker_url()):

@@ -21,8 +21,8 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 
+from harness.database import current_database_url
 from harness.processes import ManagedProcess, free_port, gunicorn, stack_env, wait_until
-from harness.testdb import current_database_url
 from tests.browser.helpers import ADMIN_PASSWORD, CHROMIUM, ROOT, SCREENSHOTS
 
 pytestmark = [

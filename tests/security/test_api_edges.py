@@ -18,8 +18,8 @@ from rest_framework.test import APIClient
 
 from checkout.api_keys import api_client_create
 from checkout.parsers import json_nesting_exceeds
+from harness.database import current_database_url
 from harness.processes import ManagedProcess, free_port, gunicorn, stack_env, wait_until
-from harness.testdb import current_database_url
 
 URL = "/api/v1/checkouts/"
 BODY = {

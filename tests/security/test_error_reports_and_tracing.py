@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from config.tests.sentry_sink import EnvelopeSink, strings_in
+from harness.database import current_database_url
 from harness.processes import stack_env
-from harness.testdb import current_database_url
 from tests.security.listeners import Listener
 
 ROOT = Path(__file__).resolve().parents[2]

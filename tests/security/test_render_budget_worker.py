@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 
 from checkout.tests.factories import checkout_body
 from config.pytest_plugin import _broker_url_for_tests
+from harness.database import current_database_url
 from harness.processes import ManagedProcess, stack_env, wait_until
-from harness.testdb import current_database_url
 from notifications import publisher
 from notifications.models import Notification, NotificationTemplate, NotificationTrigger
 from notifications.outbox import outbox_relay

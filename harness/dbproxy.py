@@ -1,4 +1,4 @@
-"""A tiny TCP proxy between the chaos web and PostgreSQL, which the chaos suite can cut.
+"""A tiny TCP proxy between a stack's web and PostgreSQL, which the chaos suite can cut (harness/stack.py).
 
 The shared PostgreSQL server must keep running for everyone else, so "PostgreSQL unreachable"
 is made true for the chaos web only: gunicorn connects through this proxy, and `cut()` resets
