@@ -14,9 +14,10 @@ from django.utils import timezone
 
 from harness.processes import broker_purge
 from notifications import dispatch as dispatch_module
-from notifications import sending
+from notifications import lifecycle, sending
 from notifications.configuration import template_save
 from notifications.dispatch import trigger_dispatch, trigger_dispatch_claim, trigger_dispatch_create
+from notifications.lifecycle import lease_seconds
 from notifications.models import (
     AttemptOutcome,
     DeliveryAttempt,
@@ -27,7 +28,7 @@ from notifications.models import (
     Vendor,
 )
 from notifications.routing import channel_vendors, vendor_circuit
-from notifications.sending import lease_seconds, notification_send
+from notifications.sending import notification_send
 from notifications.sweeper import notifications_sweep
 from notifications.template_cache import template_cache_invalidate
 from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
@@ -275,13 +276,16 @@ def test_a_run_whose_lease_was_taken_over_records_its_attempt_but_not_its_result
     notification to the run that holds it now."""
     notification = dispatch(make_trigger())["sms"]
     sms_vendors = channel_vendors(channel="sms")
-    stale, _ = sending._claim(notification.pk, sms_vendors)
+    stale, _ = lifecycle.notification_claim(notification_id=notification.pk, vendors=sms_vendors)
     Notification.objects.filter(pk=notification.pk).update(lease_until=timezone.now() - timezone.timedelta(seconds=1))
-    current, _ = sending._claim(notification.pk, sms_vendors)
+    current, _ = lifecycle.notification_claim(notification_id=notification.pk, vendors=sms_vendors)
     assert (stale.delivery_count, current.delivery_count) == (1, 2)
     attempt = sending._attempt_begin(stale, sms_vendors[0])
 
-    sending._settle_sent(stale, sending.Accepted(attempt, 0.05, VendorResult(message_id="SMstale")), False)
+    lifecycle.notification_settle_sent(
+        notification=stale, accepted=lifecycle.Accepted(attempt, 0.05, VendorResult(message_id="SMstale")),
+        possible_duplicate=False,
+    )
 
     attempt.refresh_from_db()
     assert (attempt.outcome, attempt.vendor_message_id) == (AttemptOutcome.SENT, "SMstale")
