@@ -169,7 +169,7 @@ def notification_settle_sent(*, notification: Notification, accepted: Accepted, 
     unless another run took the notification over meanwhile (then only the attempt)."""
     now = timezone.now()
     vendor = accepted.attempt.vendor
-    statements.notification_settle_sent(
+    statements.notification_settle_sent_with_attempt(
         notification=notification, attempt_id=accepted.attempt.pk, duration_ms=accepted.duration * 1000,
         status_code=accepted.result.status_code, message_id=accepted.result.message_id[:255], vendor_id=vendor.pk,
         now=now, possible_duplicate=possible_duplicate,

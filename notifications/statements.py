@@ -8,7 +8,7 @@ it stands for (notifications/tests/test_statements.py):
 - `notification_claim_returning`: the claim is one UPDATE ... RETURNING (the ORM needs an
   UPDATE and a SELECT), returning the trigger's creation time and whether an attempt's outcome
   is unknown, so a common send reads no attempt history.
-- `notification_settle_sent`: completing the attempt and settling the notification `sent` in
+- `notification_settle_sent_with_attempt`: completing the attempt and settling the notification `sent` in
   one statement (both or neither).
 - `notifications_insert_dispatched`: marking the trigger dispatched and inserting its
   notifications in one statement (the rows already claimed, see lifecycle.py).
@@ -76,7 +76,7 @@ def _claim_sql() -> str:
                         WHERE a.notification_id = n.id AND a.outcome IN ('{AttemptOutcome.TIMEOUT}', ''))"""  # noqa: S608
 
 
-def notification_settle_sent(
+def notification_settle_sent_with_attempt(
     *, notification: Notification, attempt_id: int, duration_ms: float, status_code: int | None, message_id: str,
     vendor_id: int, now: datetime, possible_duplicate: bool,
 ) -> None:

@@ -120,7 +120,7 @@ def test_the_settle_sent_statement_writes_what_the_orm_updates_write() -> None:
                 for row in (by_statement, by_orm)]
     now = timezone.now()
 
-    statements.notification_settle_sent(
+    statements.notification_settle_sent_with_attempt(
         notification=by_statement, attempt_id=attempts[0].pk, duration_ms=12.5, status_code=250, message_id="m-1",
         vendor_id=vendor.pk, now=now, possible_duplicate=True,
     )
@@ -146,7 +146,7 @@ def test_the_settle_sent_statement_completes_only_the_attempt_of_a_run_that_lost
     stale_run = Notification(pk=notification.pk, delivery_count=1, attempt_count=0)
     before = _row(Notification, notification.pk)
 
-    statements.notification_settle_sent(
+    statements.notification_settle_sent_with_attempt(
         notification=stale_run, attempt_id=attempt.pk, duration_ms=3.0, status_code=None, message_id="m-2",
         vendor_id=vendor.pk, now=timezone.now(), possible_duplicate=False,
     )
