@@ -15,7 +15,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from config.api_errors import api_error_body
+from config.api_errors import api_error_body, retry_after_seconds
 from config.middleware import database_unavailable_response
 
 
@@ -45,7 +45,9 @@ _DRF_CODES: dict[type[Exception], str] = {
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response(api_error_body(exc.code, exc.message, **exc.extra), status=exc.status_code)
+        retry_after = retry_after_seconds(exc.code)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return Response(api_error_body(exc.code, exc.message, **exc.extra), status=exc.status_code, headers=headers)
     if isinstance(exc, (OperationalError, InterfaceError)):
         legacy = database_unavailable_response()
         return Response(_json(legacy.content), status=legacy.status_code, headers={"Retry-After": "2"})

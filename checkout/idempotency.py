@@ -77,7 +77,9 @@ def idempotency_begin(*, client: ApiClient, key: str, fingerprint: str) -> Idemp
         )
     if record.completed_at is None:
         raise ApplicationError(
-            "A request with this Idempotency-Key is still being processed.", code="idempotency_conflict", status_code=409
+            "A request with this Idempotency-Key is still being processed. Send it again (Retry-After); should that "
+            f"request have died, the key is taken over {settings.IDEMPOTENCY_IN_FLIGHT_TIMEOUT} s after it began.",
+            code="idempotency_conflict", status_code=409,
         )
     return StoredResponse(status=record.response_status or 200, body=record.response_body or {})
 

@@ -36,7 +36,14 @@ API_ERROR_CODES: dict[str, int] = {
 }
 
 # Codes whose answer says when to try again (seconds), as a Retry-After header.
-_RETRY_AFTER_SECONDS = {"database_unavailable": 2}
+# idempotency_conflict: the first request with the key is still running (or died: then the key
+# is free again after IDEMPOTENCY_IN_FLIGHT_TIMEOUT); asking again each second is the way through.
+_RETRY_AFTER_SECONDS = {"database_unavailable": 2, "idempotency_conflict": 1}
+
+
+def retry_after_seconds(code: str) -> int | None:
+    """When to try again after an answer with `code` (the Retry-After header), if it says."""
+    return _RETRY_AFTER_SECONDS.get(code)
 
 
 def api_error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -49,8 +56,8 @@ def api_error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 def api_error_response(code: str, message: str, *, status: int | None = None, **extra: Any) -> JsonResponse:
     """A JsonResponse for `code`, with its registered status unless `status` is given."""
     response = JsonResponse(api_error_body(code, message, **extra), status=status or API_ERROR_CODES[code])
-    if code in _RETRY_AFTER_SECONDS:
-        response["Retry-After"] = str(_RETRY_AFTER_SECONDS[code])
+    if retry_after_seconds(code) is not None:
+        response["Retry-After"] = str(retry_after_seconds(code))
     return response
 
 

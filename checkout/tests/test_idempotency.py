@@ -60,7 +60,7 @@ def test_the_same_key_with_another_body_answers_422(api: APIClient) -> None:
 
 
 def test_the_same_key_while_the_first_request_is_in_flight_answers_409(
-    api: APIClient, api_client_with_key: tuple[ApiClient, str]
+    api: APIClient, api_client_with_key: tuple[ApiClient, str], settings
 ) -> None:
     from checkout.idempotency import request_fingerprint
 
@@ -72,6 +72,10 @@ def test_the_same_key_while_the_first_request_is_in_flight_answers_409(
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "idempotency_conflict"
+    # Retryable, and says so: a client asks again each second until the first request ends, or
+    # until the key is taken over should that request have died with its web host.
+    assert response["Retry-After"] == "1"
+    assert f"taken over {settings.IDEMPOTENCY_IN_FLIGHT_TIMEOUT} s after it began" in response.json()["error"]["message"]
     assert Order.objects.count() == 0
 
 

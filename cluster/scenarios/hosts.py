@@ -10,6 +10,7 @@ from chaos.scenarios.common import Chaos, ScenarioResult, all_recipients, commit
 from cluster.load import RetryingLoadRun
 from cluster.network import link_set
 from cluster.stack import ClusterStack
+from harness.processes import wait_until
 
 RATE, SECONDS = 4.0, 20.0
 # Vendor latency that keeps sends in flight long enough for a fault to land mid-call.
@@ -140,8 +141,16 @@ def web_host_killed(chaos: Chaos) -> ScenarioResult:
     stack.web_start("web1")
     stack.web_wait_ready("web1")
     print(f"    web1 back at t={load.elapsed():.1f}s", flush=True)
+
+    def haproxy_log() -> str:
+        return stack.processes["lb"].log_path.read_text(errors="replace")[haproxy_log_from:]
+
+    try:  # HAProxy takes a host back after `rise` good health checks, however busy the machine is
+        wait_until(lambda: "web/web1 is UP" in haproxy_log(), timeout=30, interval=0.5, what="HAProxy to take web1 back")
+    except TimeoutError:
+        pass  # the check below says so
     results = load.join()
-    log = stack.processes["lb"].log_path.read_text(errors="replace")[haproxy_log_from:]
+    log = haproxy_log()
     result.check("HAProxy took web1 out and back in", "web/web1 is DOWN" in log and "web/web1 is UP" in log,
                  f"{log.count('web/web1 is DOWN')} down, {log.count('web/web1 is UP')} up")
     _finish(chaos, result, load, results)
