@@ -17,6 +17,10 @@ from notifications.routing import vendors_forget
 from notifications.vendors.smtp import smtp_sessions
 from sandbox.testing import SandboxHandle, start_sandbox
 
+# Fixture modules that tests in several folders use (a conftest's fixtures reach only its own
+# folder). Tests never import them, nor each other (tests/test_test_modules_stand_alone.py).
+pytest_plugins = ["notifications.tests.fixtures", "config.tests.sentry_sink"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _static_files_without_collectstatic() -> Iterator[None]:

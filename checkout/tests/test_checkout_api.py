@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from decimal import Decimal
 
@@ -13,25 +12,8 @@ from rest_framework.test import APIClient
 
 from checkout.models import ApiClient, IdempotencyRecord, Order, OrderLine
 from checkout.services import Customer, LineItem, checkout_create
+from checkout.tests.factories import CHECKOUTS_URL, VALID_CHECKOUT, checkout_body
 from notifications.models import NotificationTrigger
-
-URL = "/api/v1/checkouts/"
-
-VALID = {
-    "customer": {"name": "Ana Souza", "email": "ana@example.com", "phone": "+5511987654321", "locale": "pt-BR"},
-    "lines": [
-        {"sku": "TSHIRT-M", "name": "T-shirt", "quantity": 2, "unit_price": "19.90"},
-        {"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": "7.50"},
-    ],
-    "currency": "BRL",
-    "payment_token": "tok_ok",
-}
-
-
-def body(**changes: object) -> dict:
-    data = copy.deepcopy(VALID)
-    data.update(changes)
-    return data
 
 
 def counts() -> tuple[int, int, int]:
@@ -40,7 +22,7 @@ def counts() -> tuple[int, int, int]:
 
 @pytest.mark.django_db(transaction=True)
 def test_checkout_stores_order_lines_and_trigger_and_answers_201(api: APIClient) -> None:
-    response = api.post(URL, VALID, format="json")
+    response = api.post(CHECKOUTS_URL, VALID_CHECKOUT, format="json")
 
     assert response.status_code == 201, response.content
     data = response.json()
@@ -65,7 +47,7 @@ def test_checkout_writes_order_lines_and_trigger_in_one_statement(
     """Two statements in all: the API key's lookup, and one INSERT of the order, its lines and
     its trigger; every column as the ORM would have written it."""
     with CaptureQueriesContext(connection) as queries:
-        response = api.post(URL, VALID, format="json")
+        response = api.post(CHECKOUTS_URL, VALID_CHECKOUT, format="json")
 
     assert response.status_code == 201, response.content
     statements = [query["sql"] for query in queries.captured_queries]
@@ -111,7 +93,7 @@ def test_a_row_the_database_refuses_writes_no_order_line_or_trigger(
 
 @pytest.mark.django_db
 def test_declined_payment_stores_failed_order_and_payment_failed_trigger(api: APIClient) -> None:
-    response = api.post(URL, body(payment_token="tok_declined"), format="json")
+    response = api.post(CHECKOUTS_URL, checkout_body(payment_token="tok_declined"), format="json")
 
     assert response.status_code == 402
     data = response.json()
@@ -124,7 +106,7 @@ def test_declined_payment_stores_failed_order_and_payment_failed_trigger(api: AP
 
 @pytest.mark.django_db
 def test_gateway_error_answers_502_and_writes_nothing(api: APIClient) -> None:
-    response = api.post(URL, body(payment_token="tok_error"), format="json", HTTP_IDEMPOTENCY_KEY="k-gw")
+    response = api.post(CHECKOUTS_URL, checkout_body(payment_token="tok_error"), format="json", HTTP_IDEMPOTENCY_KEY="k-gw")
 
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "payment_gateway_error"
@@ -134,29 +116,29 @@ def test_gateway_error_answers_502_and_writes_nothing(api: APIClient) -> None:
 
 
 BAD_INPUTS = {
-    "missing customer": ({k: v for k, v in VALID.items() if k != "customer"}, "customer"),
-    "bad email": (body(customer={**VALID["customer"], "email": "not-an-email"}), "customer"),
-    "phone not E.164": (body(customer={**VALID["customer"], "phone": "011 98765-4321"}), "customer"),
-    "phone too short": (body(customer={**VALID["customer"], "phone": "+12"}), "customer"),
-    "bad locale": (body(customer={**VALID["customer"], "locale": "portuguese"}), "customer"),
-    "unknown currency": (body(currency="XYZ"), "currency"),
-    "lowercase currency": (body(currency="brl"), "currency"),
-    "zero quantity": (body(lines=[{**VALID["lines"][0], "quantity": 0}]), "lines"),
-    "negative quantity": (body(lines=[{**VALID["lines"][0], "quantity": -1}]), "lines"),
-    "quantity not a number": (body(lines=[{**VALID["lines"][0], "quantity": "two"}]), "lines"),
-    "negative price": (body(lines=[{**VALID["lines"][0], "unit_price": "-1.00"}]), "lines"),
-    "price with three decimals in BRL": (body(lines=[{**VALID["lines"][0], "unit_price": "1.001"}]), "lines"),
-    "price with four decimals in KWD": (body(currency="KWD", lines=[{**VALID["lines"][0], "unit_price": "1.2345"}]), "lines"),
-    "half a yen": (body(currency="JPY", lines=[{**VALID["lines"][0], "unit_price": "1.5"}]), "lines"),
-    "price in Arabic-Indic digits": (body(lines=[{**VALID["lines"][0], "unit_price": "١٢"}]), "lines"),
-    "price of 10^10": (body(lines=[{**VALID["lines"][0], "unit_price": "10000000000"}]), "lines"),
-    "price with an exponent": (body(lines=[{**VALID["lines"][0], "unit_price": "1e2"}]), "lines"),
-    "no lines": (body(lines=[]), "lines"),
-    "more than 100 lines": (body(lines=[VALID["lines"][0]] * 101), "lines"),
-    "lines not a list": (body(lines="many"), "lines"),
-    "fractional yen": (body(currency="JPY", lines=[{**VALID["lines"][0], "unit_price": "10.50"}]), "lines"),
-    "missing payment token": ({k: v for k, v in VALID.items() if k != "payment_token"}, "payment_token"),
-    "customer wrong type": (body(customer="Ana"), "customer"),
+    "missing customer": ({k: v for k, v in VALID_CHECKOUT.items() if k != "customer"}, "customer"),
+    "bad email": (checkout_body(customer={**VALID_CHECKOUT["customer"], "email": "not-an-email"}), "customer"),
+    "phone not E.164": (checkout_body(customer={**VALID_CHECKOUT["customer"], "phone": "011 98765-4321"}), "customer"),
+    "phone too short": (checkout_body(customer={**VALID_CHECKOUT["customer"], "phone": "+12"}), "customer"),
+    "bad locale": (checkout_body(customer={**VALID_CHECKOUT["customer"], "locale": "portuguese"}), "customer"),
+    "unknown currency": (checkout_body(currency="XYZ"), "currency"),
+    "lowercase currency": (checkout_body(currency="brl"), "currency"),
+    "zero quantity": (checkout_body(lines=[{**VALID_CHECKOUT["lines"][0], "quantity": 0}]), "lines"),
+    "negative quantity": (checkout_body(lines=[{**VALID_CHECKOUT["lines"][0], "quantity": -1}]), "lines"),
+    "quantity not a number": (checkout_body(lines=[{**VALID_CHECKOUT["lines"][0], "quantity": "two"}]), "lines"),
+    "negative price": (checkout_body(lines=[{**VALID_CHECKOUT["lines"][0], "unit_price": "-1.00"}]), "lines"),
+    "price with three decimals in BRL": (checkout_body(lines=[{**VALID_CHECKOUT["lines"][0], "unit_price": "1.001"}]), "lines"),
+    "price with four decimals in KWD": (checkout_body(currency="KWD", lines=[{**VALID_CHECKOUT["lines"][0], "unit_price": "1.2345"}]), "lines"),
+    "half a yen": (checkout_body(currency="JPY", lines=[{**VALID_CHECKOUT["lines"][0], "unit_price": "1.5"}]), "lines"),
+    "price in Arabic-Indic digits": (checkout_body(lines=[{**VALID_CHECKOUT["lines"][0], "unit_price": "١٢"}]), "lines"),
+    "price of 10^10": (checkout_body(lines=[{**VALID_CHECKOUT["lines"][0], "unit_price": "10000000000"}]), "lines"),
+    "price with an exponent": (checkout_body(lines=[{**VALID_CHECKOUT["lines"][0], "unit_price": "1e2"}]), "lines"),
+    "no lines": (checkout_body(lines=[]), "lines"),
+    "more than 100 lines": (checkout_body(lines=[VALID_CHECKOUT["lines"][0]] * 101), "lines"),
+    "lines not a list": (checkout_body(lines="many"), "lines"),
+    "fractional yen": (checkout_body(currency="JPY", lines=[{**VALID_CHECKOUT["lines"][0], "unit_price": "10.50"}]), "lines"),
+    "missing payment token": ({k: v for k, v in VALID_CHECKOUT.items() if k != "payment_token"}, "payment_token"),
+    "customer wrong type": (checkout_body(customer="Ana"), "customer"),
 }
 
 
@@ -170,7 +152,7 @@ def test_amounts_are_accepted_and_stored_with_the_currency_minor_units(
 ) -> None:
     lines = [{"sku": "MUG", "name": "Mug", "quantity": 2, "unit_price": unit_price}]
 
-    response = api.post(URL, body(currency=currency, lines=lines), format="json")
+    response = api.post(CHECKOUTS_URL, checkout_body(currency=currency, lines=lines), format="json")
 
     assert response.status_code == 201, response.content
     data = response.json()
@@ -179,7 +161,7 @@ def test_amounts_are_accepted_and_stored_with_the_currency_minor_units(
     order = Order.objects.get(pk=data["id"])
     assert order.total == Decimal(total)
     assert order.lines.get().unit_price == Decimal(unit_price)
-    assert api.get(f"{URL}{order.pk}/").json()["total"] == total
+    assert api.get(f"{CHECKOUTS_URL}{order.pk}/").json()["total"] == total
     assert NotificationTrigger.objects.get(subject_ref=f"order:{order.pk}").payload["total"] == total
 
 
@@ -188,7 +170,7 @@ def test_amounts_are_accepted_and_stored_with_the_currency_minor_units(
 def test_bad_input_answers_400_with_field_errors_and_writes_nothing(api: APIClient, case: str) -> None:
     payload, field = BAD_INPUTS[case]
 
-    response = api.post(URL, payload, format="json")
+    response = api.post(CHECKOUTS_URL, payload, format="json")
 
     assert response.status_code == 400, response.content
     error = response.json()["error"]
@@ -199,7 +181,7 @@ def test_bad_input_answers_400_with_field_errors_and_writes_nothing(api: APIClie
 
 @pytest.mark.django_db
 def test_malformed_json_answers_400(api: APIClient) -> None:
-    response = api.post(URL, data='{"customer": ', content_type="application/json")
+    response = api.post(CHECKOUTS_URL, data='{"customer": ', content_type="application/json")
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "malformed_request"
@@ -208,9 +190,9 @@ def test_malformed_json_answers_400(api: APIClient) -> None:
 
 @pytest.mark.django_db
 def test_body_over_64_kib_answers_413_and_writes_nothing(api: APIClient) -> None:
-    payload = body(customer={**VALID["customer"], "name": "x" * (70 * 1024)})
+    payload = checkout_body(customer={**VALID_CHECKOUT["customer"], "name": "x" * (70 * 1024)})
 
-    response = api.post(URL, data=json.dumps(payload), content_type="application/json")
+    response = api.post(CHECKOUTS_URL, data=json.dumps(payload), content_type="application/json")
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
@@ -219,7 +201,7 @@ def test_body_over_64_kib_answers_413_and_writes_nothing(api: APIClient) -> None
 
 @pytest.mark.django_db
 def test_non_json_content_type_answers_415(api: APIClient) -> None:
-    response = api.post(URL, data="customer=x", content_type="application/x-www-form-urlencoded")
+    response = api.post(CHECKOUTS_URL, data="customer=x", content_type="application/x-www-form-urlencoded")
 
     assert response.status_code == 415
     assert counts() == (0, 0, 0)
@@ -235,7 +217,7 @@ def test_missing_or_bad_key_answers_401(header: str | None) -> None:
     if header is not None:
         client.credentials(HTTP_AUTHORIZATION=header)
 
-    response = client.post(URL, VALID, format="json")
+    response = client.post(CHECKOUTS_URL, VALID_CHECKOUT, format="json")
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
@@ -247,7 +229,7 @@ def test_inactive_client_key_answers_401(api: APIClient, api_client_with_key: tu
     client, _ = api_client_with_key
     ApiClient.objects.filter(pk=client.pk).update(is_active=False)
 
-    assert api.get(URL).status_code == 401
+    assert api.get(CHECKOUTS_URL).status_code == 401
 
 
 @pytest.mark.django_db
@@ -259,25 +241,25 @@ def test_keys_are_stored_hashed(api_client_with_key: tuple[ApiClient, str]) -> N
 
 @pytest.mark.django_db
 def test_orders_are_scoped_to_the_calling_client(api: APIClient) -> None:
-    order_id = api.post(URL, VALID, format="json").json()["id"]
+    order_id = api.post(CHECKOUTS_URL, VALID_CHECKOUT, format="json").json()["id"]
     from checkout.api_keys import api_client_create
 
     _, other_key = api_client_create(name="other-shop")
     other = APIClient()
     other.credentials(HTTP_AUTHORIZATION=f"Bearer {other_key}")
 
-    assert other.get(f"{URL}{order_id}/").status_code == 404
-    assert other.get(URL).json()["count"] == 0
-    assert api.get(f"{URL}{order_id}/").status_code == 200
-    assert api.get(URL).json()["count"] == 1
+    assert other.get(f"{CHECKOUTS_URL}{order_id}/").status_code == 404
+    assert other.get(CHECKOUTS_URL).json()["count"] == 0
+    assert api.get(f"{CHECKOUTS_URL}{order_id}/").status_code == 200
+    assert api.get(CHECKOUTS_URL).json()["count"] == 1
 
 
 @pytest.mark.django_db
 def test_list_is_paginated_newest_first(api: APIClient) -> None:
     for _ in range(3):
-        api.post(URL, VALID, format="json")
+        api.post(CHECKOUTS_URL, VALID_CHECKOUT, format="json")
 
-    page = api.get(URL, {"limit": 2}).json()
+    page = api.get(CHECKOUTS_URL, {"limit": 2}).json()
 
     assert page["count"] == 3
     assert len(page["results"]) == 2
@@ -287,8 +269,8 @@ def test_list_is_paginated_newest_first(api: APIClient) -> None:
 
 @pytest.mark.django_db
 def test_detail_of_unknown_order_is_404(api: APIClient) -> None:
-    assert api.get(f"{URL}00000000-0000-0000-0000-000000000000/").status_code == 404
-    assert api.get(f"{URL}not-a-uuid/").status_code == 404
+    assert api.get(f"{CHECKOUTS_URL}00000000-0000-0000-0000-000000000000/").status_code == 404
+    assert api.get(f"{CHECKOUTS_URL}not-a-uuid/").status_code == 404
 
 
 @pytest.mark.django_db
@@ -296,11 +278,11 @@ def test_throttle_answers_429_with_retry_after(api: APIClient, api_client_with_k
     client, _ = api_client_with_key
     ApiClient.objects.filter(pk=client.pk).update(rate_limit_per_minute=3)
 
-    statuses = [api.get(URL).status_code for _ in range(5)]
+    statuses = [api.get(CHECKOUTS_URL).status_code for _ in range(5)]
 
     assert statuses[:3] == [200, 200, 200]
     assert statuses[3:] == [429, 429]
-    response = api.get(URL)
+    response = api.get(CHECKOUTS_URL)
     assert response.json()["error"]["code"] == "rate_limited"
     # Sliding window: the full minute still weighs on the next one, so up to two minutes.
     assert 0 < int(response["Retry-After"]) <= 2 * 60 + 1
@@ -324,7 +306,7 @@ def test_a_failing_hand_off_after_commit_still_answers_201(api: APIClient, monke
 
     monkeypatch.setattr("notifications.outbox.task_publish_bounded", broken_publish)
 
-    response = api.post(URL, VALID, format="json")
+    response = api.post(CHECKOUTS_URL, VALID_CHECKOUT, format="json")
 
     assert response.status_code == 201
     assert NotificationTrigger.objects.filter(dispatched_at__isnull=True).count() == 1  # left for the relay

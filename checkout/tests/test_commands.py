@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from checkout.api_keys import api_client_authenticate
 from checkout.models import Order
-from checkout.tests.test_checkout_api import body
+from checkout.tests.factories import checkout_body
 from notifications.models import NotificationTemplate, Vendor
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +58,7 @@ def test_seed_demo_after_an_order_keeps_the_client_and_the_order_and_rotates_the
     client = api_client_authenticate(key=old_key)
     checkout = APIClient()
     checkout.credentials(HTTP_AUTHORIZATION=f"Bearer {old_key}")
-    order = checkout.post("/api/v1/checkouts/", body(), format="json")
+    order = checkout.post("/api/v1/checkouts/", checkout_body(), format="json")
     assert order.status_code == 201, order.content
 
     second = StringIO()

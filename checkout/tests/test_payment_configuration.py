@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from checkout.models import Order
 from checkout.payments import payment_gateway
-from checkout.tests.test_checkout_api import URL, body
+from checkout.tests.factories import CHECKOUTS_URL, checkout_body
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = "checkout.payments.SandboxPaymentGateway"
@@ -89,8 +89,8 @@ def provider_gateway(settings) -> Iterator[None]:
 
 @pytest.mark.django_db
 def test_checkouts_are_charged_through_the_configured_gateway(api: APIClient, provider_gateway: None) -> None:
-    paid = api.post(URL, body(payment_token="pm_card_visa"), format="json", HTTP_IDEMPOTENCY_KEY="k-provider")
-    sandbox_token = api.post(URL, body(payment_token="tok_ok"), format="json")
+    paid = api.post(CHECKOUTS_URL, checkout_body(payment_token="pm_card_visa"), format="json", HTTP_IDEMPOTENCY_KEY="k-provider")
+    sandbox_token = api.post(CHECKOUTS_URL, checkout_body(payment_token="tok_ok"), format="json")
 
     assert paid.status_code == 201, paid.content
     assert Order.objects.get(pk=paid.json()["id"]).payment_reference == "provider_k-provider"

@@ -14,7 +14,7 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from checkout.tests.test_checkout_api import VALID
+from checkout.tests.factories import VALID_CHECKOUT
 from config.celery import app as celery_app
 from config.logging import RedactingFilter, RedactingJsonFormatter, RedactingTextFormatter, RequestIdFilter, mask_text
 from config.request_context import request_id_var
@@ -110,7 +110,7 @@ def test_a_published_task_without_a_request_keeps_no_request_id() -> None:
 
 @pytest.mark.django_db
 def test_the_clients_request_id_is_echoed_and_stored_on_the_trigger(api: APIClient) -> None:
-    response = api.post("/api/v1/checkouts/", VALID, format="json", HTTP_X_REQUEST_ID="client-req-00001")
+    response = api.post("/api/v1/checkouts/", VALID_CHECKOUT, format="json", HTTP_X_REQUEST_ID="client-req-00001")
 
     assert response.status_code == 201
     assert response["X-Request-ID"] == "client-req-00001"

@@ -4,20 +4,16 @@ environment and release, and without a full email address or phone number anywhe
 
 from __future__ import annotations
 
-import gzip
-import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import brotli
 import pytest
 from celery import Celery
 from django.db import transaction
 
+from config.tests.sentry_sink import EnvelopeSink, strings_in
 from harness.processes import ManagedProcess, RedisServer, celery_worker, stack_env, wait_until
 from harness.testdb import current_database_url
 from notifications.demo import demo_templates_install
@@ -27,63 +23,6 @@ from notifications.services import trigger_publish
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 EMAIL, PHONE = "ana.souza@example.com", "+447911123456"
-
-
-class EnvelopeSink(ThreadingHTTPServer):
-    """Stands in for sentry.io: stores every envelope POSTed to /api/<project>/envelope/."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _EnvelopeHandler)
-        self.envelopes: list[bytes] = []
-        self.lock = threading.Lock()
-
-    @property
-    def dsn(self) -> str:
-        return f"http://public@127.0.0.1:{self.server_address[1]}/1"
-
-    def events(self) -> list[dict[str, Any]]:
-        """The error events received so far (envelope items of type "event")."""
-        found = []
-        with self.lock:
-            envelopes = list(self.envelopes)
-        for envelope in envelopes:
-            lines = envelope.split(b"\n")
-            for header, payload in zip(lines[1::2], lines[2::2], strict=False):
-                if json.loads(header).get("type") == "event":
-                    found.append(json.loads(payload))
-        return found
-
-
-class _EnvelopeHandler(BaseHTTPRequestHandler):
-    server: EnvelopeSink
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        encoding = self.headers.get("Content-Encoding", "")
-        if encoding == "br":
-            body = brotli.decompress(body)
-        elif encoding == "gzip":
-            body = gzip.decompress(body)
-        if self.path == "/api/1/envelope/":
-            with self.server.lock:
-                self.server.envelopes.append(body)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def sentry_sink() -> Iterator[EnvelopeSink]:
-    sink = EnvelopeSink()
-    thread = threading.Thread(target=sink.serve_forever, daemon=True)
-    thread.start()
-    yield sink
-    sink.shutdown()
-    sink.server_close()
 
 
 @pytest.fixture
@@ -114,18 +53,6 @@ def worker_with_sentry(settings, broker: RedisServer, sentry_sink: EnvelopeSink,
         yield worker
     finally:
         worker.stop()
-
-
-def strings_in(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield str(key)
-            yield from strings_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from strings_in(item)
 
 
 def test_an_exception_in_a_send_reaches_sentry_scrubbed(

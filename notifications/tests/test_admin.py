@@ -2,51 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-import pytest
-from django.apps import apps as django_apps
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
 from notifications.admin_views import recipient_mask
 from notifications.models import Notification, NotificationStatus, NotificationTemplate, Vendor
 from notifications.routing import vendor_circuit
-from notifications.tests.conftest import make_trigger
+from notifications.tests.factories import make_trigger, vendor_form_data
 from notifications.vendor_secrets import secrets_stored
 
 SANDBOX_TOKEN = "sandbox-token"
-
-
-def support_group() -> Group:
-    """The migration's group (recreated: a transactional test's flush may have emptied it)."""
-    migration = importlib.import_module("notifications.migrations.0002_support_group")
-    migration.support_group_install(django_apps, None)
-    return Group.objects.get(name=migration.SUPPORT_GROUP)
-
-
-@pytest.fixture
-def support_client(db) -> Client:
-    user = User.objects.create_user("sam", password="pw", is_staff=True)
-    user.groups.add(support_group())
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def vendor_form_data(vendor: Vendor, **overrides: Any) -> dict[str, Any]:
-    fields = (
-        "name", "channel", "adapter", "priority", "timeout_seconds", "breaker_window_size", "breaker_minimum_calls",
-        "breaker_failure_rate", "breaker_slow_call_seconds", "breaker_slow_call_rate", "breaker_open_seconds",
-        "breaker_half_open_trials", "rate_limit_per_second", "rate_limit_burst",
-    )
-    data: dict[str, Any] = {name: getattr(vendor, name) for name in fields}
-    data.update(enabled="on", settings=__import__("json").dumps(vendor.settings), secret__auth_token="")
-    data.update(overrides)
-    return data
 
 
 def dead_notification(phone: str = "+447911123321") -> Notification:

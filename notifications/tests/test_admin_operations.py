@@ -12,7 +12,8 @@ from django.urls import reverse
 
 from notifications.models import AttemptOutcome, DeliveryAttempt, Notification, NotificationStatus, Vendor
 from notifications.routing import vendor_circuit
-from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch, run_until_settled
 from sandbox.testing import SandboxHandle
 
 PHONE = "+447911123321"

@@ -16,7 +16,8 @@ from django.db.models import F
 
 from notifications.models import AttemptOutcome, DeliveryAttempt, Notification
 from notifications.sending import notification_send
-from notifications.tests.conftest import dispatch, make_trigger
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch
 from sandbox.testing import SandboxHandle
 
 # The run is stuck in the primary's call (1 s timeout) when another run takes the notification over.

@@ -23,8 +23,8 @@ from notifications.models import (
     SuppressionScope,
     SuppressionSource,
 )
-from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
-from notifications.tests.test_admin import support_group
+from notifications.tests.factories import make_trigger, support_group
+from notifications.tests.helpers import dispatch, run_until_settled
 from sandbox.testing import SandboxHandle
 
 PHONE = "+447911123456"

@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from notifications.models import NotificationTrigger
-from notifications.tests.conftest import dispatch, run_until_settled
+from notifications.tests.helpers import dispatch, run_until_settled
 from sandbox.testing import SandboxHandle
 
 pytestmark = pytest.mark.django_db

@@ -31,7 +31,8 @@ from notifications.routing import channel_vendors, vendor_circuit
 from notifications.sending import notification_send
 from notifications.sweeper import notifications_sweep
 from notifications.template_cache import template_cache_invalidate
-from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch, run_until_settled
 from notifications.vendors.base import VendorResult
 from sandbox.testing import SandboxHandle
 

@@ -4,48 +4,16 @@ save, and the sample is what templates are checked and previewed with."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from checkout.tests.test_checkout_api import VALID
+from checkout.tests.factories import VALID_CHECKOUT
 from notifications.event_types import EVENT_ERROR_MAX_CHARS, EVENT_PAYLOAD_MAX_ERRORS, event_payload_errors
 from notifications.models import EventType, NotificationTemplate, NotificationTrigger
-from notifications.tests.test_admin import support_client  # noqa: F401 - fixture
-
-SHIPMENT_SCHEMA = {
-    "type": "object",
-    "required": ["order_ref", "carrier", "tracking_url"],
-    "properties": {
-        "order_ref": {"type": "string"},
-        "carrier": {"type": "string", "maxLength": 40},
-        "tracking_url": {"type": "string"},
-        "parcels": {"type": "integer", "minimum": 1},
-    },
-}
-SHIPMENT_SAMPLE = {"order_ref": "3F2B8C1E", "carrier": "DHL", "tracking_url": "https://dhl.example/t/123", "parcels": 2}
-
-
-def event_type_form(**overrides: Any) -> dict[str, Any]:
-    data = {
-        "name": "shipment_sent", "description": "The parcel left the warehouse.", "category": "transactional",
-        "payload_schema": json.dumps(SHIPMENT_SCHEMA), "sample_payload": json.dumps(SHIPMENT_SAMPLE),
-    }
-    data.update(overrides)
-    return data
-
-
-def template_form(**overrides: Any) -> dict[str, Any]:
-    data = {
-        "event_type": "shipment_sent", "channel": "sms", "locale": "en", "is_active": "on", "subject": "",
-        "body_text": "Order {{ order_ref }} shipped with {{ carrier }}: {{ tracking_url }}", "body_html": "",
-        "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0",
-    }
-    data.update(overrides)
-    return data
+from notifications.tests.factories import SHIPMENT_SAMPLE, SHIPMENT_SCHEMA, event_type_form, template_form
 
 
 @pytest.mark.django_db
@@ -122,7 +90,7 @@ def test_a_template_is_checked_and_previewed_with_its_event_types_sample(admin_c
 
 
 @pytest.mark.django_db
-def test_support_views_event_types_but_cannot_change_them(support_client: Client) -> None:  # noqa: F811
+def test_support_views_event_types_but_cannot_change_them(support_client: Client) -> None:
     event_type = EventType.objects.get(name="order_confirmed")
     assert support_client.get(reverse("admin:notifications_eventtype_changelist")).status_code == 200
     assert support_client.get(reverse("admin:notifications_eventtype_add")).status_code == 403
@@ -155,7 +123,7 @@ def test_the_checkouts_payload_satisfies_its_registered_schema(api_client_with_k
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     for token in ("tok_ok", "tok_declined"):
-        api.post("/api/v1/checkouts/", {**VALID, "payment_token": token}, format="json")
+        api.post("/api/v1/checkouts/", {**VALID_CHECKOUT, "payment_token": token}, format="json")
     triggers = list(NotificationTrigger.objects.all())
     assert {trigger.event_type for trigger in triggers} == {"order_confirmed", "payment_failed"}
     for trigger in triggers:

@@ -19,7 +19,7 @@ from checkout.models import IdempotencyRecord
 from notifications.dispatch import trigger_dispatch
 from notifications.event_types import EVENT_PAYLOAD_MAX_ERRORS
 from notifications.models import EventType, NotificationTemplate, NotificationTrigger
-from notifications.tests.test_event_types import SHIPMENT_SAMPLE, SHIPMENT_SCHEMA, event_type_form, template_form
+from notifications.tests.factories import SHIPMENT_SAMPLE, SHIPMENT_SCHEMA, event_type_form, template_form
 from sandbox.testing import SandboxHandle
 
 URL = "/api/v1/events/"

@@ -14,7 +14,8 @@ import pytest
 from notifications.models import AttemptOutcome, DeliveryAttempt, NotificationStatus, Vendor
 from notifications.routing import vendor_circuit, vendors_forget
 from notifications.sending import notification_send
-from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch, run_until_settled
 from notifications.vendor_secrets import secrets_encrypt
 from notifications.vendors.base import OutboundMessage, VendorError
 from notifications.vendors.registry import build_adapter

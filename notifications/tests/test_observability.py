@@ -25,7 +25,7 @@ import pytest
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
-from checkout.tests.test_checkout_api import VALID
+from checkout.tests.factories import VALID_CHECKOUT
 from harness.processes import BIN, ManagedProcess, RedisServer, free_port, stack_env, wait_until
 from harness.testdb import current_database_url
 from notifications.models import AttemptOutcome, DeliveryAttempt, Notification, NotificationStatus, NotificationTrigger
@@ -174,7 +174,7 @@ def all_sent(count: int) -> bool:
 def test_one_checkouts_request_id_can_be_followed_to_the_vendor_call(start_stack, sandbox: SandboxHandle) -> None:
     stack = start_stack(pool="threads")
 
-    status, headers, body = stack.checkout(VALID)
+    status, headers, body = stack.checkout(VALID_CHECKOUT)
 
     assert status == 201, body
     request_id = headers["X-Request-ID"]
@@ -217,8 +217,8 @@ def test_one_checkouts_request_id_can_be_followed_to_the_vendor_call(start_stack
     # Masked everywhere: no full email address or phone number in either process's output.
     for log in (stack.web.log_path, stack.worker.log_path):
         text = log.read_text(errors="replace")
-        assert VALID["customer"]["email"] not in text
-        assert VALID["customer"]["phone"] not in text
+        assert VALID_CHECKOUT["customer"]["email"] not in text
+        assert VALID_CHECKOUT["customer"]["phone"] not in text
 
 
 @pytest.mark.parametrize(("pool", "worker_processes"), [("threads", 1), ("prefork", 3)])
@@ -249,15 +249,15 @@ def test_web_and_worker_scrapes_show_every_metric_and_pass_promtool(
     # fails in the dispatch task, the second in its own send task, which retries.
     for name in ("sms-primary", "sms-fallback"):
         sandbox.control.set_faults(name, outage=True)
-    assert stack.checkout(VALID)[0] == 201
+    assert stack.checkout(VALID_CHECKOUT)[0] == 201
     wait_until(lambda: DeliveryAttempt.objects.filter(vendor__channel="sms", outcome=AttemptOutcome.TRANSIENT_ERROR).count() >= 4,
                timeout=SETTLE_TIMEOUT, what="two failed SMS rounds")
     for name in ("sms-primary", "sms-fallback"):
         sandbox.control.clear_faults(name)
     # 2. More checkouts: paid, declined, invalid.
-    assert stack.checkout(VALID)[0] == 201
-    assert stack.checkout({**VALID, "payment_token": "tok_declined"})[0] == 402
-    assert stack.checkout({**VALID, "lines": []})[0] == 400
+    assert stack.checkout(VALID_CHECKOUT)[0] == 201
+    assert stack.checkout({**VALID_CHECKOUT, "payment_token": "tok_declined"})[0] == 402
+    assert stack.checkout({**VALID_CHECKOUT, "lines": []})[0] == 400
     # 3. A poison message: a task that raises.
     stack.publish("notifications.tasks.trigger_dispatch", ["not-an-id"])
 

@@ -16,12 +16,13 @@ from rest_framework.test import APIClient
 
 from checkout.models import IdempotencyRecord, Order
 from checkout.tasks import idempotency_records_purge_task, orders_expire_task
-from checkout.tests.test_checkout_api import VALID
+from checkout.tests.factories import VALID_CHECKOUT
 from notifications import tasks
 from notifications.consent import address_hash, suppression_add
 from notifications.dispatch import trigger_dispatch
 from notifications.models import DeliveryAttempt, Notification, NotificationTrigger, Suppression, SuppressionSource
-from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch, run_until_settled
 from sandbox.testing import SandboxHandle
 
 
@@ -54,7 +55,7 @@ def leave_traces(api: APIClient, who: dict[str, str]) -> None:
     """A checkout (with an Idempotency-Key: its answer is stored), an event through the events
     API, both delivered through the sandbox, and an SMS STOP."""
     customer = {"name": who["name"], "email": who["email"], "phone": who["phone"], "locale": "en"}
-    response = api.post("/api/v1/checkouts/", {**VALID, "customer": customer}, format="json",
+    response = api.post("/api/v1/checkouts/", {**VALID_CHECKOUT, "customer": customer}, format="json",
                         HTTP_IDEMPOTENCY_KEY=f"k-{uuid.uuid4().hex}")
     assert response.status_code == 201, response.content
     event = {

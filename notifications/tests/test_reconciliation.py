@@ -16,7 +16,8 @@ from prometheus_client import REGISTRY
 from notifications.models import AttemptOutcome, DeliveryAttempt, Notification, Vendor
 from notifications.routing import route_for
 from notifications.selectors import notifications_for_subject
-from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch, run_until_settled
 from notifications.vendors.base import OutboundMessage, VendorError
 from sandbox.testing import SandboxHandle
 

@@ -16,7 +16,8 @@ import pytest
 from notifications.configuration import vendor_upsert
 from notifications.models import AttemptOutcome, DeliveryAttempt, NotificationStatus, Vendor
 from notifications.routing import vendor_circuit
-from notifications.tests.conftest import dispatch, make_trigger, run_until_settled
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch, run_until_settled
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError
 from notifications.vendors.registry import build_adapter
 from sandbox.server import InstanceConfig

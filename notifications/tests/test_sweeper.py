@@ -8,7 +8,8 @@ from django.utils import timezone
 from harness.processes import broker_purge
 from notifications.models import Notification
 from notifications.sweeper import notifications_sweep
-from notifications.tests.conftest import dispatch, make_trigger
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch
 
 pytestmark = pytest.mark.django_db
 

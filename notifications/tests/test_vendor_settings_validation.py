@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from notifications.models import Vendor
-from notifications.tests.test_admin import vendor_form_data
+from notifications.tests.factories import vendor_form_data
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,6 @@ import base64
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,52 +14,21 @@ import redis
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from checkout.tests.test_checkout_api import VALID
+from checkout.tests.factories import VALID_CHECKOUT
 from harness.processes import (
     PYTHON,
     ManagedProcess,
     RedisServer,
     broker_purge,
-    celery_worker,
-    stack_env,
     wait_until,
 )
-from harness.testdb import current_database_url
 from notifications import publisher
 from notifications.models import DeliveryAttempt, Notification, NotificationTrigger, Vendor
 from notifications.sweeper import notifications_sweep
-from notifications.tests.conftest import make_trigger
+from notifications.tests.factories import make_trigger
 from sandbox.testing import SandboxHandle
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def worker_env(settings, vendors: dict, templates: None) -> dict[str, str]:
-    return stack_env(
-        database_url=current_database_url(),
-        redis_url=settings.REDIS_URL,
-        broker_url=settings.CELERY_BROKER_URL,
-        CACHE_KEY_PREFIX=settings.CACHES["default"]["KEY_PREFIX"],
-        SECRET_KEY=settings.SECRET_KEY,  # vendor secrets are encrypted with a key derived from it
-        NOTIFICATION_LEASE_MARGIN="1",
-    )
-
-
-@pytest.fixture
-def start_worker(worker_env: dict[str, str], settings, tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
-    broker_purge(settings.CELERY_BROKER_URL)
-    started: list[ManagedProcess] = []
-
-    def start(**options: object) -> ManagedProcess:
-        worker = celery_worker(worker_env, log_dir=tmp_path, **options).start()
-        started.append(worker)
-        wait_until(lambda: "ready." in worker.log_path.read_text(), timeout=30, what=f"worker ({worker.log_path})")
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def wait_for_inbox(sandbox: SandboxHandle, names: tuple[str, ...], count: int, timeout: float = 30) -> None:
@@ -74,7 +42,7 @@ def wait_for_inbox(sandbox: SandboxHandle, names: tuple[str, ...], count: int, t
 def test_a_checkout_is_delivered_by_a_real_worker(api: APIClient, start_worker, sandbox: SandboxHandle) -> None:
     start_worker()
 
-    response = api.post("/api/v1/checkouts/", VALID, format="json")
+    response = api.post("/api/v1/checkouts/", VALID_CHECKOUT, format="json")
 
     assert response.status_code == 201
     wait_for_inbox(sandbox, ("smtp-primary",), 1)
@@ -172,7 +140,7 @@ def test_a_checkout_during_a_broker_outage_answers_201_and_the_relay_hands_it_ov
     publisher.publisher_reset()
     try:
         started = time.perf_counter()
-        response = api.post("/api/v1/checkouts/", VALID, format="json")
+        response = api.post("/api/v1/checkouts/", VALID_CHECKOUT, format="json")
         elapsed = time.perf_counter() - started
     finally:
         settings.CELERY_BROKER_URL = suite_broker

@@ -12,7 +12,6 @@ import importlib
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,29 +31,16 @@ from notifications.models import Vendor
 from notifications.overview import CELERY_QUEUES
 from notifications.routing import vendor_circuit
 from sandbox.testing import SandboxHandle
+from tests.browser.helpers import ADMIN_PASSWORD, ARTIFACTS, CHROMIUM, ROOT, SCREENSHOTS, wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "artifacts"
-SCREENSHOTS = ARTIFACTS / "screenshots"
-ADMIN_PASSWORD = "browser-admin-pw"
-# Seconds the worker gets to say "ready", and a send to reach the sandbox.
+# Seconds the worker gets to say "ready".
 WORKER_START_TIMEOUT = 60
-DELIVERY_TIMEOUT = 30
 # The browser session's private broker: REDIS_URL's database plus this (the other suites use + 2).
 BROWSER_BROKER_DB_OFFSET = 3
-
-
-def wait_until(condition: Callable[[], object], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
@@ -220,11 +206,3 @@ def screenshot(page) -> Callable[[str], Path]:
         return path
 
     return take
-
-
-def login(page, username: str, password: str = ADMIN_PASSWORD) -> None:
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")

@@ -13,9 +13,9 @@ import pytest
 from django.contrib.auth.models import User
 
 from notifications.models import Notification, NotificationStatus, NotificationTemplate, Vendor
-from notifications.tests.conftest import make_trigger
+from notifications.tests.factories import make_trigger
 from sandbox.testing import SandboxHandle
-from tests.browser.conftest import CHROMIUM, DELIVERY_TIMEOUT, login, wait_until
+from tests.browser.helpers import CHROMIUM, DELIVERY_TIMEOUT, login, wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -143,7 +143,7 @@ def test_a_test_message_goes_to_the_chosen_vendor_while_the_primary_circuit_is_f
 def test_the_overview_charts_the_last_hour_and_refreshes_itself(
     page, admin_user: User, vendors: dict[str, Vendor], templates: None, sandbox: SandboxHandle, screenshot
 ) -> None:
-    from notifications.tests.conftest import dispatch, run_until_settled
+    from notifications.tests.helpers import dispatch, run_until_settled
 
     for _ in range(4):
         for notification in dispatch(make_trigger(phone=PHONE)).values():

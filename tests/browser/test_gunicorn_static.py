@@ -23,7 +23,7 @@ from django.contrib.auth.models import User
 
 from harness.processes import ManagedProcess, free_port, gunicorn, stack_env, wait_until
 from harness.testdb import current_database_url
-from tests.browser.conftest import ADMIN_PASSWORD, CHROMIUM, ROOT, SCREENSHOTS
+from tests.browser.helpers import ADMIN_PASSWORD, CHROMIUM, ROOT, SCREENSHOTS
 
 pytestmark = [
     pytest.mark.browser,

@@ -1,13 +1,11 @@
-"""An attacker's HTTP server for the security tests: it records every request it gets."""
+"""An attacker's HTTP server for the security tests: it records every request it gets.
+
+Not a test module; its `listener` fixture is in tests/security/conftest.py."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import pytest
 
 
 class Listener(ThreadingHTTPServer):
@@ -35,13 +33,3 @@ class _ListenerHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    server = Listener()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()

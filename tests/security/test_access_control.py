@@ -28,7 +28,8 @@ from config.sentry import sentry_before_send
 from notifications.configuration import vendor_upsert
 from notifications.models import DeliveryAttempt
 from notifications.sending import notification_send
-from notifications.tests.conftest import dispatch, make_trigger, templates, vendors  # noqa: F401
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch
 from sandbox.testing import SandboxHandle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +122,7 @@ def test_metrics_are_not_public(settings) -> None:
 
 @pytest.mark.django_db
 def test_a_vendor_secret_appears_in_no_log_line_page_or_error_report(
-    vendors: dict, templates: None, sandbox: SandboxHandle, caplog: pytest.LogCaptureFixture  # noqa: F811
+    vendors: dict, templates: None, sandbox: SandboxHandle, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = secrets.token_hex(16)  # looks like a Twilio auth token; the sandbox expects another one
     for name in ("sms-primary", "sms-fallback"):

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from checkout.tests.test_checkout_api import VALID
+from checkout.tests.factories import VALID_CHECKOUT
 from config.wsgi import application
 
 pytestmark = pytest.mark.django_db
@@ -117,7 +117,7 @@ def test_each_documented_answer_of_a_checkout_conforms_to_the_schema(
     """The answers random data rarely reaches, sent on purpose and checked the same way."""
     _client, key = api_client_with_key
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "schema-check"}
-    body = {**VALID, "payment_token": token}
+    body = {**VALID_CHECKOUT, "payment_token": token}
     operation = api_schema["/api/v1/checkouts/"]["POST"]
     if key_body is not None:
         operation.Case(body=body, headers=headers, media_type="application/json").call_and_validate(checks=CHECKS, headers=headers)
@@ -143,7 +143,7 @@ def test_each_documented_answer_of_an_event_conforms_to_the_schema(
 ) -> None:
     from notifications.configuration import template_save
     from notifications.models import EventType, NotificationTemplate
-    from notifications.tests.test_event_types import SHIPMENT_SAMPLE, SHIPMENT_SCHEMA
+    from notifications.tests.factories import SHIPMENT_SAMPLE, SHIPMENT_SCHEMA
 
     EventType.objects.create(name="shipment_sent", payload_schema=SHIPMENT_SCHEMA, sample_payload=SHIPMENT_SAMPLE)
     template_save(template=NotificationTemplate(event_type="shipment_sent", channel="email", locale="en", body_text="{{ carrier }}"))

@@ -16,7 +16,7 @@ from django.urls import reverse
 from notifications.configuration import vendor_upsert
 from notifications.vendors.base import OutboundMessage, VendorError
 from notifications.vendors.registry import build_adapter
-from tests.security.listeners import Listener, listener  # noqa: F401
+from tests.security.listeners import Listener
 
 ACCOUNT = "AC" + "1" * 32
 SMS = OutboundMessage(channel="sms", to="+447911123456", subject="", text="Hi Ana", html="", idempotency_key="k-1")
@@ -96,7 +96,7 @@ def webhook(url: str) -> Any:
     return build_adapter("webhook_sms", settings={"url": url}, secrets={"signing_secret": "s"}, timeout=2)
 
 
-def test_a_destination_saved_earlier_is_refused_at_send_time(production_policy: None, listener: Listener) -> None:  # noqa: F811
+def test_a_destination_saved_earlier_is_refused_at_send_time(production_policy: None, listener: Listener) -> None:
     """Saved while loopback was allowed (or written straight into the database): the adapter
     checks again as it connects, and nothing reaches the listener."""
     with pytest.raises(VendorError, match="egress policy refused") as refused:
@@ -138,7 +138,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, list[li
     yield answer
 
 
-def test_the_connection_goes_to_the_address_that_was_checked(fake_dns, listener: Listener) -> None:  # noqa: F811
+def test_the_connection_goes_to_the_address_that_was_checked(fake_dns, listener: Listener) -> None:
     """The first answer is allowed (loopback, as in the tests' policy); any later lookup would
     say a private address. One lookup, checked, then connected to."""
     asked = fake_dns("rebind.test", [["127.0.0.1"], ["10.0.0.5"]])
@@ -150,7 +150,7 @@ def test_the_connection_goes_to_the_address_that_was_checked(fake_dns, listener:
     assert asked == ["rebind.test"]
 
 
-def test_a_name_resolving_to_a_private_address_is_refused_at_send_time(fake_dns, listener: Listener) -> None:  # noqa: F811
+def test_a_name_resolving_to_a_private_address_is_refused_at_send_time(fake_dns, listener: Listener) -> None:
     fake_dns("private.test", [["10.0.0.5"]])
     fake_dns("mixed.test", [["127.0.0.1", "169.254.169.254"]])
     port = listener.server_address[1]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from config.tests.test_sentry import EnvelopeSink, sentry_sink, strings_in  # noqa: F401
+from config.tests.sentry_sink import EnvelopeSink, strings_in
 from harness.processes import stack_env
 from harness.testdb import current_database_url
-from tests.security.listeners import Listener, listener  # noqa: F401
+from tests.security.listeners import Listener
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMER = "Ana Souza"
@@ -50,7 +50,7 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture
-def report(settings, sentry_sink: EnvelopeSink, listener: Listener) -> Iterator[tuple[EnvelopeSink, Listener]]:  # noqa: F811
+def report(settings, sentry_sink: EnvelopeSink, listener: Listener) -> Iterator[tuple[EnvelopeSink, Listener]]:
     env = stack_env(
         database_url=current_database_url(), redis_url=settings.REDIS_URL, SECRET_KEY=settings.SECRET_KEY,
         SENTRY_DSN=sentry_sink.dsn, SENTRY_RELEASE="beacon@secret-release-1", SENTRY_TRACES_SAMPLE_RATE="1.0",

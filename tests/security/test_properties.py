@@ -3,7 +3,6 @@ validated as documented, and hostile customer data in a template stays data."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from decimal import Decimal
@@ -14,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from checkout.tests.test_checkout_api import VALID
+from checkout.tests.factories import VALID_CHECKOUT, checkout_body
 from notifications.rendering import template_render
 
 pytestmark = pytest.mark.django_db
@@ -34,12 +33,6 @@ lines = st.lists(
     min_size=1,
     max_size=8,
 )
-
-
-def checkout_body(**changes: object) -> dict:
-    body = copy.deepcopy(VALID)
-    body.update(changes)
-    return body
 
 
 @PROPERTY_SETTINGS
@@ -68,7 +61,7 @@ mobile_numbers = st.sampled_from(sorted(phonenumbers.SUPPORTED_REGIONS)).map(
 @PROPERTY_SETTINGS
 @given(phone=mobile_numbers)
 def test_valid_e164_numbers_are_accepted(api, phone: str) -> None:
-    response = api.post("/api/v1/checkouts/", checkout_body(customer={**VALID["customer"], "phone": phone}), format="json")
+    response = api.post("/api/v1/checkouts/", checkout_body(customer={**VALID_CHECKOUT["customer"], "phone": phone}), format="json")
 
     assert response.status_code == 201, (phone, response.json())
     assert response.json()["customer"]["phone"] == phone
@@ -89,7 +82,7 @@ not_e164 = st.one_of(
 def test_anything_but_e164_is_refused_with_400(api, phone: str) -> None:
     assume(not E164.match(phone))
 
-    response = api.post("/api/v1/checkouts/", checkout_body(customer={**VALID["customer"], "phone": phone}), format="json")
+    response = api.post("/api/v1/checkouts/", checkout_body(customer={**VALID_CHECKOUT["customer"], "phone": phone}), format="json")
 
     assert response.status_code == 400
     assert "phone" in response.json()["error"]["fields"]["customer"]
@@ -106,7 +99,7 @@ emails = st.builds(
 @PROPERTY_SETTINGS
 @given(email=emails)
 def test_valid_email_addresses_are_accepted(api, email: str) -> None:
-    response = api.post("/api/v1/checkouts/", checkout_body(customer={**VALID["customer"], "email": email}), format="json")
+    response = api.post("/api/v1/checkouts/", checkout_body(customer={**VALID_CHECKOUT["customer"], "email": email}), format="json")
 
     assert response.status_code == 201, (email, response.json())
 
@@ -115,7 +108,7 @@ def test_valid_email_addresses_are_accepted(api, email: str) -> None:
 @given(email=st.one_of(st.text(max_size=30).filter(lambda s: "@" not in s), st.from_regex(r"[a-z]{1,8}@", fullmatch=True),
                        st.from_regex(r"@[a-z]{1,8}\.[a-z]{2,4}", fullmatch=True), st.from_regex(r"[a-z]{1,8}@[a-z]{1,8}@[a-z]{2,4}", fullmatch=True)))
 def test_malformed_email_addresses_are_refused_with_400(api, email: str) -> None:
-    response = api.post("/api/v1/checkouts/", checkout_body(customer={**VALID["customer"], "email": email}), format="json")
+    response = api.post("/api/v1/checkouts/", checkout_body(customer={**VALID_CHECKOUT["customer"], "email": email}), format="json")
 
     assert response.status_code == 400
     assert "email" in response.json()["error"]["fields"]["customer"]

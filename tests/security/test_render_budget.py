@@ -25,7 +25,7 @@ from notifications.dispatch import trigger_dispatch
 from notifications.models import Notification, NotificationTemplate, NotificationTrigger
 from notifications.outbox import outbox_relay
 from notifications.rendering import TemplateRenderError, template_render
-from notifications.tests.conftest import make_trigger, templates, vendors  # noqa: F401 - fixtures
+from notifications.tests.factories import make_trigger
 from sandbox.testing import SandboxHandle
 
 NESTED_LOOPS = "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}"
@@ -232,7 +232,7 @@ def test_the_admin_preview_of_a_stored_hostile_template_answers_within_the_budge
     assert "exceeded the render budget: rendering took longer than" in response.content.decode()
 
 
-def test_restoring_a_version_over_the_budget_is_refused_and_says_why(admin_client: Client, templates: None) -> None:  # noqa: F811
+def test_restoring_a_version_over_the_budget_is_refused_and_says_why(admin_client: Client, templates: None) -> None:
     template = NotificationTemplate.objects.get(event_type="order_confirmed", channel="sms", locale="en")
     current = (template.version, template.body_text)
     # A version saved before the budget existed.
@@ -263,7 +263,7 @@ def _hostile_sms_template_for(name: str) -> None:
 
 @pytest.mark.django_db
 def test_a_notification_over_the_budget_fails_with_the_reason_and_the_others_are_sent(
-    vendors: dict, templates: None, sandbox: SandboxHandle  # noqa: F811 - fixtures imported above
+    vendors: dict, templates: None, sandbox: SandboxHandle
 ) -> None:
     NotificationTemplate.objects.filter(channel="sms", locale="en").delete()
     _hostile_sms_template_for("Mallory")
@@ -308,7 +308,7 @@ def _relay_and_dispatch(trigger: NotificationTrigger) -> None:
 
 @pytest.mark.django_db
 def test_a_trigger_that_keeps_failing_to_dispatch_goes_dead_and_is_no_longer_republished(
-    settings, templates: None  # noqa: F811 - fixture imported above
+    settings, templates: None
 ) -> None:
     settings.TRIGGER_MAX_DISPATCH_ATTEMPTS = 3
     trigger = _poison_trigger()
@@ -333,7 +333,7 @@ def test_a_trigger_that_keeps_failing_to_dispatch_goes_dead_and_is_no_longer_rep
 
 
 @pytest.mark.django_db
-def test_a_dead_trigger_is_a_gauge_of_its_own_and_leaves_the_outbox_gauges(settings, templates: None) -> None:  # noqa: F811
+def test_a_dead_trigger_is_a_gauge_of_its_own_and_leaves_the_outbox_gauges(settings, templates: None) -> None:
     settings.TRIGGER_MAX_DISPATCH_ATTEMPTS = 1
     trigger = _poison_trigger()
     with pytest.raises(Exception, match="value too long"):
@@ -349,7 +349,7 @@ def test_a_dead_trigger_is_a_gauge_of_its_own_and_leaves_the_outbox_gauges(setti
 
 @pytest.mark.django_db
 def test_a_trigger_republished_while_workers_were_down_is_not_given_up(
-    settings, templates: None, vendors: dict  # noqa: F811 - fixtures imported above
+    settings, templates: None, vendors: dict
 ) -> None:
     settings.TRIGGER_MAX_DISPATCH_ATTEMPTS = 3
     trigger = make_trigger()
@@ -366,7 +366,7 @@ def test_a_trigger_republished_while_workers_were_down_is_not_given_up(
 
 @pytest.mark.django_db
 def test_the_admin_lists_dead_triggers_with_the_reason_and_dispatches_them_again(
-    admin_client: Client, settings, templates: None  # noqa: F811 - fixture imported above
+    admin_client: Client, settings, templates: None
 ) -> None:
     settings.TRIGGER_MAX_DISPATCH_ATTEMPTS = 1
     trigger = _poison_trigger()

@@ -13,15 +13,14 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from checkout.tests.test_checkout_api import body
+from checkout.tests.factories import checkout_body
 from config.pytest_plugin import _broker_url_for_tests
 from harness.processes import ManagedProcess, stack_env, wait_until
 from harness.testdb import current_database_url
 from notifications import publisher
 from notifications.models import Notification, NotificationTemplate, NotificationTrigger
 from notifications.outbox import outbox_relay
-from notifications.tests.conftest import make_trigger, templates, vendors  # noqa: F401 - fixtures
-from notifications.tests.test_worker_processes import start_worker  # noqa: F401 - fixture
+from notifications.tests.factories import make_trigger
 from sandbox.testing import SandboxHandle
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -38,7 +37,7 @@ MAX_WORKER_PEAK_MB = 600
 
 
 @pytest.fixture
-def worker_env(settings, vendors: dict, templates: None) -> Iterator[dict[str, str]]:  # noqa: F811 - fixtures imported above
+def worker_env(settings, vendors: dict, templates: None) -> Iterator[dict[str, str]]:
     """The suite's broker for this process's hand-offs and for the worker, named explicitly: a
     task taken by another session's worker (the browser tests' private one) would be lost."""
     settings.CELERY_BROKER_URL = _broker_url_for_tests()
@@ -71,7 +70,7 @@ def peak_memory_mb(process: ManagedProcess) -> float:
 
 
 def test_hostile_templates_leave_other_checkouts_delivered_on_time(
-    api: APIClient, start_worker, sandbox: SandboxHandle  # noqa: F811 - fixture imported above
+    api: APIClient, start_worker, sandbox: SandboxHandle
 ) -> None:
     hostile_templates_install()
     worker = start_worker()
@@ -79,7 +78,7 @@ def test_hostile_templates_leave_other_checkouts_delivered_on_time(
     hostile = [make_trigger(locale="de", name="Mallory").pk for _ in range(HOSTILE_TRIGGERS)]
     orders = []
     for number in range(ORDINARY_CHECKOUTS):
-        response = api.post("/api/v1/checkouts/", body(), format="json", HTTP_IDEMPOTENCY_KEY=f"budget-{number}")
+        response = api.post("/api/v1/checkouts/", checkout_body(), format="json", HTTP_IDEMPOTENCY_KEY=f"budget-{number}")
         assert response.status_code == 201
         orders.append(response.json()["id"])
         time.sleep(0.1)

@@ -19,10 +19,9 @@ from django.urls import reverse
 from notifications.configuration import vendor_upsert
 from notifications.models import Vendor
 from notifications.sending import notification_send
-from notifications.tests.conftest import templates, vendors  # noqa: F401
 from notifications.vendor_secrets import secrets_stored
 from sandbox.testing import SandboxHandle
-from tests.security.listeners import Listener, listener  # noqa: F401
+from tests.security.listeners import Listener
 
 ACCOUNT = "AC" + "1" * 32
 OTHER_ACCOUNT = "AC" + "2" * 32
@@ -154,7 +153,7 @@ def test_the_service_refuses_a_new_destination_for_old_secrets(adapter: str, mov
 
 @pytest.mark.django_db
 def test_a_repointed_sms_vendor_sends_no_stored_token_to_a_listener(
-    admin_client: Client, vendors: dict[str, Vendor], templates: None, sandbox: SandboxHandle, listener: Listener  # noqa: F811
+    admin_client: Client, vendors: dict[str, Vendor], templates: None, sandbox: SandboxHandle, listener: Listener
 ) -> None:
     """The attack as reported, end to end: repoint, leave the token blank, send a test message."""
     vendor = vendors["sms-primary"]

@@ -10,7 +10,8 @@ from notifications.configuration import template_save
 from notifications.models import Notification, NotificationTemplate
 from notifications.rendering import TemplateRenderError, template_render
 from notifications.sending import notification_send
-from notifications.tests.conftest import dispatch, make_trigger, vendors  # noqa: F401 - fixtures
+from notifications.tests.factories import make_trigger
+from notifications.tests.helpers import dispatch
 from sandbox.testing import SandboxHandle
 
 # Each must fail to render (TemplateRenderError) or render nothing that reveals or changes anything.
@@ -77,7 +78,7 @@ def test_a_template_cannot_reach_outside_its_data(source: str, part: str) -> Non
 
 @pytest.mark.django_db
 def test_a_hostile_template_is_refused_on_save_and_harmless_if_stored_anyway(
-    vendors: dict, sandbox: SandboxHandle  # noqa: F811 - fixtures imported above
+    vendors: dict, sandbox: SandboxHandle
 ) -> None:
     from django.core.exceptions import ValidationError
 

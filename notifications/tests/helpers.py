@@ -1,0 +1,26 @@
+"""Running the delivery engine in the test's own process, as a worker would.
+
+Not a test module: tests import it instead of each other (tests/test_test_modules_stand_alone.py).
+"""
+
+from __future__ import annotations
+
+from notifications.dispatch import trigger_dispatch_create
+from notifications.models import Notification, NotificationStatus, NotificationTrigger
+from notifications.sending import notification_send
+
+
+def run_until_settled(notification_id: int, *, max_runs: int = 20) -> Notification:
+    """Run the send service as the worker would, ignoring retry delays, until it settles."""
+    for _ in range(max_runs):
+        Notification.objects.filter(pk=notification_id, status=NotificationStatus.RETRYING).update(next_attempt_at=None)
+        outcome = notification_send(notification_id=notification_id)
+        if outcome.retry_in is None:
+            break
+    return Notification.objects.get(pk=notification_id)
+
+
+def dispatch(trigger: NotificationTrigger) -> dict[str, Notification]:
+    """The trigger's notifications by channel, created as the dispatch task would."""
+    ids = trigger_dispatch_create(trigger_id=trigger.pk)
+    return {n.channel: n for n in Notification.objects.filter(pk__in=ids)}
