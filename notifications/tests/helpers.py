@@ -5,6 +5,11 @@ Not a test module: tests import it instead of each other (tests/test_test_module
 
 from __future__ import annotations
 
+import base64
+import json
+
+import redis
+
 from notifications.dispatch import trigger_dispatch_create
 from notifications.models import Notification, NotificationStatus, NotificationTrigger
 from notifications.sending import notification_send
@@ -24,3 +29,15 @@ def dispatch(trigger: NotificationTrigger) -> dict[str, Notification]:
     """The trigger's notifications by channel, created as the dispatch task would."""
     ids = trigger_dispatch_create(trigger_id=trigger.pk)
     return {n.channel: n for n in Notification.objects.filter(pk__in=ids)}
+
+
+def queued_sends(broker_url: str) -> list[tuple[str, int, bool]]:
+    """(queue, notification id, has a countdown) of every send message waiting on the broker."""
+    client = redis.Redis.from_url(broker_url)
+    queued = []
+    for queue in ("email", "sms"):
+        for raw in client.lrange(queue, 0, -1):
+            message = json.loads(raw)
+            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            queued.append((queue, args[0], message["headers"].get("eta") is not None))
+    return sorted(queued)
