@@ -10,12 +10,7 @@ from django.db import DataError, connection
 
 from notifications.configuration import template_save
 from notifications.dispatch import trigger_dispatch_create
-from notifications.models import (
-    Notification,
-    NotificationStatus,
-    NotificationTemplate,
-    NotificationTrigger,
-)
+from notifications.models import Notification, NotificationStatus, NotificationTemplate, NotificationTrigger
 from notifications.sending import notification_send
 from notifications.template_cache import template_cache_invalidate
 from notifications.tests.factories import make_trigger, stored_trigger

@@ -10,10 +10,7 @@ from harness.processes import broker_purge
 from notifications import dispatch as dispatch_module
 from notifications.dispatch import trigger_dispatch, trigger_dispatch_claim
 from notifications.lifecycle import lease_seconds
-from notifications.models import (
-    DeliveryAttempt,
-    Notification,
-)
+from notifications.models import DeliveryAttempt, Notification
 from notifications.routing import channel_vendors
 from notifications.sweeper import notifications_sweep
 from notifications.tests.factories import make_trigger, stored_trigger

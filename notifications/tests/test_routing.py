@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifications.models import (
-    AttemptOutcome,
-    DeliveryAttempt,
-    Vendor,
-)
+from notifications.models import AttemptOutcome, DeliveryAttempt, Vendor
 from notifications.tests.factories import make_trigger
 from notifications.tests.helpers import dispatch, run_until_settled
 from sandbox.testing import SandboxHandle

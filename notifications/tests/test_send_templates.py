@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from notifications.configuration import template_save
-from notifications.models import (
-    NotificationTemplate,
-)
+from notifications.models import NotificationTemplate
 from notifications.tests.factories import make_trigger
 from notifications.tests.helpers import dispatch, run_until_settled
 from sandbox.testing import SandboxHandle

@@ -8,13 +8,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from notifications import lifecycle, sending
-from notifications.models import (
-    AttemptOutcome,
-    DeliveryAttempt,
-    Notification,
-    NotificationStatus,
-    Vendor,
-)
+from notifications.models import AttemptOutcome, DeliveryAttempt, Notification, NotificationStatus, Vendor
 from notifications.routing import channel_vendors, vendor_circuit
 from notifications.sending import notification_send
 from notifications.tests.factories import make_trigger
