@@ -104,6 +104,8 @@ chaos: services-up ## Break Beacon on purpose under load (Redis, workers, vendor
 # The benchmark of issue 6 (bench/run.py): its own database (beacon_bench on DATABASE_URL's
 # server), Redis, sandbox, gunicorn, workers and beat; load from locust (fixed rate) and
 # Debian's hey (closed loop: apt-get install hey). Results: bench/results/<timestamp>/.
+# Both targets also run the floor (../shared/bench-floor/limitapp.py) and the peer (bench/peer/)
+# beside Beacon (scenarios compare and faults; docs/performance.md, "Floor, peer and Beacon").
 .PHONY: bench bench-quick bench-tools
 bench: services-up bench-tools ## Run the full benchmark (about 30 minutes); results in bench/results/<timestamp>/
 	$(IN_ENV) python -m bench.run

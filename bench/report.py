@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench.compare_report import comparison_markdown, comparison_plot
+
 
 def _mark(ok: bool) -> str:
     return "met" if ok else "MISSED"
@@ -136,6 +138,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
                      f"({s5['fraction_of_case_study']:.0%} of the case study's 10 million). Burst at "
                      f"{s5['burst_rate']:g}/s: drained {s5['burst']['drain_after_load_s'] or 0:.0f} s after it ended, "
                      f"lost {s5['burst']['lost']}.")
+    lines += comparison_markdown(results)
     lines += ["", "Plots: " + (", ".join(results.get("plots", [])) or "none (the scenarios they show did not run)"), ""]
     return "\n".join(lines)
 
@@ -195,4 +198,5 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
         fig.savefig(out / "pipeline_queue.png", dpi=110)
         plt.close(fig)
         made.append("pipeline_queue.png")
+    made += comparison_plot(results, out)
     return made

@@ -1,9 +1,12 @@
 """`make bench` / `make bench-quick`: start a private Beacon stack, run the scenarios of issue 6,
 write bench/results/<timestamp>/ (results.json, summary.md, PNG plots, process logs).
 
-    python -m bench.run [--quick] [--only floor,sync,outage,pipeline,daily]
+    python -m bench.run [--quick] [--only floor,sync,outage,pipeline,daily,compare,faults]
 
-Needs DATABASE_URL's PostgreSQL server (the database beacon_bench is dropped and created there)
+`compare` and `faults` run the floor (../shared/bench-floor/limitapp.py) and the peer
+(bench/peer/) beside Beacon (bench/compare.py, bench/faults.py).
+
+Needs DATABASE_URL's PostgreSQL server (the database beacon_bench, or $BENCH_DATABASE, is dropped and created there)
 and Debian's `hey` (closed-loop maximum throughput); locust comes from requirements-dev.
 """
 
@@ -20,10 +23,11 @@ from datetime import datetime
 from pathlib import Path
 
 from bench import report, scenarios
+from bench.compare_run import comparison_run
 from bench.stack import Stack, stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("floor", "sync", "pipeline", "daily", "outage")
+ALL = ("floor", "sync", "pipeline", "daily", "outage", "compare", "faults")
 # Offered rate of the outage scenario (checkouts/s): comfortably below what this box sustains.
 OUTAGE_RATE = 15.0
 
@@ -99,6 +103,11 @@ def main() -> int:
         if "outage" in wanted:
             stack.workers_start(*best)
             results["outage"] = scenarios.outage(stack, profile, OUTAGE_RATE, logs, echo)
+        if {"compare", "faults"} & set(wanted):
+            stack.workers_start(*best)
+            results["compare"] = {}
+            comparison_run(stack, results["compare"], quick=args.quick, wanted=set(wanted), server_url=server_url,
+                           log_dir=logs, echo=echo)
     except KeyboardInterrupt:
         echo("interrupted: stopping the stack")
         results["interrupted"] = True

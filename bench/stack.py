@@ -36,7 +36,9 @@ from harness.processes import (
 )
 from sandbox.client import SandboxControl
 
-BENCH_DATABASE = "beacon_bench"
+# BENCH_DATABASE names another database, so that engineers sharing one PostgreSQL server do not
+# drop each other's bench database.
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "beacon_bench")
 # The web set-up of the Procfile (3 gthread workers x 4 threads), for the floor and the checkout alike.
 WEB_WORKERS = 3
 WEB_THREADS = 4
@@ -53,6 +55,9 @@ BENCH_CLIENT_RATE_LIMIT = 100_000_000
 SANDBOX_OFFSETS = {"sms-primary": 1, "sms-fallback": 2, "smtp-primary": 25, "smtp-fallback": 26}
 VENDOR_NAMES = tuple(SANDBOX_OFFSETS)
 QUEUES = ("default", "email", "sms")
+# Seconds a process of the stack may take to start: on a box shared by several engineers
+# (load average 10 on 2 cores) a Django process's start-up alone has taken over 30 s.
+STARTUP_TIMEOUT = 180
 
 
 def _database_urls(server_url: str) -> tuple[str, str]:
@@ -163,7 +168,7 @@ class Stack:
         self.sandbox_proc = sandbox_vendors(self.env, base_port=self.sandbox_port, log_dir=self.log_dir,
                                             nice=WORKER_NICE).start()
         self.control = SandboxControl(f"http://127.0.0.1:{self.sandbox_port}")
-        wait_until(self.control.healthy, timeout=30, what="sandbox vendors")
+        wait_until(self.control.healthy, timeout=STARTUP_TIMEOUT, what="sandbox vendors")
         self._seed()
         self.workers_start("threads", 1)  # before the web, so its warm-up checkouts are delivered at once
         self.web_start(sync=False)
@@ -199,7 +204,7 @@ class Stack:
         self.web.start()
         self.web_sync = sync
         wait_until(lambda: urllib.request.urlopen(self.base_url + "/healthz", timeout=1).status == 200,
-                   timeout=60, what="gunicorn")
+                   timeout=STARTUP_TIMEOUT, what="gunicorn")
         if self.api_key:
             self._web_warm()
 
@@ -265,7 +270,7 @@ class Stack:
                     return False
             return True
 
-        wait_until(ready, timeout=60, what="celery workers")
+        wait_until(ready, timeout=STARTUP_TIMEOUT, what="celery workers")
 
     def workers_stop(self) -> None:
         for worker in self.workers:

@@ -10,8 +10,9 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from checkout.models import Order, OrderLine
+from foundation.masking import address_mask
 from money.formatting import money_format
-from notifications.admin_views import recipient_mask
+from notifications.admin_subjects import subject_link_register
 from notifications.models import Notification
 
 
@@ -77,7 +78,7 @@ class OrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
             (
                 (
                     reverse("admin:notifications_notification_change", args=[n.pk]), n.pk, n.event_type, n.channel,
-                    recipient_mask(n.recipient), n.status, n.vendor.name if n.vendor else "—", n.sent_at or "—",
+                    address_mask(n.recipient), n.status, n.vendor.name if n.vendor else "—", n.sent_at or "—",
                 )
                 for n in rows
             ),
@@ -87,3 +88,7 @@ class OrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
             "<th>status</th><th>vendor</th><th>sent at</th></tr></thead><tbody>{}</tbody></table>",
             body,
         )
+
+
+# A notification about an order links to this page (notifications' admin names no checkout URL).
+subject_link_register(kind="order", url_for=lambda order_id: reverse("admin:checkout_order_change", args=[order_id]))

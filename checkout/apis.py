@@ -6,7 +6,6 @@ import re
 from decimal import Decimal
 from uuid import UUID
 
-import phonenumbers
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -27,13 +26,14 @@ from checkout.metrics import checkout_observed
 from checkout.models import Order
 from checkout.serializers import OrderOutputSerializer
 from checkout.services import Customer, LineItem, checkout_create
+from foundation.phone_numbers import E164, E164_MAX_LENGTH, E164_MESSAGE, e164_validate
 from money.amounts import AmountError, amount_check_minor_units, amount_parse
 from money.currencies import ISO_4217_CODES, MAX_MINOR_UNITS
 from notifications.selectors import notifications_for_subject
+from notifications.serializers import NotificationStatusSerializer
 
 MAX_LINES = 100
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 ErrorBody = inline_serializer(
     name="Error",
@@ -75,7 +75,6 @@ PaymentDeclinedBody = inline_serializer(
     },
 )
 _LOCALE_MESSAGE = "Enter a locale such as en, pt or pt-BR."
-_PHONE_MESSAGE = "Enter a phone number in E.164 format, e.g. +447911123456."
 
 
 @extend_schema_field({"type": "string", "enum": sorted(ISO_4217_CODES), "example": "EUR"})
@@ -117,18 +116,6 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
-class NotificationStatusSerializer(serializers.Serializer):
-    channel = serializers.CharField()
-    status = serializers.CharField()
-    vendor = serializers.CharField(allow_null=True)
-    attempts = serializers.IntegerField()
-    possible_duplicate = serializers.BooleanField(
-        help_text="An earlier attempt's outcome was unknown, so the recipient may have received it twice."
-    )
-    sent_at = serializers.DateTimeField(allow_null=True)
-    updated_at = serializers.DateTimeField()
-
-
 class OrderDetailOutputSerializer(OrderOutputSerializer):
     notifications = serializers.SerializerMethodField()
 
@@ -152,20 +139,14 @@ class CheckoutListCreateApi(APIView):
             name = serializers.CharField(max_length=200)
             email = serializers.EmailField(max_length=254)
             phone = serializers.CharField(
-                max_length=16, help_text="E.164, e.g. +447911123456", validators=[RegexValidator(_E164, _PHONE_MESSAGE)]
+                max_length=E164_MAX_LENGTH, help_text="E.164, e.g. +447911123456", validators=[RegexValidator(E164, E164_MESSAGE)]
             )
             locale = serializers.CharField(
                 max_length=16, default="en", help_text="e.g. en, pt, pt-BR", validators=[RegexValidator(_LOCALE, _LOCALE_MESSAGE)]
             )
 
             def validate_phone(self, value: str) -> str:
-                try:
-                    number = phonenumbers.parse(value, None)
-                except phonenumbers.NumberParseException:
-                    number = None
-                if not _E164.match(value) or number is None or not phonenumbers.is_possible_number(number):
-                    raise serializers.ValidationError(_PHONE_MESSAGE)
-                return value
+                return e164_validate(value)
 
             def validate_locale(self, value: str) -> str:
                 if not _LOCALE.match(value):

@@ -1,6 +1,6 @@
 """`Authorization: Bearer <key>` authentication for the REST API.
 
-A wrong key is counted per client address (config/trusted_proxies.py), for
+A wrong key is counted per client address (foundation/trusted_proxies.py), for
 API_AUTH_FAILURE_WINDOW seconds from the first one. Once API_AUTH_FAILURE_LIMIT are counted the
 address is blocked: further wrong keys get 429 instead of 401, and checkout/throttling.py
 refuses its right keys too, until the window ends.
@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from checkout.api_keys import api_client_authenticate
 from checkout.models import ApiClient
 from checkout.throttling import auth_failures_key
-from config.trusted_proxies import client_address_or_peer
+from foundation.trusted_proxies import client_address_or_peer
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Every error body has the same shape:
 `{"error": {"code": "<stable code>", "message": "<for people>", "fields": {...}?}}`; the codes
-and their statuses are listed in `config.api_errors.API_ERROR_CODES`.
+and their statuses are listed in `foundation.api_errors.API_ERROR_CODES`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from config.api_errors import api_error_body, retry_after_seconds
-from config.middleware import database_unavailable_response
+from foundation.api_errors import api_error_body, retry_after_seconds
+from foundation.middleware import database_unavailable_response
 
 
 class ApplicationError(Exception):

@@ -23,6 +23,7 @@ from checkout.payments import PaymentDeclined, PaymentGatewayError, payment_gate
 from checkout.serializers import order_representation
 from checkout.statements import order_insert_with
 from money.amounts import amount_text
+from notifications.events import ORDER_CONFIRMED, PAYMENT_FAILED, OrderEventPayload
 from notifications.services import trigger_publish
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def _charge_and_record(
     # stored answer to an Idempotency-Key needs a transaction around it.
     with transaction.atomic() if record is not None else nullcontext():
         trigger_publish(
-            event_type="order_confirmed" if paid else "payment_failed",
+            event_type=ORDER_CONFIRMED if paid else PAYMENT_FAILED,
             locale=customer.locale,
             payload=_trigger_payload(order, order_lines, payment_error_code=payment_error_code),
             recipients={"email": customer.email, "sms": customer.phone},
@@ -164,7 +165,7 @@ def _charge_and_record(
     return CheckoutOutcome(status=status, body=body)
 
 
-def _trigger_payload(order: Order, lines: list[OrderLine], *, payment_error_code: str) -> dict[str, Any]:
+def _trigger_payload(order: Order, lines: list[OrderLine], *, payment_error_code: str) -> OrderEventPayload:
     """Everything the notification templates may use; plain JSON, no model instances.
 
     Amounts are text with the currency's decimals, for the templates' `money` filter; a

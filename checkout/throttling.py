@@ -28,7 +28,7 @@ from redis.commands.core import Script
 from rest_framework.throttling import BaseThrottle
 
 from checkout.models import ApiClient
-from config.trusted_proxies import client_address_or_peer
+from foundation.trusted_proxies import client_address_or_peer
 
 if TYPE_CHECKING:
     from rest_framework.request import Request

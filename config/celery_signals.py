@@ -23,7 +23,7 @@ from prometheus_client import Counter, Histogram
 
 from config.gc_tuning import startup_objects_freeze
 from config.metrics_export import process_mark_dead, worker_metrics_serve
-from config.request_context import request_id_get, request_id_var
+from foundation.request_context import request_id_get, request_id_var
 
 REQUEST_ID_HEADER = "request_id"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.views.defaults import page_not_found
 
-from config.api_errors import api_error_response, is_api_request
+from foundation.api_errors import api_error_response, is_api_request
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from config.broker import amqp_ping, broker_is_amqp
+from foundation.broker import amqp_ping, broker_is_amqp
 
 # Each dependency check gives up after this long (seconds): readiness must answer quickly.
 READINESS_TIMEOUT = 1.0

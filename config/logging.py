@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from config.request_context import request_id_get
-
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-_PHONE = re.compile(r"\+\d{1,3}(\d{2,})(\d{3})\b")
-_SECRET_ASSIGNMENT = re.compile(
-    r"(?i)((?:auth_token|password|secret|api_key|token|authorization)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?)[^\s\"',}]+"
-)
-
-
-def mask_text(text: str) -> str:
-    """Mask emails (`j•••@example.com`), phone numbers (`+44•••••321`) and `secret=...` values."""
-    text = _EMAIL.sub(lambda m: f"{m.group(1)}•••@{m.group(2)}", text)
-    text = _PHONE.sub(lambda m: m.group(0)[: len(m.group(0)) - len(m.group(1)) - len(m.group(2))] + "•" * len(m.group(1)) + m.group(2), text)
-    return _SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + "[redacted]", text)
+from foundation.masking import text_mask
+from foundation.request_context import request_id_get
 
 
 class RequestIdFilter(logging.Filter):
@@ -41,12 +28,12 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         for name, value in list(vars(record).items()):
             if name not in _RECORD_ATTRIBUTES and isinstance(value, str):
-                setattr(record, name, mask_text(value))
+                setattr(record, name, text_mask(value))
         try:
             message = record.getMessage()
         except Exception:  # a broken format string must not lose the line
             return True
-        masked = mask_text(message)
+        masked = text_mask(message)
         if masked != message or record.args:
             record.msg, record.args = masked, None
         return True
@@ -56,7 +43,7 @@ class RedactingTextFormatter(logging.Formatter):
     """The text format, masked once more as a whole: tracebacks carry exception messages."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return mask_text(super().format(record))
+        return text_mask(super().format(record))
 
 
 class RedactingJsonFormatter(JsonFormatter):
@@ -71,4 +58,4 @@ class RedactingJsonFormatter(JsonFormatter):
         super().__init__(*args, **kwargs)
 
     def format(self, record: logging.LogRecord) -> str:
-        return mask_text(super().format(record))
+        return text_mask(super().format(record))

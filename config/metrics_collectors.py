@@ -15,7 +15,7 @@ from django.conf import settings
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from config.broker import amqp_queue_depths, broker_is_amqp
+from foundation.broker import amqp_queue_depths, broker_is_amqp
 
 logger = logging.getLogger(__name__)
 

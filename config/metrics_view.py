@@ -10,12 +10,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.metrics_collectors import CeleryQueueDepthCollector
 from config.metrics_export import metrics_registry
-from config.trusted_proxies import address_in, client_address, forwarded_by_unnamed_proxy
+from foundation.trusted_proxies import address_in, client_address, forwarded_by_unnamed_proxy
 from notifications.collectors import OutboxCollector
 
 
 def metrics_request_allowed(request: HttpRequest) -> bool:
-    """The metrics token, or a client address (config/trusted_proxies.py) in
+    """The metrics token, or a client address (foundation/trusted_proxies.py) in
     METRICS_ALLOWED_NETWORKS. A proxy in front must not make every client look local: behind a
     proxy named in TRUSTED_PROXIES the client is the one it forwards for (and one that forwards
     for nobody is refused); a peer that forwards but is not named is refused too."""

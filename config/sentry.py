@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.logging import mask_text
+from foundation.masking import text_mask
 
 # Keys whose values are secrets wherever they appear in an event (extra, contexts, headers, frame
 # variables): vendor auth tokens, passwords, API keys. Matched case-insensitively as substrings.
@@ -32,7 +32,7 @@ def _secret_key(key: Any) -> bool:
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return mask_text(value)
+        return text_mask(value)
     if isinstance(value, dict):
         return {key: _scrub_item(key, item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -75,13 +75,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "config.trusted_proxies.TrustedProxyMiddleware",
+    "foundation.trusted_proxies.TrustedProxyMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "config.middleware.RequestIdMiddleware",
+    "foundation.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files from the web process itself, right after SecurityMiddleware (WhiteNoise's rule).
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "config.middleware.ApiErrorMiddleware",
+    "foundation.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -396,7 +396,7 @@ IDEMPOTENCY_IN_FLIGHT_TIMEOUT = env.int("IDEMPOTENCY_IN_FLIGHT_TIMEOUT", default
 
 # --- Web security -------------------------------------------------------------------------
 # Proxies (CIDR) whose X-Forwarded-Proto / X-Forwarded-For are believed; from any other peer
-# those headers are dropped (config/trusted_proxies.py). Empty: clients connect to gunicorn
+# those headers are dropped (foundation/trusted_proxies.py). Empty: clients connect to gunicorn
 # directly and nobody may claim HTTPS or another address.
 TRUSTED_PROXIES = _networks("TRUSTED_PROXIES", [])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
@@ -429,7 +429,7 @@ AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_LOCKOUT_MINUTES", default=30))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # The address behind a proxy named in TRUSTED_PROXIES, never a header anyone can write.
-AXES_CLIENT_IP_CALLABLE = "config.trusted_proxies.client_address_or_peer"
+AXES_CLIENT_IP_CALLABLE = "foundation.trusted_proxies.client_address_or_peer"
 # A success does not wipe the count: it would let anyone with one staff login clear their
 # address's failures between guesses at other accounts. Failures age out after the cool-off.
 AXES_RESET_ON_SUCCESS = False

@@ -16,7 +16,7 @@ urlpatterns = [
     path("webhooks/twilio/sms/", twilio_sms_inbound, name="twilio-sms-inbound"),
     path("unsubscribe/<str:token>/", email_unsubscribe, name="email-unsubscribe"),
     path("api/v1/", include("checkout.urls")),
-    path("api/v1/", include("notifications.urls")),
+    path("api/v1/", include("events_api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script as a file of its own: no inline script for the CSP to allow.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

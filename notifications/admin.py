@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from foundation.masking import address_mask
 from notifications import admin_consent, admin_event_types, admin_triggers, admin_views  # noqa: F401 - they register their models
 from notifications.admin_forms import (
     SECRET_FIELD_PREFIX,
@@ -24,6 +25,7 @@ from notifications.admin_forms import (
     VendorAdminForm,
     secret_catalogue,
 )
+from notifications.admin_subjects import subject_link, subject_search
 from notifications.configuration import template_save, vendor_secrets_update
 from notifications.lifecycle import RESENDABLE
 from notifications.models import (
@@ -267,22 +269,17 @@ class NotificationAdmin(admin.ModelAdmin):
 
     @admin.display(description="recipient")
     def masked_recipient(self, obj: Notification) -> str:
-        return admin_views.recipient_mask(obj.recipient)
+        return address_mask(obj.recipient)
 
     @admin.display(description="order")
     def order(self, obj: Notification) -> str:
-        ref = obj.trigger.subject_ref
-        if not ref.startswith("order:"):
-            return ref or "—"
-        order_id = ref.split(":", 1)[1]
-        return format_html('<a href="{}">{}</a>', reverse("admin:checkout_order_change", args=[order_id]), order_id[:8])
+        return subject_link(obj.trigger.subject_ref)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        term = search_term.strip().removeprefix("order:")
+        term = search_term.strip()
         if not term:
             return queryset, False
-        by_order = Q(trigger__subject_ref__istartswith=f"order:{term}") if len(term) >= 4 else Q(pk__in=[])
-        return queryset.filter(by_order | Q(recipient__iexact=term) | Q(recipient__icontains=term)), False
+        return queryset.filter(subject_search(term) | Q(recipient__iexact=term) | Q(recipient__icontains=term)), False
 
     @admin.action(description="Resend (failed or dead only)", permissions=["resend"])
     def resend(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:

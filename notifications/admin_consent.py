@@ -15,7 +15,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from notifications.admin_views import recipient_mask
+from foundation.masking import address_mask
 from notifications.consent import address_hash, address_normalize
 from notifications.models import Channel, Suppression, SuppressionSource
 
@@ -56,7 +56,7 @@ class SuppressionAdmin(admin.ModelAdmin):
 
     @admin.display(description="address")
     def masked_address(self, obj: Suppression) -> str:
-        return recipient_mask(obj.address) if obj.address else "(erased)"
+        return address_mask(obj.address) if obj.address else "(erased)"
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         term = search_term.strip()

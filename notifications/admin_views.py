@@ -7,7 +7,6 @@ helpers) and calls a service from configuration.py / operations.py, or a read fr
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
@@ -42,22 +41,6 @@ OVERVIEW_REFRESH_SECONDS = 30
 OVERVIEW_REFRESH_BOUNDS = (2, 3600)
 # Locales offered in the preview besides those that have templates (show the fallbacks at work).
 PREVIEW_EXTRA_LOCALES = ("en", "pt", "pt-BR")
-
-_EMAIL = re.compile(r"^(.)[^@]*@(.+)$")
-
-
-def recipient_mask(address: str) -> str:
-    """`+447911123321` -> `+4479•••••321`, `john@example.com` -> `j•••@example.com`."""
-    match = _EMAIL.match(address)
-    if match:
-        return f"{match.group(1)}•••@{match.group(2)}"
-    if address.startswith("+") and address[1:].isdigit():
-        digits = address[1:]
-        keep_head, keep_tail = min(4, max(0, len(digits) - 6)), 3 if len(digits) > 6 else 1
-        hidden = len(digits) - keep_head - keep_tail
-        return f"+{digits[:keep_head]}{'•' * hidden}{digits[len(digits) - keep_tail:]}"
-    return address[:1] + "•••" if address else ""
-
 
 def _context(model_admin: ModelAdmin, request: HttpRequest, **extra: Any) -> dict[str, Any]:
     return {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, **extra}

@@ -9,12 +9,10 @@ from pathlib import Path
 from django.conf import settings
 
 from notifications.configuration import template_save, vendor_upsert
+from notifications.events import checkout_event_types
 from notifications.models import EventType, NotificationTemplate, Vendor
 
 SEED_TEMPLATES = Path(settings.BASE_DIR) / "templates" / "notifications" / "seed_templates.json"
-# The checkout's event types, as migration 0004 registers them (a flushed test database has
-# lost them; this puts them back).
-SEED_EVENT_TYPES = Path(settings.BASE_DIR) / "templates" / "notifications" / "seed_event_types.json"
 # The seed's earlier texts (amounts as "19.00 BRL", the gateway's English error): a template
 # still exactly like one of them is brought up to date by demo_templates_install.
 SEED_TEMPLATES_EARLIER = Path(settings.BASE_DIR) / "templates" / "notifications" / "seed_templates_earlier.json"
@@ -23,9 +21,10 @@ SANDBOX_AUTH_TOKEN = "sandbox-token"  # the sandbox's documented default, not a 
 
 
 def demo_event_types_install() -> int:
-    """Register the checkout's event types that are missing; returns how many were created."""
+    """Register the checkout's event types that are missing (migration 0004 registers them; a
+    flushed test database has lost them); returns how many were created."""
     created = 0
-    for row in json.loads(SEED_EVENT_TYPES.read_text()):
+    for row in checkout_event_types():
         _, was_created = EventType.objects.get_or_create(name=row["name"], defaults=row)
         created += was_created
     return created

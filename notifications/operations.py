@@ -11,7 +11,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from config.request_context import request_id_get
+from foundation.request_context import request_id_get
 from notifications import lifecycle
 from notifications.models import (
     AttemptOutcome,

@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from config.request_context import request_id_get
+from foundation.request_context import request_id_get
 from notifications import metrics
 from notifications.models import Notification, NotificationTrigger
 from notifications.publisher import task_publish, task_publish_bounded

@@ -17,9 +17,10 @@ from django.conf import settings
 from django.db.models import Aggregate, Count, FloatField, Q
 from django.utils import timezone
 
-from config.broker import amqp_queue_depths, broker_is_amqp
+from foundation.broker import amqp_queue_depths, broker_is_amqp
 from notifications import metrics
 from notifications.circuit_breaker import CircuitSnapshot
+from notifications.events import CHECKOUT_OUTCOME_BY_EVENT
 from notifications.models import (
     AttemptOutcome,
     DeliveryAttempt,
@@ -165,19 +166,14 @@ class CacheStats:
         return 100.0 * self.hits / total if total else None
 
 
-# Every checkout writes exactly one trigger, whose event says how it ended; counting triggers
-# keeps this app independent of `checkout` (notifications never imports it).
-CHECKOUT_EVENTS = {"order_confirmed": "paid", "payment_failed": "payment_failed"}
-
-
 def checkouts_by_outcome(*, since: datetime) -> dict[str, int]:
     rows = (
-        NotificationTrigger.objects.filter(created_at__gte=since, event_type__in=CHECKOUT_EVENTS)
+        NotificationTrigger.objects.filter(created_at__gte=since, event_type__in=CHECKOUT_OUTCOME_BY_EVENT)
         .values_list("event_type")
         .annotate(n=Count("id"))
         .order_by()
     )
-    return {CHECKOUT_EVENTS[event_type]: n for event_type, n in rows}
+    return {CHECKOUT_OUTCOME_BY_EVENT[event_type]: n for event_type, n in rows}
 
 
 def template_cache_stats() -> CacheStats:

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from django.db.models import Count
 from django.db.models.functions import TruncMinute
 
+from notifications.events import CHECKOUT_OUTCOME_BY_EVENT
 from notifications.models import DeliveryAttempt, Notification, NotificationStatus, NotificationTrigger
-from notifications.overview import CHECKOUT_EVENTS, VENDOR_CALL, Median
+from notifications.overview import VENDOR_CALL, Median
 
 # One bucket per minute over the hour the overview shows.
 MINUTES_SHOWN = 60
@@ -47,14 +48,14 @@ def checkouts_per_minute(*, now: datetime) -> Series:
     """Checkouts by outcome (paid, payment_failed), counted by their trigger (one each)."""
     minutes = minutes_of_last_hour(now)
     rows = (
-        NotificationTrigger.objects.filter(created_at__gte=minutes[0], event_type__in=CHECKOUT_EVENTS)
+        NotificationTrigger.objects.filter(created_at__gte=minutes[0], event_type__in=CHECKOUT_OUTCOME_BY_EVENT)
         .annotate(minute=TruncMinute("created_at"))
         .values_list("minute", "event_type")
         .annotate(n=Count("id"))
         .order_by()
     )
-    outcomes = list(dict.fromkeys(CHECKOUT_EVENTS.values()))
-    return _series(minutes, [(minute, CHECKOUT_EVENTS[event], n) for minute, event, n in rows], outcomes, 0)
+    outcomes = list(dict.fromkeys(CHECKOUT_OUTCOME_BY_EVENT.values()))
+    return _series(minutes, [(minute, CHECKOUT_OUTCOME_BY_EVENT[event], n) for minute, event, n in rows], outcomes, 0)
 
 
 def deliveries_per_minute(*, now: datetime, channels: list[str]) -> Series:

@@ -28,7 +28,7 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
-from config.request_context import request_id_get
+from foundation.request_context import request_id_get
 from notifications import metrics
 from notifications.consent import notification_suppressed, suppression_from_vendor_refusal, unsubscribe_headers
 from notifications.email_document import email_html_document

@@ -1,7 +1,8 @@
 """A Twilio-compatible Messages API (2010-04-01) for one sandbox instance, on aiohttp.
 
-Answers what Twilio answers (see twilio_messages_v2010.json in the project's shared/vendor-specs/): 201 with
-the message resource, Twilio error JSON for validation and auth failures, the magic test numbers,
+Answers what Twilio answers (its public OpenAPI description, `spec/json/twilio_api_v2010.json` in
+twilio/twilio-oai, against which notifications/tests/test_third_party_judges.py checks these answers):
+201 with the message resource, Twilio error JSON for validation and auth failures, the magic test numbers,
 and lists filtered by To, From and DateSent with PageToken paging. Like Twilio, it does not dedupe
 creates: a repeated `I-Twilio-Idempotency-Token` is stored again (counted as a copy), unless the
 instance is configured to dedupe. It refuses what Twilio refuses (`TwilioAccount` says which senders

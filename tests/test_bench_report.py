@@ -49,4 +49,4 @@ def test_an_unknown_scenario_name_is_refused_before_anything_starts() -> None:
                             capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 2
-    assert "--only: unknown scenario dayly; choose from floor,sync,pipeline,daily,outage" in result.stderr
+    assert "--only: unknown scenario dayly; choose from floor,sync,pipeline,daily,outage,compare,faults" in result.stderr

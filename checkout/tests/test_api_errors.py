@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
-from config.api_errors import API_ERROR_CODES
+from foundation.api_errors import API_ERROR_CODES
 
 URL = "/api/v1/checkouts/"
 

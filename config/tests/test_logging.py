@@ -16,8 +16,9 @@ from rest_framework.test import APIClient
 
 from checkout.tests.factories import VALID_CHECKOUT
 from config.celery import app as celery_app
-from config.logging import RedactingFilter, RedactingJsonFormatter, RedactingTextFormatter, RequestIdFilter, mask_text
-from config.request_context import request_id_var
+from config.logging import RedactingFilter, RedactingJsonFormatter, RedactingTextFormatter, RequestIdFilter
+from foundation.masking import text_mask
+from foundation.request_context import request_id_var
 from notifications.models import NotificationTrigger
 
 EMAIL, PHONE = "ana.souza@example.com", "+447911123456"
@@ -53,9 +54,9 @@ def test_json_lines_mask_the_message_the_extra_fields_and_the_traceback(captured
     output = stream.getvalue()
     line = json.loads(output)
     assert line["request_id"] == "req-0123456789"
-    assert line["message"] == f"sending to {mask_text(PHONE)} failed"
+    assert line["message"] == f"sending to {text_mask(PHONE)} failed"
     assert line["to"] == "a•••@example.com"
-    assert line["phone"] == mask_text(PHONE) != PHONE
+    assert line["phone"] == text_mask(PHONE) != PHONE
     assert line["body"] == "auth_token=[redacted]"
     assert line["n"] == 3
     assert "RuntimeError: vendor refused a•••@example.com" in line["exc_info"]

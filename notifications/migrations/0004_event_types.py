@@ -5,65 +5,17 @@ writes), and the support group's view permission on it."""
 import django.core.validators
 from django.db import migrations, models
 
-_LINES = [
-    {"sku": "MUG-01", "name": "Beacon mug", "quantity": 2, "unit_price": "12.50", "line_total": "25.00"},
-    {"sku": "TEE-M", "name": "T-shirt (M)", "quantity": 1, "unit_price": "22.30", "line_total": "22.30"},
-]
-_ORDER_SAMPLE = {
-    "order_id": "3f2b8c1e-5d4a-4b7e-9c61-0a1b2c3d4e5f",
-    "order_ref": "3F2B8C1E",
-    "status": "paid",
-    "customer_name": "Ana Silva",
-    "currency": "EUR",
-    "total": "47.30",
-    "payment_error_code": "",
-    "lines": _LINES,
-}
-# What checkout.services writes: the fields templates rely on are required, others allowed.
-_ORDER_SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["order_ref", "customer_name", "currency", "total", "lines"],
-    "properties": {
-        "order_id": {"type": "string"},
-        "order_ref": {"type": "string"},
-        "status": {"type": "string"},
-        "customer_name": {"type": "string"},
-        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-        "total": {"type": "string"},
-        "payment_error_code": {"type": "string"},
-        "lines": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "quantity"],
-                "properties": {
-                    "sku": {"type": "string"},
-                    "name": {"type": "string"},
-                    "quantity": {"type": "integer", "minimum": 1},
-                    "unit_price": {"type": "string"},
-                    "line_total": {"type": "string"},
-                },
-            },
-        },
-    },
-}
-CHECKOUT_EVENT_TYPES = {
-    "order_confirmed": ("A paid checkout: the order confirmation.", _ORDER_SAMPLE),
-    "payment_failed": (
-        "A declined payment at checkout.",
-        {**_ORDER_SAMPLE, "status": "payment_failed", "payment_error_code": "card_declined"},
-    ),
-}
+from notifications.events import ORDER_CONFIRMED, PAYMENT_FAILED, checkout_event_types
+
+# The checkout's two event types as notifications/events.py states them (the values this
+# migration wrote when it was first applied): one copy of the payload's schema and sample.
+CHECKOUT_EVENT_TYPES = (ORDER_CONFIRMED, PAYMENT_FAILED)
 
 
 def checkout_event_types_register(apps, schema_editor):
     EventType = apps.get_model("notifications", "EventType")
-    for name, (description, sample) in CHECKOUT_EVENT_TYPES.items():
-        EventType.objects.get_or_create(
-            name=name,
-            defaults={"description": description, "category": "transactional", "sample_payload": sample, "payload_schema": _ORDER_SCHEMA},
-        )
+    for row in checkout_event_types():
+        EventType.objects.get_or_create(name=row.pop("name"), defaults=row)
     # The support group (0002) views every model; this one did not exist then.
     ContentType = apps.get_model("contenttypes", "ContentType")
     Permission = apps.get_model("auth", "Permission")

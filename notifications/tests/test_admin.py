@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from notifications.admin_views import recipient_mask
+from foundation.masking import address_mask
 from notifications.models import Notification, NotificationStatus, NotificationTemplate, Vendor
 from notifications.routing import vendor_circuit
 from notifications.tests.factories import make_trigger, vendor_form_data
@@ -26,8 +26,8 @@ def dead_notification(phone: str = "+447911123321") -> Notification:
 
 
 def test_the_mask_keeps_only_the_ends_of_an_address() -> None:
-    assert recipient_mask("+447911123321") == "+4479•••••321"
-    assert recipient_mask("john@example.com") == "j•••@example.com"
+    assert address_mask("+447911123321") == "+4479•••••321"
+    assert address_mask("john@example.com") == "j•••@example.com"
 
 
 def test_the_vendor_page_never_renders_a_secret_back(admin_client: Client, vendors: dict[str, Vendor]) -> None:

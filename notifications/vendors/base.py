@@ -19,7 +19,6 @@ Contract shared by every adapter:
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from foundation.masking import address_mask
 from notifications.egress import Destination
 
 
@@ -195,23 +195,10 @@ def require(values: Mapping[str, Any], names: list[str] | tuple[str, ...], error
             errors[name] = "required"
 
 
-_EMAIL_RE = re.compile(r"^(?P<local>[^@]*)@(?P<domain>.+)$")
-
-
-def mask_recipient(address: str) -> str:
-    """An address safe for logs: "a***@example.com", "+44******456"."""
-    if match := _EMAIL_RE.match(address):
-        local = match["local"]
-        return f"{local[:1]}***@{match['domain']}"
-    if len(address) <= 5:
-        return "*" * len(address)
-    return f"{address[:3]}{'*' * (len(address) - 6)}{address[-3:]}"
-
-
 def scrub(text: str, *values: str) -> str:
     """`text` with every non-empty value in `values` replaced by its masked form (vendor replies
     often echo the recipient)."""
     for value in values:
         if value:
-            text = text.replace(value, mask_recipient(value))
+            text = text.replace(value, address_mask(value))
     return text

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import uuid
 
-from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorResult, mask_recipient
+from foundation.masking import address_mask
+from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorResult
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class ConsoleAdapter(VendorAdapter):
         logger.info(
             "console vendor: %s message to %s (%d chars): %s",
             message.channel,
-            mask_recipient(message.to),
+            address_mask(message.to),
             len(message.text),
             message.subject or "-",
             extra={

@@ -1,6 +1,7 @@
 """Twilio Messages API (2010-04-01) over `notifications.vendors.http` (urllib3): one form-encoded POST per SMS.
 
-Wire format (checked against twilio_messages_v2010.json in the project's shared/vendor-specs/):
+Wire format (Twilio's public OpenAPI description, `spec/json/twilio_api_v2010.json` in twilio/twilio-oai;
+notifications/tests/test_third_party_judges.py checks requests against it with Prism):
 `POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`, form fields `To`, `Body`,
 `MessagingServiceSid` (when configured) or else `From`, optional `StatusCallback`; HTTP basic
 auth `account_sid:auth_token`. 201 answers carry the message `sid`. The header

@@ -49,7 +49,7 @@ def retry_after_seconds(code: str) -> int | None:
 def api_error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     """The error's JSON body; raises KeyError for a code missing from API_ERROR_CODES."""
     if code not in API_ERROR_CODES:
-        raise KeyError(f"API error code {code!r} is not registered in config.api_errors.API_ERROR_CODES")
+        raise KeyError(f"API error code {code!r} is not registered in foundation.api_errors.API_ERROR_CODES")
     return {"error": {"code": code, "message": message, **extra}}
 
 

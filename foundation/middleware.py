@@ -10,8 +10,8 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from config.api_errors import api_error_response, is_api_request
-from config.request_context import request_id_new, request_id_var
+from foundation.api_errors import api_error_response, is_api_request
+from foundation.request_context import request_id_new, request_id_var
 
 logger = logging.getLogger(__name__)
 

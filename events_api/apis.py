@@ -1,7 +1,7 @@
 """The events API: any system asks Beacon to notify about a registered event type.
 
 One view per operation: validate (the request's shape, then the data against the event type's
-JSON Schema) -> one service (notifications/event_intake.py) -> serialize. Authentication, the
+JSON Schema) -> one service (events_api/services.py) -> serialize. Authentication, the
 rate limit, body size and JSON depth limits are the API's defaults, shared with the checkout.
 """
 
@@ -11,7 +11,6 @@ import re
 from typing import Any
 from uuid import UUID
 
-import phonenumbers
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
@@ -19,28 +18,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from checkout.apis import ErrorBody, NotificationStatusSerializer
+from checkout.apis import ErrorBody
 from checkout.idempotency import idempotency_key_validate, request_fingerprint
-from notifications.event_intake import event_get, event_publish
+from events_api.services import event_get, event_publish
+from foundation.phone_numbers import E164_MAX_LENGTH, e164_validate
 from notifications.event_types import event_payload_errors, event_type_get
+from notifications.serializers import NotificationStatusSerializer
 
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_PHONE_MESSAGE = "Enter a phone number in E.164 format, e.g. +447911123456."
 
 
 class RecipientsSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254, required=False)
-    sms = serializers.CharField(max_length=16, required=False, help_text="E.164, e.g. +447911123456")
+    sms = serializers.CharField(max_length=E164_MAX_LENGTH, required=False, help_text="E.164, e.g. +447911123456")
 
     def validate_sms(self, value: str) -> str:
-        try:
-            number = phonenumbers.parse(value, None)
-        except phonenumbers.NumberParseException:
-            number = None
-        if not _E164.match(value) or number is None or not phonenumbers.is_possible_number(number):
-            raise serializers.ValidationError(_PHONE_MESSAGE)
-        return value
+        return e164_validate(value)
 
     def validate(self, attrs: dict) -> dict:
         if not attrs:

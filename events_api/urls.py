@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from django.urls import path
 
-from notifications.apis import EventCreateApi, EventDetailApi
+from events_api.apis import EventCreateApi, EventDetailApi
 
-app_name = "notifications"
+app_name = "events_api"
 
 urlpatterns = [
     path("events/", EventCreateApi.as_view(), name="event-create"),

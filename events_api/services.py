@@ -3,7 +3,8 @@
 
 The API's own pieces are the checkout's: API clients and their keys, Idempotency-Key records
 (checkout/idempotency.py) and the per-client rate limit, so an event costs a client the same
-budget as a checkout. The delivery engine (dispatch, sending) still never imports `checkout`.
+budget as a checkout. That is why this module lives beside both apps: `notifications` never
+imports `checkout`.
 
 An event belongs to the API client that sent it: its trigger's `subject_ref` is
 `event:<client id>:<event id>`, so reading it back needs the same client, with no extra column.

@@ -1,0 +1,108 @@
+"""The summary's floor / peer / Beacon tables: one table per scenario, a row per system, the
+ratios to the floor measured round by round."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.compare import SYSTEMS, rotated
+from bench.report import plots, summary_markdown
+
+
+def _load(rps: float, p50: float = 5.0, p99: float = 20.0) -> dict:
+    return {"achieved_rps": rps, "offered_rps": None, "p50_ms": p50, "p95_ms": p99, "p99_ms": p99, "errors": 0,
+            "server_p50_ms": p50 - 1, "server_p99_ms": p99 - 1}
+
+
+def _channels(once: int, twice: int, never: int) -> dict:
+    return {"expected": once + twice + never, "once": once, "more_than_once": twice, "missing": never,
+            "extra_copies": twice}
+
+
+RESULTS = {
+    "started": "20261207-013000", "profile": "quick", "only": ["compare", "faults"], "machine": "2 vCPU",
+    "stack": {"web": "gunicorn"},
+    "compare": {
+        "profile": "quick",
+        "systems": {"floor": "limitapp.py", "peer": "DRF + Celery"},
+        "max_throughput": {
+            "connections": 8, "reps": 3,
+            "checkout": {"floor": _load(1400), "peer": _load(300), "beacon": _load(480)},
+            "bare": {"floor": _load(5500), "peer": _load(2000), "beacon": _load(3300)},
+            "round_ratios": {"floor": [1.0, 1.0, 1.0], "peer": [0.2, 0.22, 0.21], "beacon": [0.33, 0.35, 0.34]},
+            "ratio_of_floor": {"floor": 1.0, "peer": 0.21, "beacon": 0.34},
+        },
+        "latency": {"reps": 3, "points": [{"rate": 25, "systems": {"floor": _load(25, 2, 6), "peer": _load(25, 9, 40),
+                                                                   "beacon": _load(25, 7, 30)}}]},
+        "delivery": {"rate": 60, "seconds": 60, "reps": 1, "systems": {
+            "peer": {"achieved_rps": 59.8, "checkout_p50_ms": 12, "checkout_p99_ms": 80, "delivered_per_s": 70.5,
+                     "drain_after_load_s": 30.0, "expected": 7200, "missing": 0, "surplus": 0},
+            "beacon": {"achieved_rps": 60.0, "checkout_p50_ms": 9, "checkout_p99_ms": 50, "delivered_per_s": 119.0,
+                       "drain_after_load_s": 1.5, "expected": 7200, "missing": 0, "surplus": 0},
+        }},
+        "faults": {
+            "broker_down": {
+                "peer": {"checkouts": 175, "answered_201": 60, "committed": 170, "committed_not_answered_201": 110,
+                         "max_latency_ms": 30000, "outage_seconds": 20, "waited_s": 240,
+                         "channels": {"email": _channels(60, 0, 110), "sms": _channels(60, 0, 110)}},
+                "beacon": {"checkouts": 175, "answered_201": 175, "committed": 175, "committed_not_answered_201": 0,
+                           "max_latency_ms": 80, "outage_seconds": 20,
+                           "channels": {"email": _channels(175, 0, 0), "sms": _channels(175, 0, 0)}},
+            },
+            "worker_killed": {
+                "peer": {"checkouts": 120, "answered_201": 120, "committed": 120, "committed_not_answered_201": 0,
+                         "max_latency_ms": 40, "kills": 2,
+                         "channels": {"email": _channels(110, 2, 8), "sms": _channels(112, 0, 8)}},
+            },
+        },
+    },
+}
+
+
+def test_each_scenario_has_one_table_with_a_row_per_system() -> None:
+    summary = summary_markdown(RESULTS)
+
+    assert "## Floor, peer and Beacon, side by side" in summary
+    throughput = summary.split("### Maximum throughput")[1].split("###")[0]
+    assert "| floor (limitapp.py) | 1400 | 1.00 |" in throughput
+    assert "| peer (DRF + Celery defaults) | 300 | 0.21 | 0.20, 0.22, 0.21 |" in throughput
+    assert "| Beacon | 480 | 0.34 | 0.33, 0.35, 0.34 | 5.0 | 20.0 | 4.0 | 0 | 3300 |" in throughput
+    latency = summary.split("### Checkout latency at fixed rates")[1].split("###")[0]
+    assert "| peer (DRF + Celery defaults) | 25 | 25.0 | 9.0 | 40.0 | 8.0 | 39.0 | 0 |" in latency
+    assert latency.count("| 25 |") == len(SYSTEMS)
+
+
+def test_the_delivery_and_fault_tables_say_the_floor_delivers_nothing() -> None:
+    summary = summary_markdown(RESULTS)
+
+    delivery = summary.split("### Delivery, vendors at 50 ms")[1].split("###")[0]
+    assert "| floor (limitapp.py) | — (delivers nothing" in delivery
+    assert "| Beacon | 60.0 | 9.0/50.0 | 119.0 | 1.5 | 7200 | 0 | 0 |" in delivery
+    broker = summary.split("### Broker down 20 s, then started empty")[1].split("###")[0]
+    assert "\"not yet\": not arrived 240 s after the load" in broker
+    assert "| peer (DRF + Celery defaults) | 175 | 60 | 170 | 110 | 30000 | 60 / 0 / 110 | 60 / 0 / 110 |" in broker
+    assert "| Beacon | 175 | 175 | 175 | 0 | 80 | 175 / 0 / 0 | 175 / 0 / 0 |" in broker
+    killed = summary.split("### A worker SIGKILLed 2 time(s), vendors at 300 ms")[1]
+    assert "| peer (DRF + Celery defaults) | 120 | 120 | 120 | 0 | 40 | 110 / 2 / 8 | 112 / 0 / 8 |" in killed
+    assert "| Beacon |" not in killed.split("Plots:")[0]  # a system that did not run has no row
+
+
+def test_a_run_without_the_comparison_has_no_such_section() -> None:
+    results = {k: v for k, v in RESULTS.items() if k != "compare"}
+
+    assert "side by side" not in summary_markdown(results)
+
+
+def test_each_system_goes_first_once_in_three_rounds() -> None:
+    orders = [rotated(SYSTEMS, rep) for rep in range(3)]
+
+    assert [order[0] for order in orders] == ["floor", "peer", "beacon"]
+    assert all(sorted(order) == sorted(SYSTEMS) for order in orders)
+
+
+def test_the_plots_include_the_three_systems_throughput_only_when_it_was_measured(tmp_path: Path) -> None:
+    assert plots(RESULTS, tmp_path) == ["floor_peer_beacon.png"]
+    assert (tmp_path / "floor_peer_beacon.png").read_bytes().startswith(b"\x89PNG")
+
+    without = {**RESULTS, "compare": {k: v for k, v in RESULTS["compare"].items() if k != "max_throughput"}}
+    assert plots(without, tmp_path / "none") == []
