@@ -21,6 +21,7 @@ from checkout.idempotency import (
 from checkout.models import ApiClient, IdempotencyRecord, Order, OrderLine, OrderStatus
 from checkout.payments import PaymentDeclined, PaymentGatewayError, payment_gateway
 from checkout.serializers import order_representation
+from checkout.statements import order_insert_with
 from money.amounts import amount_text
 from notifications.events import ORDER_CONFIRMED, PAYMENT_FAILED, OrderEventPayload
 from notifications.services import trigger_publish
@@ -140,7 +141,7 @@ def _charge_and_record(
             payload=_trigger_payload(order, order_lines, payment_error_code=payment_error_code),
             recipients={"email": customer.email, "sms": customer.phone},
             subject_ref=f"order:{order.pk}",
-            written_with=[order, *order_lines],
+            insert_with=lambda trigger_part: order_insert_with(order=order, lines=order_lines, final=trigger_part),
         )
         body = order_representation(order, order_lines)
         if paid:

@@ -340,9 +340,14 @@ if not PAYMENT_GATEWAY:
 # link-local and metadata addresses are refused whatever this says.
 VENDOR_EGRESS_ALLOWED_NETWORKS = _networks("VENDOR_EGRESS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"] if DEBUG else [])
 VENDOR_EGRESS_ALLOW_HTTP = env.bool("VENDOR_EGRESS_ALLOW_HTTP", default=DEBUG)
-# Synchronous sending inside the checkout request: the case study's "before" architecture,
-# kept only for the benchmark's comparison. Never enable it in production.
-BEACON_SYNC_SEND = env.bool("BEACON_SYNC_SEND", default=False)
+# What runs right after a trigger commits (a dotted path): publish its dispatch task. The
+# benchmark's "before" architecture (BEACON_SYNC_SEND=true, bench only: the case study's
+# comparison; never in production) delivers inside the checkout request instead.
+TRIGGER_HANDOFF = (
+    "bench.sync_send.trigger_deliver_inline"
+    if env.bool("BEACON_SYNC_SEND", default=False)
+    else "notifications.outbox.trigger_handoff"
+)
 
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

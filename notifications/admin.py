@@ -27,6 +27,7 @@ from notifications.admin_forms import (
 )
 from notifications.admin_subjects import subject_link, subject_search
 from notifications.configuration import template_save, vendor_secrets_update
+from notifications.lifecycle import RESENDABLE
 from notifications.models import (
     DeliveryAttempt,
     Notification,
@@ -34,7 +35,7 @@ from notifications.models import (
     NotificationTemplateVersion,
     Vendor,
 )
-from notifications.operations import RESENDABLE, duration_text, notifications_resend
+from notifications.operations import duration_text, notifications_resend
 from notifications.overview import VendorStats, circuit_label, circuit_snapshot, vendor_stats
 from notifications.routing import vendor_circuit
 

@@ -22,17 +22,16 @@ from functools import cache
 
 from django.conf import settings
 from django.core import signing
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, Q, Subquery
 from django.urls import reverse
-from django.utils import timezone
 
-from notifications import metrics
+from notifications.lifecycle import notification_settle_suppressed
 from notifications.models import (
     Channel,
     EventCategory,
     EventType,
     Notification,
-    NotificationStatus,
     Suppression,
     SuppressionScope,
     SuppressionSource,
@@ -106,35 +105,24 @@ def notification_suppressed(*, notification: Notification) -> bool:
     then be called. One query, which also tells whether the event is marketing: it is kept on
     the instance (`is_marketing`) for `unsubscribe_headers`. Called by the send flow before
     any vendor call."""
-    with connection.cursor() as cursor:
-        cursor.execute(_CONSENT_SQL, {
-            "event_type": notification.event_type,
-            "channel": notification.channel,
-            "hash": address_hash(channel=notification.channel, address=notification.recipient),
-        })
-        notification.is_marketing, source = cursor.fetchone()
+    marketing = EventType.objects.filter(name=notification.event_type, category=EventCategory.MARKETING)
+    covering = Suppression.objects.filter(
+        Q(scope=SuppressionScope.ALL) | Q(Q(scope=SuppressionScope.MARKETING) & Exists(marketing)),
+        channel=notification.channel,
+        address_hash=address_hash(channel=notification.channel, address=notification.recipient),
+    ).order_by("scope")
+    # Asked of the notification's own row, so both answers come back in one query.
+    answer = Notification.objects.filter(pk=notification.pk).values_list(
+        Exists(marketing), Subquery(covering.values("source")[:1])
+    )[:1]
+    notification.is_marketing, source = next(iter(answer), (False, None))
     if source is None:
         return False
-    Notification.objects.filter(pk=notification.pk, status=NotificationStatus.SENDING).update(
-        status=NotificationStatus.SUPPRESSED,
-        lease_until=None,
-        next_attempt_at=None,
-        last_error=f"Recipient suppressed ({SuppressionSource(source).label}); no vendor called.",
-        updated_at=timezone.now(),
+    notification_settle_suppressed(
+        notification=notification, reason=f"Recipient suppressed ({SuppressionSource(source).label}); no vendor called."
     )
-    metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor="", status="suppressed").inc()
     logger.info("notification suppressed", extra={"notification_id": notification.pk, "source": source})
     return True
-
-
-# Tables and values from the models' own metadata; every input is a bound parameter.
-_MARKETING_EVENT = f"""EXISTS (SELECT 1 FROM {EventType._meta.db_table}
-                   WHERE name = %(event_type)s AND category = '{EventCategory.MARKETING}')"""  # noqa: S608
-_CONSENT_SQL = f"""SELECT {_MARKETING_EVENT},
-       (SELECT source FROM {Suppression._meta.db_table}
-         WHERE channel = %(channel)s AND address_hash = %(hash)s
-           AND (scope = '{SuppressionScope.ALL}' OR (scope = '{SuppressionScope.MARKETING}' AND {_MARKETING_EVENT}))
-         ORDER BY scope LIMIT 1)"""  # noqa: S608
 
 
 def unsubscribe_token(*, notification: Notification) -> str:

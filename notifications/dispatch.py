@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -14,27 +11,20 @@ from django.utils import timezone
 
 from notifications import metrics
 from notifications.dead_triggers import trigger_dispatch_attempt_begin, trigger_dispatch_failure_record
+from notifications.lifecycle import (
+    notification_retry_schedule,
+    notifications_claim_at_insert,
+    notifications_release_unstarted,
+)
 from notifications.models import Channel, Notification, NotificationStatus, NotificationTrigger
+from notifications.publisher import notification_enqueue
 from notifications.rendering import TemplateRenderError
 from notifications.routing import channel_vendors
-from notifications.row_inserts import insert_fields, insert_params
-from notifications.sending import (
-    SendOutcome,
-    lease_seconds,
-    notification_render,
-    notification_send,
-    notification_send_claimed,
-    retry_countdown,
-)
+from notifications.sending import notification_render, notification_send, notification_send_claimed
+from notifications.statements import notifications_insert_dispatched
 from notifications.template_cache import template_resolve
 
 logger = logging.getLogger(__name__)
-
-SEND_TASKS = {
-    Channel.EMAIL: "notifications.tasks.notification_send_email",
-    Channel.SMS: "notifications.tasks.notification_send_sms",
-}
-
 
 def trigger_dispatch(*, trigger_id: int) -> list[int]:
     """Create the trigger's notifications and start sending each one still pending.
@@ -68,7 +58,7 @@ def trigger_dispatch(*, trigger_id: int) -> list[int]:
             # This send and the ones after it go to their queues rather than wait for the
             # sweeper; the claims this dispatch holds on them are given back first (else each
             # queued send would be refused as leased until its lease runs out).
-            _claims_release([notification for _, _, notification in sends[position:] if notification is not None])
+            notifications_release_unstarted([notification for _, _, notification in sends[position:] if notification is not None])
             for queued_id, queued_channel, _ in sends[position:]:
                 notification_enqueue(notification_id=queued_id, channel=queued_channel)
             raise
@@ -76,34 +66,9 @@ def trigger_dispatch(*, trigger_id: int) -> list[int]:
     return [notification_id for notification_id, _, _ in sends]
 
 
-def _claims_release(notifications: list[Notification]) -> None:
-    """Give back claims the dispatch took for sends that did not finish: `pending` again, unless
-    a vendor call of theirs is still open (its outcome is unknown: that one waits out its lease,
-    and the send that takes it over closes the attempt, as after a worker lost mid-call).
-    Best effort: if the database is what failed, the leases run out on their own."""
-    if not notifications:
-        return
-    try:
-        Notification.objects.filter(
-            pk__in=[notification.pk for notification in notifications],
-            status=NotificationStatus.SENDING,
-            delivery_count=1,
-        ).exclude(attempts__outcome="").update(status=NotificationStatus.PENDING, lease_until=None, updated_at=timezone.now())
-    except Exception as exc:
-        logger.warning("could not give back the dispatch's claims: %s", type(exc).__name__)
-
-
 def _in_channel_order(item: tuple[int, str]) -> tuple[int, int]:
     notification_id, channel = item
     return Channel.values.index(channel), notification_id
-
-
-def notification_retry_schedule(*, notification_id: int, channel: str, outcome: SendOutcome) -> bool:
-    """Queue the next run of a send that asked for one (see `retry_countdown`); True if queued."""
-    countdown = retry_countdown(outcome)
-    if countdown is None:
-        return False
-    return notification_enqueue(notification_id=notification_id, channel=channel, countdown=countdown)
 
 
 def trigger_dispatch_create(*, trigger_id: int) -> dict[int, str]:
@@ -160,7 +125,7 @@ def _dispatch_trigger(trigger_id: int, *, claim: bool) -> Dispatched:
     if trigger.dispatched_at is None:
         wanted = _notifications_wanted(trigger)
         if claim:
-            _claims_take(wanted)
+            notifications_claim_at_insert(wanted)
         created = _notifications_create(trigger, wanted)
         if created is not None:
             metrics.TRIGGERS_DISPATCHED.labels(event_type=trigger.event_type).inc()
@@ -170,21 +135,6 @@ def _dispatch_trigger(trigger_id: int, *, claim: bool) -> Dispatched:
             return Dispatched(claimed=_claimed_rows(trigger, wanted, created), pending={})
     pending = Notification.objects.filter(trigger=trigger, status=NotificationStatus.PENDING).values_list("pk", "channel")
     return Dispatched(claimed=[], pending=dict(pending))
-
-
-def _claims_take(wanted: list[Notification]) -> None:
-    """Claim the rows about to be inserted, as `sending._claim` would, for sends in channel
-    order: each lease covers the sends before it too, so none runs out before its send starts."""
-    wanted.sort(key=lambda notification: Channel.values.index(notification.channel))
-    now = timezone.now()
-    leased = 0.0
-    for notification in wanted:
-        if notification.status != NotificationStatus.PENDING:
-            continue
-        leased += lease_seconds(channel_vendors(channel=notification.channel))
-        notification.status = NotificationStatus.SENDING
-        notification.delivery_count = 1
-        notification.lease_until = now + timedelta(seconds=leased)
 
 
 def _claimed_rows(trigger: NotificationTrigger, wanted: list[Notification], created: list[tuple[int, str, str]]) -> list[Notification]:
@@ -198,83 +148,6 @@ def _claimed_rows(trigger: NotificationTrigger, wanted: list[Notification], crea
         if notification.status == NotificationStatus.SENDING:
             claimed.append(notification)
     return claimed
-
-
-def _trigger_fetch(trigger_id: int) -> NotificationTrigger | None:
-    """The trigger, read with one plain SELECT (the dispatch's hot path; no queryset built)."""
-    fields = _trigger_fields()
-    with connection.cursor() as cursor:
-        # int(): a malformed id (a poison message) fails here as ValueError, as the ORM would.
-        cursor.execute(_trigger_select_sql(), [int(trigger_id)])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    values = [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(fields, row, strict=True)
-    ]
-    return NotificationTrigger.from_db(connection.alias, [field.attname for field in fields], values)
-
-
-@cache
-def _trigger_fields() -> list:
-    return list(NotificationTrigger._meta.concrete_fields)
-
-
-@cache
-def _trigger_select_sql() -> str:
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in _trigger_fields())
-    # Built from the model's own metadata; the id is a bound parameter.
-    return f"SELECT {columns} FROM {NotificationTrigger._meta.db_table} WHERE id = %s"  # noqa: S608
-
-
-def _notifications_create(trigger: NotificationTrigger, wanted: list[Notification]) -> list[tuple[int, str, str]] | None:
-    """Mark the trigger dispatched and insert its notifications, atomically; returns (id,
-    channel, status) of each, or None if another dispatch did it first.
-
-    One statement: the UPDATE (which takes the trigger's row lock, so racing dispatches queue
-    behind it and then find `dispatched_at` set) feeds the INSERT, which writes nothing when
-    the UPDATE matched nothing.
-    """
-    rows_values = insert_params(wanted, insert_fields(Notification, with_pk=False))  # fills created_at first
-    values = [timezone.now(), trigger.pk, *rows_values]
-    try:
-        # A statement is atomic by itself; inside a caller's transaction a savepoint keeps a
-        # conflict from breaking that transaction.
-        with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
-            cursor.execute(_dispatch_sql(len(wanted)), values)
-            rows = cursor.fetchall()
-    except IntegrityError:
-        # Rows without a dispatched trigger (written by hand): keep them, add what is missing.
-        with transaction.atomic():
-            Notification.objects.bulk_create(_notifications_wanted(trigger), ignore_conflicts=True)
-            NotificationTrigger.objects.filter(pk=trigger.pk).update(dispatched_at=timezone.now())
-        return None
-    if not wanted:
-        return [] if rows else None
-    return rows or None
-
-
-@cache
-def _dispatch_sql(rows: int) -> str:
-    """The dispatch statement for `rows` notifications: parameters are the dispatch time, the
-    trigger id, then each notification's column values in `insert_fields` order."""
-    triggers = NotificationTrigger._meta.db_table
-    claim = f"UPDATE {triggers} SET dispatched_at = %s WHERE id = %s AND dispatched_at IS NULL RETURNING id"  # noqa: S608
-    if rows == 0:
-        return claim
-    fields = insert_fields(Notification, with_pk=False)
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    # Typed placeholders (a NULL in a VALUES list has no type of its own), without a length:
-    # a cast to varchar(n) would cut a long value silently; the column's own limit rejects it.
-    row = "(" + ", ".join(f"%s::{field.cast_db_type(connection).split('(')[0]}" for field in fields) + ")"
-    # Built from the model's own metadata; every value is a bound parameter.
-    return f"""
-        WITH claimed AS ({claim})
-        INSERT INTO {Notification._meta.db_table} ({columns})
-        SELECT * FROM (VALUES {", ".join([row] * rows)}) AS wanted
-         WHERE EXISTS (SELECT 1 FROM claimed)
-        RETURNING id, channel, status"""  # noqa: S608
 
 
 def _notifications_wanted(trigger: NotificationTrigger) -> list[Notification]:
@@ -304,13 +177,20 @@ def _notifications_wanted(trigger: NotificationTrigger) -> list[Notification]:
     return wanted
 
 
-def notification_enqueue(*, notification_id: int, channel: str, countdown: float | None = None) -> bool:
-    """Queue a send on the channel's queue. False if the broker refused: the sweeper will find it."""
-    from config.celery import app
+def _trigger_fetch(trigger_id: int) -> NotificationTrigger | None:
+    # int(): a malformed id (a poison message) fails here as ValueError.
+    return NotificationTrigger.objects.filter(pk=int(trigger_id)).first()
 
+
+def _notifications_create(trigger: NotificationTrigger, wanted: list[Notification]) -> list[tuple[int, str, str]] | None:
+    """Mark the trigger dispatched and insert its notifications, atomically, in one statement
+    (statements.py); returns (id, channel, status) of each, or None if another dispatch did
+    it first."""
     try:
-        app.send_task(SEND_TASKS[Channel(channel)], args=[notification_id], countdown=countdown)
-        return True
-    except Exception as exc:
-        logger.warning("could not queue notification %s: %s", notification_id, type(exc).__name__)
-        return False
+        return notifications_insert_dispatched(trigger_id=trigger.pk, wanted=wanted)
+    except IntegrityError:
+        # Rows without a dispatched trigger (written by hand): keep them, add what is missing.
+        with transaction.atomic():
+            Notification.objects.bulk_create(_notifications_wanted(trigger), ignore_conflicts=True)
+            NotificationTrigger.objects.filter(pk=trigger.pk).update(dispatched_at=timezone.now())
+        return None

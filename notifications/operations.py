@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from foundation.request_context import request_id_get
-from notifications.dispatch import notification_enqueue
+from notifications import lifecycle
 from notifications.models import (
     AttemptOutcome,
     Channel,
@@ -27,29 +27,14 @@ from notifications.vendors.base import OutboundMessage, VendorError
 
 logger = logging.getLogger(__name__)
 
-RESENDABLE = (NotificationStatus.DEAD, NotificationStatus.FAILED)
 TEST_MESSAGE_EVENT = "vendor_test"
 
 
 def notifications_resend(*, notification_ids: list[int], requested_by: str) -> int:
     """Put failed or dead notifications back to `pending` with a fresh retry budget, and
-    queue them once that commits. Others (sent, in flight) are left alone. Returns how many."""
-    with transaction.atomic():
-        rows = list(
-            Notification.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=notification_ids, status__in=RESENDABLE)
-            .values_list("pk", "channel")
-        )
-        Notification.objects.filter(pk__in=[pk for pk, _ in rows]).update(
-            status=NotificationStatus.PENDING,
-            attempt_count=0,
-            delivery_count=0,
-            next_attempt_at=None,
-            lease_until=None,
-            last_error="",
-            updated_at=timezone.now(),
-        )
-        transaction.on_commit(lambda: [notification_enqueue(notification_id=pk, channel=ch) for pk, ch in rows])
+    queue them once that commits (lifecycle.py). Others (sent, in flight) are left alone.
+    Returns how many."""
+    rows = lifecycle.notifications_resend(notification_ids=notification_ids)
     logger.info("%s resent %d notifications", requested_by, len(rows))
     return len(rows)
 
@@ -160,16 +145,13 @@ def vendor_test_message_send(*, vendor: Vendor, to: str, requested_by: str) -> V
 
 
 def _test_message_record(notification: Notification, attempt: DeliveryAttempt, answer: VendorAnswer, *, outcome: str) -> None:
-    now = timezone.now()
     with transaction.atomic():
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
             outcome=outcome, duration_ms=answer.duration_ms, status_code=answer.status_code,
             vendor_code=answer.vendor_code[:32], vendor_message_id=answer.message_id[:255], error=answer.error[:2000],
         )
-        Notification.objects.filter(pk=notification.pk).update(
-            status=NotificationStatus.SENT if answer.accepted else NotificationStatus.FAILED,
-            vendor_message_id=answer.message_id[:255], sent_at=now if answer.accepted else None,
-            last_error="" if answer.accepted else answer.summary()[:2000], updated_at=now,
+        lifecycle.notification_test_message_settle(
+            notification=notification, message_id=answer.message_id, error="" if answer.accepted else answer.summary()
         )
     logger.info("test message via %s: %s", answer.vendor, "accepted" if answer.accepted else answer.kind,
                 extra={"notification_id": notification.pk, "vendor": answer.vendor})

@@ -8,20 +8,22 @@ after the broker accepted it); `trigger_dispatch` makes the second time harmless
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Model
+from django.db.models import F
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from foundation.request_context import request_id_get
 from notifications import metrics
 from notifications.models import Notification, NotificationTrigger
-from notifications.publisher import task_publish_bounded
-from notifications.row_inserts import rows_insert, rows_insert_before
+from notifications.publisher import task_publish, task_publish_bounded
+from notifications.row_inserts import Statement
+from notifications.statements import trigger_insert
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +40,14 @@ def trigger_publish(
     payload: dict[str, Any],
     recipients: dict[str, str],
     subject_ref: str = "",
-    written_with: Sequence[Model] = (),
+    insert_with: Callable[[Statement], int] | None = None,
 ) -> NotificationTrigger:
     """Write a trigger together with the business change; hand it to Celery once that commits.
 
-    The business change is the caller's open `transaction.atomic()`, or the unsaved model
-    instances in `written_with` (the caller's rows, not read here), which are inserted in the
-    same statement as the trigger: one round trip, atomic by itself, so a caller without other
+    The business change is the caller's open `transaction.atomic()`, or its own statement:
+    `insert_with` is given the trigger's INSERT ... RETURNING id (statements.trigger_insert),
+    runs it as the last part of a statement that writes the caller's rows (checkout/statements.py)
+    and returns the trigger's id: one round trip, atomic by itself, so a caller without other
     writes needs no transaction (no BEGIN and COMMIT round trips). Either way the trigger
     commits, or rolls back, with the change. The hand-off never raises and never waits long
     (see publisher.py). Raises ValueError, before writing anything, for an address no
@@ -60,17 +63,16 @@ def trigger_publish(
         request_id=request_id_get(),
         relay_after=timezone.now() + timedelta(seconds=settings.OUTBOX_RELAY_GRACE),
     )
-    sql, params = rows_insert_before(written_with, rows_insert([trigger], returning="id"))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        trigger.pk = cursor.fetchone()[0]
-    for row in (trigger, *written_with):
-        row._state.adding, row._state.db = False, connection.alias
+    if insert_with is None:
+        trigger.save(force_insert=True)
+    else:
+        trigger.pk = insert_with(trigger_insert(trigger))
+        trigger._state.adding, trigger._state.db = False, connection.alias
     trigger_id = trigger.pk
 
     def committed() -> None:
         metrics.TRIGGERS_CREATED.labels(event_type=event_type).inc()
-        trigger_handoff(trigger_id=trigger_id)
+        import_string(settings.TRIGGER_HANDOFF)(trigger_id=trigger_id)
 
     # Outside a transaction the statement has committed and this runs now. robust: the order
     # is committed by then; nothing that goes wrong in the hand-off may turn that into an
@@ -87,12 +89,8 @@ def _recipients_check(recipients: dict[str, str]) -> None:
 
 
 def trigger_handoff(*, trigger_id: int) -> bool:
-    """Right after COMMIT: publish the dispatch task, bounded in time. True if published."""
-    if settings.BEACON_SYNC_SEND:
-        from notifications.sync_mode import trigger_deliver_inline
-
-        trigger_deliver_inline(trigger_id=trigger_id)
-        return True
+    """Right after COMMIT (the default TRIGGER_HANDOFF): publish the dispatch task, bounded in
+    time. True if published."""
     return task_publish_bounded(TRIGGER_DISPATCH_TASK, args=[trigger_id], headers={"request_id": request_id_get()})
 
 
@@ -103,8 +101,6 @@ def outbox_relay(*, batch_size: int = 500) -> int:
     `FOR UPDATE SKIP LOCKED` and leased (relay_after moves forward) before publishing, and
     published after the claim commits, so no lock is held while talking to the broker.
     """
-    from config.celery import app
-
     now = timezone.now()
     with transaction.atomic():
         ids = list(
@@ -121,7 +117,7 @@ def outbox_relay(*, batch_size: int = 500) -> int:
     published = 0
     for trigger_id in ids:
         try:
-            app.send_task(TRIGGER_DISPATCH_TASK, args=[trigger_id])
+            task_publish(TRIGGER_DISPATCH_TASK, args=[trigger_id])
         except Exception as exc:
             # Broker gone mid-batch: give the rest back so the next run takes them at once.
             NotificationTrigger.objects.filter(pk__in=ids[published:], dispatched_at__isnull=True).update(relay_after=now)

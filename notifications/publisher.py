@@ -1,4 +1,11 @@
-"""Bounded publishing of tasks from the web process.
+"""The one room that talks to the broker: every task Beacon queues is published here.
+
+- From the web (`task_publish_bounded`): bounded in time, never raises.
+- From workers and beat (`task_publish`, `notification_enqueue`): through the worker's own
+  Celery app; the database keeps every state, so a refused publish is found again by the
+  outbox relay or the sweeper.
+
+Bounded publishing of tasks from the web process:
 
 Kombu retries a lost broker connection forever by default, so a bare `.delay()` can hang a
 checkout while Redis is down (celery#4296). The web publishes through its own Celery app whose
@@ -18,7 +25,14 @@ from typing import Any
 from celery import Celery
 from django.conf import settings
 
+from notifications.models import Channel
+
 logger = logging.getLogger(__name__)
+
+SEND_TASKS = {
+    Channel.EMAIL: "notifications.tasks.notification_send_email",
+    Channel.SMS: "notifications.tasks.notification_send_sms",
+}
 
 _lock = threading.Lock()
 _suppressed_until = 0.0
@@ -85,3 +99,21 @@ def publisher_reset() -> None:
     """Forget a previous failure (tests, or after the broker is known to be back)."""
     global _suppressed_until
     _suppressed_until = 0.0
+
+
+def task_publish(task_name: str, *, args: list[Any], countdown: float | None = None) -> None:
+    """Publish `task_name(*args)` through the process's Celery app (workers, beat, admin).
+    Raises what the broker raised: the caller decides what a refused publish means."""
+    from config.celery import app
+
+    app.send_task(task_name, args=args, countdown=countdown)
+
+
+def notification_enqueue(*, notification_id: int, channel: str, countdown: float | None = None) -> bool:
+    """Queue a send on the channel's queue. False if the broker refused: the sweeper will find it."""
+    try:
+        task_publish(SEND_TASKS[Channel(channel)], args=[notification_id], countdown=countdown)
+        return True
+    except Exception as exc:
+        logger.warning("could not queue notification %s: %s", notification_id, type(exc).__name__)
+        return False

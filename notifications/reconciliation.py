@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from django.utils import timezone
+from datetime import datetime
 
 from notifications import metrics
-from notifications.models import AttemptOutcome, DeliveryAttempt, Notification, NotificationStatus, Vendor
+from notifications.lifecycle import notification_lease_renew
+from notifications.models import AttemptOutcome, DeliveryAttempt, Notification, Vendor
 from notifications.routing import Route, route_for
 from notifications.vendors.base import OutboundMessage, VendorAdapter, VendorError
 from notifications.vendors.registry import adapter_class
@@ -69,15 +68,6 @@ def can_look_up(vendor: Vendor) -> bool:
     return cls.accepted_lookup is not VendorAdapter.accepted_lookup
 
 
-def lease_extend(*, notification: Notification, seconds: float) -> None:
-    """Before lookups (each bounded by its vendor's timeout): hold the notification `seconds` from
-    now, enough for them and a full walk of the vendors after them, so no other run takes it
-    over meanwhile. Unknown outcomes are rare, so the statement is paid only then."""
-    Notification.objects.filter(
-        pk=notification.pk, status=NotificationStatus.SENDING, delivery_count=notification.delivery_count
-    ).update(lease_until=timezone.now() + timedelta(seconds=seconds))
-
-
 def lookup_before_resend(
     *, notification: Notification, vendors: list[Vendor], uncertain: list[Uncertain], message: OutboundMessage,
     lease: float,
@@ -94,7 +84,9 @@ def lookup_before_resend(
                 logger.exception("vendor %s cannot be used", vendor.name)
     if not routes:
         return None
-    lease_extend(notification=notification, seconds=lease + sum(r.vendor.timeout_seconds for r in routes.values()))
+    # Held through the lookups (each bounded by its vendor's timeout) and a full walk of the
+    # vendors after them, so no other run takes it over meanwhile; paid only after an unknown outcome.
+    notification_lease_renew(notification=notification, seconds=lease + sum(r.vendor.timeout_seconds for r in routes.values()))
     return lookup_then_found(notification=notification, uncertain=uncertain, routes=routes, message=message)
 
 

@@ -25,11 +25,11 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from notifications.consent import address_hash
+from notifications.lifecycle import notifications_fail_erased
 from notifications.models import (
     Channel,
     DeliveryAttempt,
     Notification,
-    NotificationStatus,
     NotificationTrigger,
     Suppression,
 )
@@ -81,10 +81,7 @@ def person_erase(*, email: str = "", phone: str = "") -> Erased:
     theirs = Notification.objects.filter(notifications | Q(trigger__in=matched.values("pk")))
     # Nothing may be sent to an address that is about to be gone: waiting sends end here (one
     # in a vendor call now finishes; its row is erased by the next pass or the next expiry).
-    theirs.filter(status__in=[NotificationStatus.PENDING, NotificationStatus.RETRYING]).update(
-        status=NotificationStatus.FAILED, last_error="Recipient erased before sending.", next_attempt_at=None,
-        updated_at=timezone.now(),
-    )
+    notifications_fail_erased(theirs)
     erased = _erase(notifications=theirs, triggers=matched)
     erased.suppressions = Suppression.objects.filter(suppressions).exclude(address="").update(address="")
     logger.info("person erased", extra={"by_email": bool(email), "by_phone": bool(phone), **asdict(erased)})

@@ -14,6 +14,9 @@ from itertools import groupby
 from django.db import connection
 from django.db.models import Model
 
+# A statement and its parameters, ready for `cursor.execute`.
+Statement = tuple[str, list]
+
 
 @cache
 def insert_fields(model: type[Model], *, with_pk: bool) -> tuple:
@@ -48,7 +51,7 @@ def _insert_sql(model: type[Model], with_pk: bool, rows: int, returning: str) ->
     return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join([row] * rows)}{tail}"  # noqa: S608
 
 
-def rows_insert(instances: Sequence[Model], *, returning: str = "") -> tuple[str, list]:
+def rows_insert(instances: Sequence[Model], *, returning: str = "") -> Statement:
     """One INSERT of `instances` (same model, all with a primary key or all without) and its
     parameters. Fills each instance's `auto_now_add` fields as `save()` would; a key the
     database assigns is not read back unless `returning` names it."""
@@ -60,7 +63,7 @@ def rows_insert(instances: Sequence[Model], *, returning: str = "") -> tuple[str
     return _insert_sql(model, with_pk, len(instances), returning), params
 
 
-def rows_insert_before(instances: Sequence[Model], final: tuple[str, list]) -> tuple[str, list]:
+def rows_insert_before(instances: Sequence[Model], final: Statement) -> Statement:
     """One statement that inserts `instances` (in their order, one INSERT per run of the same
     model) and then runs `final`, whose result is the statement's. A statement is atomic by
     itself: every row is written, or none."""

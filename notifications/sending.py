@@ -23,28 +23,32 @@ Policies (each stated once, here):
 from __future__ import annotations
 
 import logging
-import random
 import time
-from dataclasses import dataclass
-from datetime import timedelta
-from functools import cache
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import F, Value
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from foundation.request_context import request_id_get
 from notifications import metrics
 from notifications.consent import notification_suppressed, suppression_from_vendor_refusal, unsubscribe_headers
 from notifications.email_document import email_html_document
+from notifications.lifecycle import (
+    Accepted,
+    SendOutcome,
+    lease_seconds,
+    notification_claim,
+    notification_lease_renew,
+    notification_settle_dead,
+    notification_settle_failed,
+    notification_settle_rate_limited,
+    notification_settle_retry,
+    notification_settle_sent,
+)
 from notifications.models import (
     AttemptOutcome,
     DeliveryAttempt,
     Notification,
     NotificationStatus,
-    NotificationTrigger,
     Vendor,
 )
 from notifications.reconciliation import (
@@ -52,37 +56,18 @@ from notifications.reconciliation import (
     Uncertain,
     can_look_up,
     duplicate_possible,
-    lease_extend,
     lookup_before_resend,
     lookup_then_found,
     uncertain_attempts,
 )
 from notifications.rendering import TemplateRenderError, template_render
 from notifications.routing import Route, channel_vendors, route_for
-from notifications.row_inserts import rows_insert
 from notifications.template_cache import template_resolve
 from notifications.vendors.base import OutboundMessage, VendorError, VendorResult
 
 logger = logging.getLogger(__name__)
 
 _CLAIMABLE = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
-
-
-@dataclass(frozen=True)
-class SendOutcome:
-    """What the caller should do next: nothing, or run the send again in `retry_in` seconds."""
-
-    status: str
-    retry_in: float | None = None
-
-
-def retry_countdown(outcome: SendOutcome) -> float | None:
-    """The Celery countdown for the send's next run, or None: nothing to run, or a delay left to
-    the sweeper (the row says when it is due), since a countdown near the broker's visibility
-    timeout would be delivered twice (celery#2599)."""
-    if outcome.retry_in is None or outcome.retry_in > settings.NOTIFICATION_MAX_COUNTDOWN:
-        return None
-    return outcome.retry_in
 
 
 def notification_send(*, notification_id: int, channel: str | None = None) -> SendOutcome:
@@ -97,7 +82,7 @@ def notification_send(*, notification_id: int, channel: str | None = None) -> Se
     6. Settle: sent, failed, retrying (with a delay) or dead.
     """
     vendors = channel_vendors(channel=channel or _channel_of(notification_id))
-    notification, refused = _claim(notification_id, vendors)
+    notification, refused = notification_claim(notification_id=notification_id, vendors=vendors)
     if notification is None:
         return refused
     return notification_send_claimed(
@@ -109,13 +94,16 @@ def notification_send_claimed(
     *, notification: Notification, vendors: list[Vendor], has_history: bool = False
 ) -> SendOutcome:
     """Steps 2 to 6 of `notification_send`, for a notification this run holds: claimed by
-    `_claim`, or inserted claimed by the dispatch (`trigger_dispatch_claim`). `vendors` are its
+    `notification_claim`, or inserted claimed by the dispatch (`trigger_dispatch_claim`). `vendors` are its
     channel's, the ones its lease was computed for; it carries its trigger's `created_at` as
     `trigger_created_at`. `has_history`: earlier attempts of it ended with an unknown outcome
     or never ended (the claim says so), so they are read first; a row the dispatch has just
     inserted has none unless a worker was lost with it."""
     if notification.delivery_count > settings.NOTIFICATION_MAX_DELIVERIES:
-        return _settle_dead(notification, f"Delivered to workers {notification.delivery_count} times; stopped as poison.")
+        return notification_settle_dead(
+            notification=notification,
+            error=f"Delivered to workers {notification.delivery_count} times; stopped as poison.",
+        )
     if notification.delivery_count > 1:
         _close_orphan_attempts(notification)
     if notification_suppressed(notification=notification):  # consent: the one check before any vendor call
@@ -126,78 +114,12 @@ def notification_send_claimed(
         try:
             _render(notification)
         except TemplateRenderError as exc:
-            return _settle_failed(notification, str(exc))
+            return notification_settle_failed(notification=notification, error=str(exc))
     return _deliver(notification, vendors, uncertain)
 
 
 def _channel_of(notification_id: int) -> str:
     return Notification.objects.filter(pk=notification_id).values_list("channel", flat=True).first() or ""
-
-
-def lease_seconds(vendors: list[Vendor]) -> float:
-    """How long a send through `vendors` may hold its notification: every vendor's timeout, plus a
-    margin. A lookup after an unknown outcome extends the lease first (`lease_extend`)."""
-    return sum(vendor.timeout_seconds for vendor in vendors) + settings.NOTIFICATION_LEASE_MARGIN
-
-
-def _claim(notification_id: int, vendors: list[Vendor]) -> tuple[Notification | None, SendOutcome]:
-    """Take the notification for this run: one conditional UPDATE that must hit one row, and
-    returns it (with its trigger's creation time) in the same round trip."""
-    now = timezone.now()
-    lease_until = now + timedelta(seconds=lease_seconds(vendors))
-    with connection.cursor() as cursor:
-        cursor.execute(_claim_sql(), {"id": notification_id, "now": now, "lease_until": lease_until})
-        row = cursor.fetchone()
-    if row is not None:
-        notification = Notification.from_db(connection.alias, _notification_columns(), row[:-2])
-        notification.trigger_created_at = row[-2]
-        notification.had_unknown_outcome = row[-1]
-        return notification, SendOutcome(status=notification.status)
-    notification = Notification.objects.filter(pk=notification_id).first()
-    if notification is None:
-        return None, SendOutcome(status="gone")
-    return None, _refusal(notification, now)
-
-
-@cache
-def _notification_columns() -> list[str]:
-    return [field.attname for field in Notification._meta.concrete_fields]
-
-
-@cache
-def _claim_sql() -> str:
-    """UPDATE ... RETURNING for _claim: claimable when due (pending/retrying and its time has
-    come) or when a dead run's lease ran out (sending, lease_until past). It also returns the
-    trigger's creation time and whether an attempt had an unknown outcome or never ended, so
-    the common send reads no attempt history."""
-    table = Notification._meta.db_table
-    attempts = DeliveryAttempt._meta.db_table
-    triggers = NotificationTrigger._meta.db_table
-    returned = ", ".join(f"n.{connection.ops.quote_name(Notification._meta.get_field(name).column)}"
-                         for name in _notification_columns())
-    claimable = ", ".join(f"'{status}'" for status in _CLAIMABLE)
-    # Built from the model's own metadata and status constants; every value is a bound parameter.
-    return f"""
-        UPDATE {table} AS n
-           SET status = '{NotificationStatus.SENDING}', lease_until = %(lease_until)s,
-               delivery_count = n.delivery_count + 1, updated_at = %(now)s
-          FROM {triggers} AS t
-         WHERE n.id = %(id)s AND t.id = n.trigger_id
-           AND ((n.status IN ({claimable}) AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= %(now)s))
-                OR (n.status = '{NotificationStatus.SENDING}' AND n.lease_until < %(now)s))
-     RETURNING {returned}, t.created_at,
-               EXISTS (SELECT 1 FROM {attempts} AS a
-                        WHERE a.notification_id = n.id AND a.outcome IN ('{AttemptOutcome.TIMEOUT}', ''))"""  # noqa: S608
-
-
-def _refusal(notification: Notification, now) -> SendOutcome:
-    """Why the claim failed, and when (if ever) to look again."""
-    if notification.status == NotificationStatus.SENDING and notification.lease_until:
-        # Another run holds it, or a dead worker's lease has not run out yet.
-        return SendOutcome(status="leased", retry_in=max(0.5, (notification.lease_until - now).total_seconds() + 0.5))
-    if notification.status in _CLAIMABLE and notification.next_attempt_at:
-        return SendOutcome(status="not_due", retry_in=max(0.5, (notification.next_attempt_at - now).total_seconds()))
-    return SendOutcome(status=notification.status)
 
 
 def _close_orphan_attempts(notification: Notification) -> None:
@@ -267,7 +189,9 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[
     tried_any = False
     last_error = "No enabled vendor for this channel."
     for index, vendor in enumerate(vendors):
-        if tried_any and not _claim_renew(notification, vendors[index:]):
+        # Before failing over: stretch the lease over the vendors still to try (one UPDATE, on
+        # failover only), if the notification is still this run's.
+        if tried_any and not notification_lease_renew(notification=notification, seconds=lease_seconds(vendors[index:])):
             # Stuck past the lease (cut off the network mid-call, say): another run holds the
             # notification now, and sending to the next vendor too would be an unflagged copy.
             logger.warning("send stopped before %s: another run took the notification over", vendor.name,
@@ -296,12 +220,15 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[
         if isinstance(tried, Accepted):
             if skipped:
                 DeliveryAttempt.objects.bulk_create(skipped)
-            return _settle_sent(notification, tried, duplicate_possible(uncertain=uncertain, delivered_by=route))
+            return notification_settle_sent(
+                notification=notification, accepted=tried,
+                possible_duplicate=duplicate_possible(uncertain=uncertain, delivered_by=route),
+            )
         outcome, error, attempt = tried
         if outcome == AttemptOutcome.PERMANENT_ERROR:
             if skipped:
                 DeliveryAttempt.objects.bulk_create(skipped)
-            return _settle_failed(notification, error)
+            return notification_settle_failed(notification=notification, error=error)
         if outcome == AttemptOutcome.TIMEOUT:
             uncertain.append(Uncertain(attempt.pk, vendor.pk, attempt.started_at, attempt.duration_ms))
             if found := _ask_after_timeout(notification, route, uncertain[-1], vendors, message):
@@ -312,10 +239,10 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[
     if skipped:
         DeliveryAttempt.objects.bulk_create(skipped)
     if rate_limit_waits and not tried_any:
-        return _settle_rate_limited(notification, min(rate_limit_waits))
+        return notification_settle_rate_limited(notification=notification, wait=min(rate_limit_waits))
     if not tried_any and skipped:
         last_error = "Every vendor was skipped (circuit open or rate limited)."
-    return _settle_retry(notification, last_error)
+    return notification_settle_retry(notification=notification, error=last_error)
 
 
 def _ask_after_timeout(
@@ -324,7 +251,7 @@ def _ask_after_timeout(
     """Right after an unknown outcome, before the next vendor: does this vendor hold the message?"""
     if not can_look_up(route.vendor):
         return None
-    lease_extend(notification=notification, seconds=lease_seconds(vendors) + route.vendor.timeout_seconds)
+    notification_lease_renew(notification=notification, seconds=lease_seconds(vendors) + route.vendor.timeout_seconds)
     return lookup_then_found(notification=notification, uncertain=[timed_out], routes={route.vendor.pk: route},
                              message=message)
 
@@ -342,17 +269,7 @@ def _settle_found(notification: Notification, found: Found, uncertain: list[Unce
         duration=(found.attempt.duration_ms or 0) / 1000,
         result=VendorResult(message_id=found.message_id),
     )
-    return _settle_sent(notification, accepted, found.copies > 1 or others)
-
-
-def _claim_renew(notification: Notification, vendors_left: list[Vendor]) -> bool:
-    """Before failing over: stretch this run's lease over the vendors still to try, if the
-    notification is still this run's (same delivery, still sending). False: another run took
-    it over when this one's lease ran out, and this run must stop. One UPDATE, on failover only."""
-    lease_until = timezone.now() + timedelta(seconds=lease_seconds(vendors_left))
-    return Notification.objects.filter(
-        pk=notification.pk, status=NotificationStatus.SENDING, delivery_count=notification.delivery_count
-    ).update(lease_until=Greatest(F("lease_until"), Value(lease_until))) == 1
+    return notification_settle_sent(notification=notification, accepted=accepted, possible_duplicate=found.copies > 1 or others)
 
 
 def _skip(notification: Notification, vendor: Vendor, outcome: str, error: str) -> DeliveryAttempt:
@@ -362,20 +279,11 @@ def _skip(notification: Notification, vendor: Vendor, outcome: str, error: str) 
     )
 
 
-@dataclass(frozen=True)
-class Accepted:
-    """A vendor accepted the message; its attempt row is completed when the notification settles."""
-
-    attempt: DeliveryAttempt
-    duration: float
-    result: VendorResult
-
-
 def _attempt(
     notification: Notification, route: Route, message: OutboundMessage
 ) -> Accepted | tuple[str, str, DeliveryAttempt]:
     """One vendor call, written before and completed after (a failure here, a success together
-    with the notification in `_settle_sent`). Returns Accepted, else (outcome, error text, the
+    with the notification in `notification_settle_sent`). Returns Accepted, else (outcome, error text, the
     attempt row)."""
     vendor = route.vendor
     attempt = _attempt_begin(notification, vendor)
@@ -423,14 +331,8 @@ def _attempt(
 
 
 def _attempt_begin(notification: Notification, vendor: Vendor) -> DeliveryAttempt:
-    """Insert the attempt row (outcome empty: in flight) before the call; one prepared INSERT."""
-    attempt = DeliveryAttempt(notification=notification, vendor=vendor, started_at=timezone.now())
-    sql, params = rows_insert([attempt], returning="id")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        attempt.pk = cursor.fetchone()[0]
-    attempt._state.adding = False
-    return attempt
+    """Insert the attempt row (outcome empty: in flight) before the call."""
+    return DeliveryAttempt.objects.create(notification=notification, vendor=vendor, started_at=timezone.now())
 
 
 def _attempt_finish(attempt: DeliveryAttempt, outcome: str, duration: float, **fields: object) -> None:
@@ -443,114 +345,3 @@ def _attempt_metrics(vendor: Vendor, outcome: str, duration: float) -> None:
     metrics.VENDOR_CALL_SECONDS.labels(vendor=vendor.name, outcome=outcome).observe(duration)
 
 
-def _settle(notification: Notification, **fields: object) -> int:
-    """Write the run's result, unless another run took the notification over meanwhile."""
-    fields.setdefault("updated_at", timezone.now())
-    return Notification.objects.filter(
-        pk=notification.pk, status=NotificationStatus.SENDING, delivery_count=notification.delivery_count
-    ).update(lease_until=None, **fields)
-
-
-def _settle_sent(notification: Notification, accepted: Accepted, possible_duplicate: bool) -> SendOutcome:
-    """Complete the attempt and mark the notification sent: one statement (both or neither),
-    unless another run took the notification over meanwhile (then only the attempt)."""
-    now = timezone.now()
-    vendor = accepted.attempt.vendor
-    message_id = accepted.result.message_id[:255]
-    with connection.cursor() as cursor:
-        cursor.execute(_settle_sent_sql(), {
-            "attempt_id": accepted.attempt.pk, "outcome": AttemptOutcome.SENT,
-            "duration_ms": accepted.duration * 1000, "status_code": accepted.result.status_code,
-            "message_id": message_id, "id": notification.pk, "delivery_count": notification.delivery_count,
-            "vendor_id": vendor.pk, "now": now, "possible_duplicate": possible_duplicate,
-            "attempt_count": notification.attempt_count + 1,
-        })
-    metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor=vendor.name, status="sent").inc()
-    if possible_duplicate:
-        metrics.POSSIBLE_DUPLICATES.labels(channel=notification.channel, vendor=vendor.name).inc()
-        logger.warning("notification sent after an unknown outcome: possible duplicate",
-                       extra={"notification_id": notification.pk, "vendor": vendor.name})
-    metrics.DELIVERY_LATENCY.labels(channel=notification.channel).observe(
-        (now - notification.trigger_created_at).total_seconds()
-    )
-    return SendOutcome(status=NotificationStatus.SENT)
-
-
-@cache
-def _settle_sent_sql() -> str:
-    """The attempt's completion and `_settle`'s conditional UPDATE to `sent`, in one statement."""
-    attempts = DeliveryAttempt._meta.db_table
-    table = Notification._meta.db_table
-    # Built from the model's table names and status constants; every value is a bound parameter.
-    return f"""
-        WITH finished AS (
-            UPDATE {attempts}
-               SET outcome = %(outcome)s, duration_ms = %(duration_ms)s, status_code = %(status_code)s,
-                   vendor_message_id = %(message_id)s
-             WHERE id = %(attempt_id)s)
-        UPDATE {table}
-           SET status = '{NotificationStatus.SENT}', vendor_id = %(vendor_id)s, vendor_message_id = %(message_id)s,
-               sent_at = %(now)s, next_attempt_at = NULL, possible_duplicate = %(possible_duplicate)s,
-               attempt_count = %(attempt_count)s, last_error = '', lease_until = NULL, updated_at = %(now)s
-         WHERE id = %(id)s AND status = '{NotificationStatus.SENDING}' AND delivery_count = %(delivery_count)s"""  # noqa: S608
-
-
-def _settle_failed(notification: Notification, error: str) -> SendOutcome:
-    _settle(notification, status=NotificationStatus.FAILED, last_error=error[:2000], attempt_count=notification.attempt_count + 1)
-    metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor="", status="failed").inc()
-    logger.warning("notification failed permanently: %s", error, extra={"notification_id": notification.pk})
-    return SendOutcome(status=NotificationStatus.FAILED)
-
-
-def _settle_dead(notification: Notification, error: str, *, attempt_count: int | None = None) -> SendOutcome:
-    _settle(
-        notification,
-        status=NotificationStatus.DEAD,
-        last_error=error[:2000],
-        next_attempt_at=None,
-        attempt_count=notification.attempt_count if attempt_count is None else attempt_count,
-    )
-    metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor="", status="dead").inc()
-    logger.error("notification dead: %s", error, extra={"notification_id": notification.pk})
-    return SendOutcome(status=NotificationStatus.DEAD)
-
-
-def retry_delay(attempt: int) -> float:
-    """Seconds before round `attempt + 1`: full jitter over an exponential cap, with a floor.
-
-    The cap is base * 2**(attempt-1), at most NOTIFICATION_RETRY_MAX_DELAY; the floor (the
-    base delay) keeps full jitter from retrying at once.
-    """
-    base = settings.NOTIFICATION_RETRY_BASE_DELAY
-    cap = min(settings.NOTIFICATION_RETRY_MAX_DELAY, base * (2 ** max(0, attempt - 1)))
-    return random.uniform(base, max(base, cap))
-
-
-def _settle_retry(notification: Notification, error: str) -> SendOutcome:
-    attempts = notification.attempt_count + 1
-    age = (timezone.now() - notification.created_at).total_seconds()
-    if attempts >= settings.NOTIFICATION_MAX_ATTEMPTS or age >= settings.NOTIFICATION_MAX_AGE:
-        return _settle_dead(
-            notification, f"Retry budget spent after {attempts} rounds. Last error: {error}", attempt_count=attempts
-        )
-    delay = retry_delay(attempts)
-    _settle(
-        notification,
-        status=NotificationStatus.RETRYING,
-        attempt_count=attempts,
-        last_error=error[:2000],
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
-    )
-    metrics.NOTIFICATION_RETRIES.labels(channel=notification.channel).inc()
-    return SendOutcome(status=NotificationStatus.RETRYING, retry_in=delay)
-
-
-def _settle_rate_limited(notification: Notification, wait: float) -> SendOutcome:
-    delay = max(0.05, wait)
-    _settle(
-        notification,
-        status=NotificationStatus.RETRYING,
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
-        last_error="Every vendor's send-rate limit is spent; delayed.",
-    )
-    return SendOutcome(status=NotificationStatus.RETRYING, retry_in=delay)

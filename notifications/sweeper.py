@@ -9,14 +9,11 @@ NOTIFICATION_SWEEP_STALE_SECONDS (setting, default 60), so a long queue is not f
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
-from django.utils import timezone
 
-from notifications.dispatch import notification_enqueue
-from notifications.models import Notification, NotificationStatus
+from notifications.lifecycle import notifications_forgotten_take
+from notifications.publisher import notification_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -27,21 +24,13 @@ def notifications_sweep(*, stale_seconds: float | None = None) -> int:
     """Queue every notification that is due but forgotten; returns how many were queued.
 
     A notification untouched for `stale_seconds` (default: NOTIFICATION_SWEEP_STALE_SECONDS)
-    while due is taken to have lost its queued message.
+    while due is taken to have lost its queued message (the rule: lifecycle.py).
     """
     if stale_seconds is None:
         stale_seconds = settings.NOTIFICATION_SWEEP_STALE_SECONDS
-    now = timezone.now()
-    stale = now - timedelta(seconds=stale_seconds)
-    forgotten = (
-        Q(status=NotificationStatus.PENDING, updated_at__lt=stale)
-        | Q(status=NotificationStatus.RETRYING, next_attempt_at__lt=stale, updated_at__lt=stale)
-        | Q(status=NotificationStatus.SENDING, lease_until__lt=now, updated_at__lt=stale)
-    )
-    rows = list(Notification.objects.filter(forgotten).order_by("id").values_list("pk", "channel")[:SWEEP_BATCH])
+    rows = notifications_forgotten_take(stale_seconds=stale_seconds, limit=SWEEP_BATCH)
     if not rows:
         return 0
-    Notification.objects.filter(pk__in=[pk for pk, _ in rows]).update(updated_at=now)
     queued = sum(notification_enqueue(notification_id=pk, channel=channel) for pk, channel in rows)
     logger.info("sweeper re-queued %d notifications", queued)
     return queued

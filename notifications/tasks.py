@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from notifications import delivery_fallback, dispatch, outbox, retention, sending, sweeper
+from notifications import delivery_fallback, dispatch, lifecycle, outbox, retention, sending, sweeper
 
 
 @shared_task(name="notifications.tasks.trigger_dispatch")
@@ -14,7 +14,7 @@ def trigger_dispatch(trigger_id: int) -> None:
 
 def _send(task: Task, notification_id: int, channel: str) -> str:
     outcome = sending.notification_send(notification_id=notification_id, channel=channel)
-    countdown = sending.retry_countdown(outcome)
+    countdown = lifecycle.retry_countdown(outcome)
     if countdown is not None:
         raise task.retry(countdown=countdown, max_retries=None)
     return outcome.status

@@ -80,7 +80,7 @@ def test_the_scan_reaches_the_test_modules_of_every_test_folder() -> None:
     scanned = {module_name(path) for path in python_files()}
 
     for expected in (
-        "conftest", "checkout.tests.test_checkout_api", "notifications.tests.test_delivery", "notifications.tests.conftest",
+        "conftest", "checkout.tests.test_checkout_api", "notifications.tests.test_sending", "notifications.tests.conftest",
         "config.tests.test_sentry", "sandbox.tests.test_faults", "tests.security.test_egress_policy",
         "tests.browser.conftest", "tests.test_test_modules_stand_alone",
     ):

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from notifications.models import NotificationTrigger, Vendor
 from notifications.services import trigger_publish
@@ -42,6 +43,15 @@ def make_trigger(*, event_type: str = "order_confirmed", locale: str = "en", pho
                  "payment_error_code": "", "lines": [{"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": "47.30", "line_total": "47.30"}]},
         recipients={"email": email, "sms": phone},
         subject_ref=f"order:{uuid.uuid4()}",
+    )
+
+
+def stored_trigger() -> NotificationTrigger:
+    """A trigger row as a committed checkout leaves it, without publishing it (for tests that
+    commit: trigger_publish would hand it to the broker at once)."""
+    return NotificationTrigger.objects.create(
+        event_type="order_confirmed", payload={"order_ref": "AB12CD34", "lines": []},
+        recipients={"email": "ana@example.com", "sms": "+447911123456"}, relay_after=timezone.now(),
     )
 
 

@@ -5,6 +5,11 @@ Not a test module: tests import it instead of each other (tests/test_test_module
 
 from __future__ import annotations
 
+import base64
+import json
+
+import redis
+
 from notifications.dispatch import trigger_dispatch_create
 from notifications.models import Notification, NotificationStatus, NotificationTrigger, Vendor
 from notifications.sending import notification_send
@@ -30,3 +35,15 @@ def dispatch(trigger: NotificationTrigger) -> dict[str, Notification]:
 def vendor_webhook_secret(vendor: Vendor) -> str:
     """The `user:password` an ESP vendor's tracking webhook must present (its stored secret)."""
     return secrets_resolve(vendor.secrets_encrypted)["webhook_secret"]
+
+
+def queued_sends(broker_url: str) -> list[tuple[str, int, bool]]:
+    """(queue, notification id, has a countdown) of every send message waiting on the broker."""
+    client = redis.Redis.from_url(broker_url)
+    queued = []
+    for queue in ("email", "sms"):
+        for raw in client.lrange(queue, 0, -1):
+            message = json.loads(raw)
+            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            queued.append((queue, args[0], message["headers"].get("eta") is not None))
+    return sorted(queued)

@@ -32,7 +32,7 @@ def test_a_send_taken_over_while_its_vendor_call_hung_stops_instead_of_failing_o
     notification = dispatch(make_trigger(phone="+447911000101"))["sms"]
 
     def another_run_claims_it() -> None:
-        # What `_claim` does once this run's lease has run out: a new delivery of the notification.
+        # What `notification_claim` does once this run's lease has run out: a new delivery of the notification.
         Notification.objects.filter(pk=notification.pk).update(delivery_count=F("delivery_count") + 1)
 
     takeover = threading.Timer(TAKEOVER_AFTER_SECONDS, another_run_claims_it)

@@ -1,7 +1,8 @@
 """The case study's "before" architecture: send inside the checkout request.
 
-Enabled only by BEACON_SYNC_SEND, only so the benchmark can measure what Beacon removes.
-It runs the very same dispatch and send services, in the request thread.
+The benchmark's hand-off (settings.TRIGGER_HANDOFF when BEACON_SYNC_SEND is set), only so it
+can measure what Beacon removes. It runs the very same dispatch and send services, in the
+request thread.
 """
 
 from __future__ import annotations

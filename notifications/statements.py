@@ -1,0 +1,152 @@
+"""The notifications app's hand-written SQL, each statement paid for by a measurement.
+
+Everything else goes through the ORM. A statement lives here only when docs/performance.md
+shows what it saves (statements per checkout, "What changed in this round"; a send is three
+statements, `notification_send`'s query budget), and each one is tested against the ORM call
+it stands for (notifications/tests/test_statements.py):
+
+- `notification_claim_returning`: the claim is one UPDATE ... RETURNING (the ORM needs an
+  UPDATE and a SELECT), returning the trigger's creation time and whether an attempt's outcome
+  is unknown, so a common send reads no attempt history.
+- `notification_settle_sent_with_attempt`: completing the attempt and settling the notification `sent` in
+  one statement (both or neither).
+- `notifications_insert_dispatched`: marking the trigger dispatched and inserting its
+  notifications in one statement (the rows already claimed, see lifecycle.py).
+- `trigger_insert`: the trigger's INSERT, which a caller composes with its own rows (the
+  checkout's order and lines) into one statement: a checkout is one round trip.
+
+Every statement is built from the models' own metadata and status constants; every value is a
+bound parameter.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from datetime import datetime
+from functools import cache
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from notifications.models import AttemptOutcome, DeliveryAttempt, Notification, NotificationStatus, NotificationTrigger
+from notifications.row_inserts import Statement, insert_fields, insert_params, rows_insert
+
+CLAIMABLE = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
+
+
+def notification_claim_returning(*, notification_id: int, now: datetime, lease_until: datetime) -> Notification | None:
+    """Claim the notification if it is due (pending/retrying and its time has come) or a dead
+    run's lease ran out (sending, lease past): `sending`, leased until `lease_until`, delivered
+    once more. Returns the claimed row, with `trigger_created_at` and `had_unknown_outcome`
+    set, or None when nothing was claimable."""
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(), {"id": notification_id, "now": now, "lease_until": lease_until})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    notification = Notification.from_db(connection.alias, _notification_columns(), row[:-2])
+    notification.trigger_created_at = row[-2]
+    notification.had_unknown_outcome = row[-1]
+    return notification
+
+
+@cache
+def _notification_columns() -> list[str]:
+    return [field.attname for field in Notification._meta.concrete_fields]
+
+
+@cache
+def _claim_sql() -> str:
+    table = Notification._meta.db_table
+    attempts = DeliveryAttempt._meta.db_table
+    triggers = NotificationTrigger._meta.db_table
+    returned = ", ".join(f"n.{connection.ops.quote_name(Notification._meta.get_field(name).column)}"
+                         for name in _notification_columns())
+    claimable = ", ".join(f"'{status}'" for status in CLAIMABLE)
+    return f"""
+        UPDATE {table} AS n
+           SET status = '{NotificationStatus.SENDING}', lease_until = %(lease_until)s,
+               delivery_count = n.delivery_count + 1, updated_at = %(now)s
+          FROM {triggers} AS t
+         WHERE n.id = %(id)s AND t.id = n.trigger_id
+           AND ((n.status IN ({claimable}) AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= %(now)s))
+                OR (n.status = '{NotificationStatus.SENDING}' AND n.lease_until < %(now)s))
+     RETURNING {returned}, t.created_at,
+               EXISTS (SELECT 1 FROM {attempts} AS a
+                        WHERE a.notification_id = n.id AND a.outcome IN ('{AttemptOutcome.TIMEOUT}', ''))"""  # noqa: S608
+
+
+def notification_settle_sent_with_attempt(
+    *, notification: Notification, attempt_id: int, duration_ms: float, status_code: int | None, message_id: str,
+    vendor_id: int, now: datetime, possible_duplicate: bool,
+) -> None:
+    """Complete the attempt (`sent`) and settle the notification `sent`, in one statement,
+    unless another run took the notification over (then only the attempt is completed)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_settle_sent_sql(), {
+            "attempt_id": attempt_id, "outcome": AttemptOutcome.SENT, "duration_ms": duration_ms,
+            "status_code": status_code, "message_id": message_id, "id": notification.pk,
+            "delivery_count": notification.delivery_count, "vendor_id": vendor_id, "now": now,
+            "possible_duplicate": possible_duplicate, "attempt_count": notification.attempt_count + 1,
+        })
+
+
+@cache
+def _settle_sent_sql() -> str:
+    attempts = DeliveryAttempt._meta.db_table
+    table = Notification._meta.db_table
+    return f"""
+        WITH finished AS (
+            UPDATE {attempts}
+               SET outcome = %(outcome)s, duration_ms = %(duration_ms)s, status_code = %(status_code)s,
+                   vendor_message_id = %(message_id)s
+             WHERE id = %(attempt_id)s)
+        UPDATE {table}
+           SET status = '{NotificationStatus.SENT}', vendor_id = %(vendor_id)s, vendor_message_id = %(message_id)s,
+               sent_at = %(now)s, next_attempt_at = NULL, possible_duplicate = %(possible_duplicate)s,
+               attempt_count = %(attempt_count)s, last_error = '', lease_until = NULL, updated_at = %(now)s
+         WHERE id = %(id)s AND status = '{NotificationStatus.SENDING}' AND delivery_count = %(delivery_count)s"""  # noqa: S608
+
+
+def notifications_insert_dispatched(
+    *, trigger_id: int, wanted: list[Notification]
+) -> list[tuple[int, str, str]] | None:
+    """Mark the trigger dispatched (now, after the rows' own times) and insert `wanted`, in one statement; returns (id, channel,
+    status) of each row inserted, or None when the trigger was dispatched already (nothing is
+    written then: the UPDATE, which takes the trigger's row lock so racing dispatches queue
+    behind it, feeds the INSERT). Raises IntegrityError when a row exists already (one written
+    without a dispatched trigger); inside a caller's transaction a savepoint keeps that from
+    breaking it."""
+    rows_values = insert_params(wanted, insert_fields(Notification, with_pk=False))  # fills created_at first
+    values = [timezone.now(), trigger_id, *rows_values]
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+        cursor.execute(_dispatch_sql(len(wanted)), values)
+        rows = cursor.fetchall()
+    if not wanted:
+        return [] if rows else None
+    return rows or None
+
+
+@cache
+def _dispatch_sql(rows: int) -> str:
+    triggers = NotificationTrigger._meta.db_table
+    mark = f"UPDATE {triggers} SET dispatched_at = %s WHERE id = %s AND dispatched_at IS NULL RETURNING id"  # noqa: S608
+    if rows == 0:
+        return mark
+    fields = insert_fields(Notification, with_pk=False)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    # Typed placeholders (a NULL in a VALUES list has no type of its own), without a length:
+    # a cast to varchar(n) would cut a long value silently; the column's own limit rejects it.
+    row = "(" + ", ".join(f"%s::{field.cast_db_type(connection).split('(')[0]}" for field in fields) + ")"
+    return f"""
+        WITH marked AS ({mark})
+        INSERT INTO {Notification._meta.db_table} ({columns})
+        SELECT * FROM (VALUES {", ".join([row] * rows)}) AS wanted
+         WHERE EXISTS (SELECT 1 FROM marked)
+        RETURNING id, channel, status"""  # noqa: S608
+
+
+def trigger_insert(trigger: NotificationTrigger) -> Statement:
+    """The unsaved trigger's INSERT ... RETURNING id, for a caller to run as the last part of its
+    own statement (`row_inserts.rows_insert_before`); fills `created_at` as `save()` would."""
+    return rows_insert([trigger], returning="id")
