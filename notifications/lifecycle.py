@@ -23,7 +23,9 @@ States and allowed transitions (who triggers each, and the function here that wr
 `sent`, `suppressed` are final; `failed` and `dead` end unless an operator resends. Every write
 by a send run is conditional on the run still holding the notification (`sending` with the
 same `delivery_count`): a run stuck past its lease, whose notification another run took over,
-changes nothing but its own attempt row. The sweeper changes no status: it finds what is due
+changes nothing but its own attempt row, except to flag `possible_duplicate` on a notification
+the other run has already settled `sent` when its own copy was delivered too (whichever of two
+delivering runs settles second flags it); a later claim takes such a copy as the delivery. The sweeper changes no status: it finds what is due
 but forgotten (`notifications_forgotten_take`) and queues it again. Retry scheduling: the send
 asks for a next run (`SendOutcome.retry_in`); a short delay is queued (`notification_retry_schedule`),
 a long one is left to the sweeper, which finds the row by its `next_attempt_at`.
@@ -145,7 +147,10 @@ def notification_lease_renew(*, notification: Notification, seconds: float) -> b
     notification is still this run's (same delivery, still sending). False: another run took it
     over when this one's lease ran out, and this run must stop."""
     lease_until = timezone.now() + timedelta(seconds=seconds)
-    return _held(notification).update(lease_until=Greatest(F("lease_until"), Value(lease_until))) == 1
+    renewed = _held(notification).update(lease_until=Greatest(F("lease_until"), Value(lease_until))) == 1
+    if renewed:
+        notification.lease_until = max(notification.lease_until or lease_until, lease_until)
+    return renewed
 
 
 def _held(notification: Notification) -> QuerySet:
@@ -166,16 +171,28 @@ def _settle(notification: Notification, **fields: object) -> int:
 
 def notification_settle_sent(*, notification: Notification, accepted: Accepted, possible_duplicate: bool) -> SendOutcome:
     """Complete the attempt and mark the notification sent: one statement (both or neither),
-    unless another run took the notification over meanwhile (then only the attempt)."""
+    unless another run took the notification over meanwhile (then only the attempt, and the
+    outcome is `taken_over`).
+
+    Two runs can both deliver when one was held up past its lease (cut off the network mid-call)
+    and the other took over. Whichever settles second flags the notification `possible_duplicate`:
+    a run whose attempt is the second `sent` one, or a run that lost its claim to a run that has
+    already settled `sent`."""
     now = timezone.now()
     vendor = accepted.attempt.vendor
-    statements.notification_settle_sent_with_attempt(
+    settled_flagged, flagged_late = statements.notification_settle_sent_with_attempt(
         notification=notification, attempt_id=accepted.attempt.pk, duration_ms=accepted.duration * 1000,
         status_code=accepted.result.status_code, message_id=accepted.result.message_id[:255], vendor_id=vendor.pk,
         now=now, possible_duplicate=possible_duplicate,
     )
+    if settled_flagged is None:  # another run holds the notification: this copy is only on the attempt
+        if flagged_late:
+            metrics.POSSIBLE_DUPLICATES.labels(channel=notification.channel, vendor=vendor.name).inc()
+        logger.warning("delivered by a run that had lost its claim%s", ": possible duplicate" if flagged_late else "",
+                       extra={"notification_id": notification.pk, "vendor": vendor.name})
+        return SendOutcome(status="taken_over")
     metrics.NOTIFICATIONS_FINISHED.labels(channel=notification.channel, vendor=vendor.name, status="sent").inc()
-    if possible_duplicate:
+    if settled_flagged:
         metrics.POSSIBLE_DUPLICATES.labels(channel=notification.channel, vendor=vendor.name).inc()
         logger.warning("notification sent after an unknown outcome: possible duplicate",
                        extra={"notification_id": notification.pk, "vendor": vendor.name})

@@ -12,8 +12,11 @@ Policies (each stated once, here):
   ask the vendors that can be asked whether they hold the message (a message found is recorded
   as sent, never sent again); otherwise fail over at once (delivery first) and flag the
   notification `possible_duplicate` when it is delivered (notifications/reconciliation.py).
-- Before failing over, a run renews its lease; if another run took the notification over
-  meanwhile (this one was stuck past its lease, e.g. cut off the network), it stops there.
+- Before failing over, and before any call that could outlast its lease, a run renews its
+  lease; if another run took the notification over meanwhile (this one was stuck past its
+  lease, e.g. cut off the network), it stops there. Should both runs deliver anyway (one was
+  held up mid-call), the one settling second flags the notification `possible_duplicate`, and
+  a later run takes a delivery recorded by a run that had lost its claim as the delivery.
 - Every vendor failed: retry later (exponential backoff, full jitter with a floor, capped),
   up to NOTIFICATION_MAX_ATTEMPTS rounds or NOTIFICATION_MAX_AGE, then `dead`.
 - Every vendor rate-limited: delay until a permit is free; never failed, never dropped, and
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -109,6 +113,9 @@ def notification_send_claimed(
     if notification_suppressed(notification=notification):  # consent: the one check before any vendor call
         return SendOutcome(status=NotificationStatus.SUPPRESSED)
     looked_back = has_history or notification.delivery_count > 1
+    if notification.delivery_count > 1 and (delivered := _delivered_by_an_earlier_run(notification)):
+        return notification_settle_sent(notification=notification, accepted=delivered,
+                                        possible_duplicate=bool(uncertain_attempts(notification)))
     uncertain = uncertain_attempts(notification) if looked_back else []
     if not notification.rendered_text:
         try:
@@ -189,9 +196,11 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[
     tried_any = False
     last_error = "No enabled vendor for this channel."
     for index, vendor in enumerate(vendors):
-        # Before failing over: stretch the lease over the vendors still to try (one UPDATE, on
-        # failover only), if the notification is still this run's.
-        if tried_any and not notification_lease_renew(notification=notification, seconds=lease_seconds(vendors[index:])):
+        # Before failing over, or before a call that could outlast the lease (a run held up since
+        # its claim): stretch the lease over the vendors still to try (one UPDATE, only then), if
+        # the notification is still this run's.
+        if (tried_any or _lease_running_out(notification, vendor)) and not notification_lease_renew(
+                notification=notification, seconds=lease_seconds(vendors[index:])):
             # Stuck past the lease (cut off the network mid-call, say): another run holds the
             # notification now, and sending to the next vendor too would be an unflagged copy.
             logger.warning("send stopped before %s: another run took the notification over", vendor.name,
@@ -243,6 +252,27 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[
     if not tried_any and skipped:
         last_error = "Every vendor was skipped (circuit open or rate limited)."
     return notification_settle_retry(notification=notification, error=last_error)
+
+
+def _lease_running_out(notification: Notification, vendor: Vendor) -> bool:
+    """Could a call to `vendor` outlast this run's lease? Only for a run held up since its claim
+    (cut off the network, say): once its lease has run out, another run may hold the
+    notification, and a call now would be a second, unflagged copy."""
+    if notification.lease_until is None:
+        return True
+    return timezone.now() + timedelta(seconds=vendor.timeout_seconds) > notification.lease_until
+
+
+def _delivered_by_an_earlier_run(notification: Notification) -> Accepted | None:
+    """An attempt of an earlier run that a vendor accepted, though that run could no longer
+    settle the notification (it had lost its claim while its call was in flight): that is the
+    delivery, and it is recorded as such instead of being sent again."""
+    attempt = (DeliveryAttempt.objects.filter(notification=notification, outcome=AttemptOutcome.SENT)
+               .select_related("vendor").order_by("started_at", "id").first())
+    if attempt is None:
+        return None
+    return Accepted(attempt=attempt, duration=(attempt.duration_ms or 0) / 1000,
+                    result=VendorResult(message_id=attempt.vendor_message_id, status_code=attempt.status_code))
 
 
 def _ask_after_timeout(

@@ -79,9 +79,14 @@ def _claim_sql() -> str:
 def notification_settle_sent_with_attempt(
     *, notification: Notification, attempt_id: int, duration_ms: float, status_code: int | None, message_id: str,
     vendor_id: int, now: datetime, possible_duplicate: bool,
-) -> None:
+) -> tuple[bool | None, bool]:
     """Complete the attempt (`sent`) and settle the notification `sent`, in one statement,
-    unless another run took the notification over (then only the attempt is completed)."""
+    unless another run took the notification over (then only the attempt is completed).
+
+    Returns (the notification's `possible_duplicate` as settled, or None when another run holds
+    it; whether this late copy flagged a notification another run had already settled `sent`).
+    The settled flag is also raised when another attempt of the notification was `sent` with
+    another vendor message id: two runs delivered it (`lifecycle.notification_settle_sent`)."""
     with connection.cursor() as cursor:
         cursor.execute(_settle_sent_sql(), {
             "attempt_id": attempt_id, "outcome": AttemptOutcome.SENT, "duration_ms": duration_ms,
@@ -89,23 +94,39 @@ def notification_settle_sent_with_attempt(
             "delivery_count": notification.delivery_count, "vendor_id": vendor_id, "now": now,
             "possible_duplicate": possible_duplicate, "attempt_count": notification.attempt_count + 1,
         })
+        settled_flagged, flagged_late = cursor.fetchone()
+    return settled_flagged, flagged_late
 
 
 @cache
 def _settle_sent_sql() -> str:
     attempts = DeliveryAttempt._meta.db_table
     table = Notification._meta.db_table
+    sent, sending = NotificationStatus.SENT, NotificationStatus.SENDING
+    # The two UPDATEs of the notification exclude each other (this delivery_count, or another).
     return f"""
         WITH finished AS (
             UPDATE {attempts}
                SET outcome = %(outcome)s, duration_ms = %(duration_ms)s, status_code = %(status_code)s,
                    vendor_message_id = %(message_id)s
-             WHERE id = %(attempt_id)s)
-        UPDATE {table}
-           SET status = '{NotificationStatus.SENT}', vendor_id = %(vendor_id)s, vendor_message_id = %(message_id)s,
-               sent_at = %(now)s, next_attempt_at = NULL, possible_duplicate = %(possible_duplicate)s,
-               attempt_count = %(attempt_count)s, last_error = '', lease_until = NULL, updated_at = %(now)s
-         WHERE id = %(id)s AND status = '{NotificationStatus.SENDING}' AND delivery_count = %(delivery_count)s"""  # noqa: S608
+             WHERE id = %(attempt_id)s),
+        late AS (
+            UPDATE {table} SET possible_duplicate = TRUE, updated_at = %(now)s
+             WHERE id = %(id)s AND status = '{sent}' AND delivery_count <> %(delivery_count)s
+               AND vendor_message_id <> %(message_id)s
+            RETURNING id),
+        settled AS (
+            UPDATE {table}
+               SET status = '{sent}', vendor_id = %(vendor_id)s, vendor_message_id = %(message_id)s,
+                   sent_at = %(now)s, next_attempt_at = NULL, attempt_count = %(attempt_count)s, last_error = '',
+                   lease_until = NULL, updated_at = %(now)s,
+                   possible_duplicate = %(possible_duplicate)s OR EXISTS (
+                       SELECT 1 FROM {attempts} AS a
+                        WHERE a.notification_id = %(id)s AND a.outcome = '{AttemptOutcome.SENT}'
+                          AND a.id <> %(attempt_id)s AND a.vendor_message_id <> %(message_id)s)
+             WHERE id = %(id)s AND status = '{sending}' AND delivery_count = %(delivery_count)s
+            RETURNING possible_duplicate)
+        SELECT (SELECT possible_duplicate FROM settled), EXISTS (SELECT 1 FROM late)"""  # noqa: S608
 
 
 def notifications_insert_dispatched(
