@@ -7,7 +7,11 @@ budget of the render in progress at every point where a template can spend time 
 
 - **Time**: the deadline is checked at every loop iteration (every `{% for %}` iterable is
   wrapped at parse time), every call (functions, methods, macros, `loop(...)`, blocks), every
-  filter, every intercepted operator and every output.
+  filter, every intercepted operator and every output. The time is the CPU time of the
+  rendering thread: a template can only spend CPU (it can neither sleep nor wait on I/O), and a
+  busy machine that holds the thread up must not fail a good template permanently. The cheap
+  wall clock is read first; the thread's CPU clock only once the wall clock has run out (a
+  thread's CPU time never passes its wall time).
 - **Output**: every character a template produces counts, including output that is captured
   rather than returned (`{% set %}` blocks, macro bodies, `{% filter %}` and `{% call %}`
   blocks); past the limit the render stops before the text is joined.
@@ -61,16 +65,18 @@ class RenderBudget:
     time_limit: float
     max_chars: int
     deadline: float = field(init=False)
+    cpu_deadline: float = field(init=False)
     emitted: int = 0
     depth: int = 0
     _iterations: int = 0
 
     def __post_init__(self) -> None:
         self.deadline = time.monotonic() + self.time_limit
+        self.cpu_deadline = time.thread_time() + self.time_limit
 
     def tick(self) -> None:
-        """Stop the render once its time is up."""
-        if time.monotonic() > self.deadline:
+        """Stop the render once it has spent its time (CPU time of this thread)."""
+        if time.monotonic() > self.deadline and time.thread_time() > self.cpu_deadline:
             raise RenderBudgetExceeded(f"rendering took longer than {self.time_limit:g} s")
 
     def iteration(self) -> None:

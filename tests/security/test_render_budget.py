@@ -19,6 +19,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from money import formatting as money_formatting
+from notifications import rendering
 from notifications.collectors import OutboxCollector
 from notifications.configuration import template_save
 from notifications.dispatch import trigger_dispatch
@@ -117,7 +118,9 @@ def test_a_locale_loaded_on_first_use_is_not_charged_to_the_template(settings, m
     read_cldr = babel.localedata.load
 
     def read_cldr_on_a_busy_machine(name: str, merge_inherited: bool = True) -> dict:
-        time.sleep(0.2)
+        spent_from = time.thread_time()
+        while time.thread_time() - spent_from < 0.2:  # 0.2 s of this thread's CPU
+            pass
         return read_cldr(name, merge_inherited)
 
     monkeypatch.setattr(babel.localedata, "load", read_cldr_on_a_busy_machine)
@@ -128,6 +131,23 @@ def test_a_locale_loaded_on_first_use_is_not_charged_to_the_template(settings, m
                                context={}, locale="fr-CA")
 
     assert rendered.text.replace("\u202f", " ").replace("\xa0", " ") == "Total: 1 234,50 €"
+
+
+def test_a_render_the_machine_holds_up_is_not_charged_for_the_wait(settings, monkeypatch) -> None:
+    """The budget counts the CPU the render spends: a thread the machine does not run for a while
+    (other processes, other threads holding the GIL) has not spent its budget."""
+    settings.TEMPLATE_RENDER_TIME_LIMIT = 0.05
+    format_money = rendering.money_format
+
+    def format_money_on_a_busy_machine(*args: object) -> str:
+        time.sleep(0.3)  # descheduled: wall time passes, this thread's CPU time does not
+        return format_money(*args)
+
+    monkeypatch.setattr(rendering, "money_format", format_money_on_a_busy_machine)
+
+    rendered = template_render(subject="", body_text="Total: {{ 12|money('USD') }}", body_html="", context={})
+
+    assert rendered.text == "Total: $12.00"
 
 
 def test_the_output_limit_is_a_setting_and_counts_every_part(settings) -> None:
