@@ -37,6 +37,7 @@ from notifications.models import (
 from notifications.publisher import task_publish_bounded
 from notifications.receipt_mapping import TWILIO_RECIPIENT_FAULT_CODES
 from notifications.routing import channel_vendors, route_for
+from notifications.sending import Accepted, outbound_message, vendor_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -122,15 +123,13 @@ def delivery_fallback_send(*, attempt_id: int) -> str:
 def _try_vendor(notification: Notification, vendor: Vendor, *, previous_message_id: str) -> str:
     """One fallback attempt through `vendor`: `sent`, `skipped` (circuit or rate limit),
     `permanent` or `failed`."""
-    from notifications.sending import Accepted, _attempt, _message
-
     route = route_for(vendor)
     if not route.circuit.try_acquire():
         return "skipped"
     if not route.limiter.try_acquire().allowed:
         route.circuit.release()
         return "skipped"
-    tried = _attempt(notification, route, _message(notification))
+    tried = vendor_attempt(notification, route, outbound_message(notification))
     if not isinstance(tried, Accepted):
         outcome, _error, _row = tried
         return "permanent" if outcome == AttemptOutcome.PERMANENT_ERROR else "failed"

@@ -173,7 +173,8 @@ def _render(notification: Notification) -> None:
     )
 
 
-def _message(notification: Notification) -> OutboundMessage:
+def outbound_message(notification: Notification) -> OutboundMessage:
+    """The message every vendor of the notification is sent: its stored content, its headers."""
     return OutboundMessage(
         channel=notification.channel,
         to=notification.recipient,
@@ -187,7 +188,7 @@ def _message(notification: Notification) -> OutboundMessage:
 
 
 def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[Uncertain]) -> SendOutcome:
-    message = _message(notification)
+    message = outbound_message(notification)
     if uncertain and (found := lookup_before_resend(notification=notification, vendors=vendors, uncertain=uncertain,
                                                     message=message, lease=lease_seconds(vendors))):
         return _settle_found(notification, found, uncertain)
@@ -225,7 +226,7 @@ def _deliver(notification: Notification, vendors: list[Vendor], uncertain: list[
             skipped.append(_skip(notification, vendor, AttemptOutcome.RATE_LIMITED, "Send-rate limit spent."))
             continue
         tried_any = True
-        tried = _attempt(notification, route, message)
+        tried = vendor_attempt(notification, route, message)
         if isinstance(tried, Accepted):
             if skipped:
                 DeliveryAttempt.objects.bulk_create(skipped)
@@ -309,12 +310,12 @@ def _skip(notification: Notification, vendor: Vendor, outcome: str, error: str) 
     )
 
 
-def _attempt(
+def vendor_attempt(
     notification: Notification, route: Route, message: OutboundMessage
 ) -> Accepted | tuple[str, str, DeliveryAttempt]:
     """One vendor call, written before and completed after (a failure here, a success together
     with the notification in `notification_settle_sent`). Returns Accepted, else (outcome, error text, the
-    attempt row)."""
+    attempt row). Also the delivery fallback's one call (delivery_fallback.py)."""
     vendor = route.vendor
     attempt = _attempt_begin(notification, vendor)
     started = time.perf_counter()
