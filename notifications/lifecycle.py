@@ -25,8 +25,9 @@ by a send run is conditional on the run still holding the notification (`sending
 same `delivery_count`): a run stuck past its lease, whose notification another run took over,
 changes nothing but its own attempt row, except to flag `possible_duplicate` on a notification
 the other run has already settled `sent` when its own copy was delivered too (whichever of two
-delivering runs settles second flags it); a later claim takes such a copy as the delivery. The sweeper changes no status: it finds what is due
-but forgotten (`notifications_forgotten_take`) and queues it again. Retry scheduling: the send
+delivering runs settles second flags it); a later claim takes such a copy as the delivery.
+The sweeper changes no status: it finds what is due but forgotten
+(`notifications_forgotten_take`) and queues it again. Retry scheduling: the send
 asks for a next run (`SendOutcome.retry_in`); a short delay is queued (`notification_retry_schedule`),
 a long one is left to the sweeper, which finds the row by its `next_attempt_at`.
 
