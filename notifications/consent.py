@@ -23,19 +23,17 @@ from functools import cache
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Q, Subquery
 from django.urls import reverse
 
 from notifications.lifecycle import notification_settle_suppressed
 from notifications.models import (
     Channel,
-    EventCategory,
-    EventType,
     Notification,
     Suppression,
     SuppressionScope,
     SuppressionSource,
 )
+from notifications.statements import consent_read
 from notifications.vendors.base import VendorError
 
 logger = logging.getLogger(__name__)
@@ -102,20 +100,14 @@ def suppression_remove(*, channel: str, address: str, sources: tuple[str, ...]) 
 def notification_suppressed(*, notification: Notification) -> bool:
     """If the recipient is suppressed for this notification (its channel, and a scope that
     covers its event type's category), settle it `suppressed` and return True; no vendor may
-    then be called. One query, which also tells whether the event is marketing: it is kept on
-    the instance (`is_marketing`) for `unsubscribe_headers`. Called by the send flow before
-    any vendor call."""
-    marketing = EventType.objects.filter(name=notification.event_type, category=EventCategory.MARKETING)
-    covering = Suppression.objects.filter(
-        Q(scope=SuppressionScope.ALL) | Q(Q(scope=SuppressionScope.MARKETING) & Exists(marketing)),
+    then be called. One statement (`statements.consent_read`), which also tells whether the
+    event is marketing: it is kept on the instance (`is_marketing`) for `unsubscribe_headers`.
+    Called by the send flow before any vendor call."""
+    notification.is_marketing, source = consent_read(
+        event_type=notification.event_type,
         channel=notification.channel,
         address_hash=address_hash(channel=notification.channel, address=notification.recipient),
-    ).order_by("scope")
-    # Asked of the notification's own row, so both answers come back in one query.
-    answer = Notification.objects.filter(pk=notification.pk).values_list(
-        Exists(marketing), Subquery(covering.values("source")[:1])
-    )[:1]
-    notification.is_marketing, source = next(iter(answer), (False, None))
+    )
     if source is None:
         return False
     notification_settle_suppressed(

@@ -14,6 +14,9 @@ it stands for (notifications/tests/test_statements.py):
   notifications in one statement (the rows already claimed, see lifecycle.py).
 - `trigger_insert`: the trigger's INSERT, which a caller composes with its own rows (the
   checkout's order and lines) into one statement: a checkout is one round trip.
+- `consent_read`: the consent check before every send (is the event marketing, and which
+  suppression covers the recipient), one statement built once: the ORM query it stands for
+  (an Exists and a Subquery) cost about a third of a worker's CPU to compile per send.
 
 Every statement is built from the models' own metadata and status constants; every value is a
 bound parameter.
@@ -28,7 +31,17 @@ from functools import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from notifications.models import AttemptOutcome, DeliveryAttempt, Notification, NotificationStatus, NotificationTrigger
+from notifications.models import (
+    AttemptOutcome,
+    DeliveryAttempt,
+    EventCategory,
+    EventType,
+    Notification,
+    NotificationStatus,
+    NotificationTrigger,
+    Suppression,
+    SuppressionScope,
+)
 from notifications.row_inserts import Statement, insert_fields, insert_params, rows_insert
 
 CLAIMABLE = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
@@ -165,6 +178,30 @@ def _dispatch_sql(rows: int) -> str:
         SELECT * FROM (VALUES {", ".join([row] * rows)}) AS wanted
          WHERE EXISTS (SELECT 1 FROM marked)
         RETURNING id, channel, status"""  # noqa: S608
+
+
+def consent_read(*, event_type: str, channel: str, address_hash: str) -> tuple[bool, str | None]:
+    """(whether `event_type` is a marketing event, the source of the suppression that covers the
+    address on `channel` for it, or None): scope `all` covers every event, scope `marketing`
+    only marketing ones; `all` wins when both match. One statement, no writes."""
+    with connection.cursor() as cursor:
+        cursor.execute(_consent_sql(), {"event_type": event_type, "channel": channel, "address_hash": address_hash})
+        marketing, source = cursor.fetchone()
+    return bool(marketing), source
+
+
+@cache
+def _consent_sql() -> str:
+    event_types = EventType._meta.db_table
+    suppressions = Suppression._meta.db_table
+    return f"""
+        SELECT m.marketing,
+               (SELECT s.source FROM {suppressions} AS s
+                 WHERE s.channel = %(channel)s AND s.address_hash = %(address_hash)s
+                   AND (s.scope = '{SuppressionScope.ALL}' OR (s.scope = '{SuppressionScope.MARKETING}' AND m.marketing))
+                 ORDER BY s.scope LIMIT 1)
+          FROM (SELECT EXISTS (SELECT 1 FROM {event_types}
+                                WHERE name = %(event_type)s AND category = '{EventCategory.MARKETING}') AS marketing) AS m"""  # noqa: S608
 
 
 def trigger_insert(trigger: NotificationTrigger) -> Statement:

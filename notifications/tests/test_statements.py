@@ -8,17 +8,23 @@ from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, connection
-from django.db.models import F, Q
+from django.db.models import Exists, F, Q
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from notifications import statements
+from notifications.consent import address_hash
 from notifications.models import (
     AttemptOutcome,
     DeliveryAttempt,
+    EventCategory,
+    EventType,
     Notification,
     NotificationStatus,
     NotificationTrigger,
+    Suppression,
+    SuppressionScope,
+    SuppressionSource,
     Vendor,
 )
 from notifications.row_inserts import rows_insert_before
@@ -226,3 +232,36 @@ def test_the_trigger_insert_writes_what_save_writes() -> None:
 
     assert _row(NotificationTrigger, inserted_id) == _row(NotificationTrigger, by_orm.pk)
     assert by_statement.created_at is not None  # filled as save() fills it
+
+
+def _consent_with_orm(*, event_type: str, channel: str, address_hash: str) -> tuple[bool, str | None]:
+    """What the consent statement stands for, in the ORM (an Exists and a Subquery)."""
+    marketing = EventType.objects.filter(name=event_type, category=EventCategory.MARKETING)
+    covering = Suppression.objects.filter(
+        Q(scope=SuppressionScope.ALL) | Q(Q(scope=SuppressionScope.MARKETING) & Exists(marketing)),
+        channel=channel, address_hash=address_hash,
+    ).order_by("scope")
+    return marketing.exists(), covering.values_list("source", flat=True).first()
+
+
+@pytest.mark.parametrize(("category", "scopes", "channel", "expected"), [
+    (EventCategory.TRANSACTIONAL, [], "email", (False, None)),
+    (EventCategory.TRANSACTIONAL, [SuppressionScope.MARKETING], "email", (False, None)),
+    (EventCategory.MARKETING, [SuppressionScope.MARKETING], "email", (True, SuppressionSource.UNSUBSCRIBE)),
+    (EventCategory.TRANSACTIONAL, [SuppressionScope.ALL], "email", (False, SuppressionSource.HARD_BOUNCE)),
+    (EventCategory.MARKETING, [SuppressionScope.MARKETING, SuppressionScope.ALL], "email", (True, SuppressionSource.HARD_BOUNCE)),
+    (EventCategory.TRANSACTIONAL, [SuppressionScope.ALL], "sms", (False, None)),
+])
+def test_the_consent_statement_answers_what_the_orm_query_answers(category, scopes, channel, expected) -> None:
+    EventType.objects.update_or_create(name="spring_sale", defaults={"category": category})
+    digest = address_hash(channel="email", address="ana@example.com")
+    for scope in scopes:
+        source = SuppressionSource.HARD_BOUNCE if scope == SuppressionScope.ALL else SuppressionSource.UNSUBSCRIBE
+        Suppression.objects.create(channel="email", address_hash=digest, scope=scope, source=source)
+    hashed = address_hash(channel=channel, address="ana@example.com") if channel != "email" else digest
+
+    answer = statements.consent_read(event_type="spring_sale", channel=channel, address_hash=hashed)
+
+    assert answer == expected
+    assert answer == _consent_with_orm(event_type="spring_sale", channel=channel, address_hash=hashed)
+    assert statements.consent_read(event_type="no_such_event", channel=channel, address_hash=hashed)[0] is False
