@@ -21,7 +21,7 @@ from notifications.publisher import notification_enqueue
 from notifications.rendering import TemplateRenderError
 from notifications.routing import channel_vendors
 from notifications.sending import notification_render, notification_send, notification_send_claimed
-from notifications.statements import notifications_insert_dispatched
+from notifications.statements import notifications_insert_dispatched, trigger_read
 from notifications.template_cache import template_resolve
 
 logger = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def _notifications_wanted(trigger: NotificationTrigger) -> list[Notification]:
 
 def _trigger_fetch(trigger_id: int) -> NotificationTrigger | None:
     # int(): a malformed id (a poison message) fails here as ValueError.
-    return NotificationTrigger.objects.filter(pk=int(trigger_id)).first()
+    return trigger_read(trigger_id=int(trigger_id))
 
 
 def _notifications_create(trigger: NotificationTrigger, wanted: list[Notification]) -> list[tuple[int, str, str]] | None:

@@ -66,6 +66,7 @@ from notifications.reconciliation import (
 )
 from notifications.rendering import TemplateRenderError, template_render
 from notifications.routing import Route, channel_vendors, route_for
+from notifications.statements import attempt_insert
 from notifications.template_cache import template_resolve
 from notifications.vendors.base import OutboundMessage, VendorError, VendorResult
 
@@ -363,7 +364,7 @@ def vendor_attempt(
 
 def _attempt_begin(notification: Notification, vendor: Vendor) -> DeliveryAttempt:
     """Insert the attempt row (outcome empty: in flight) before the call."""
-    return DeliveryAttempt.objects.create(notification=notification, vendor=vendor, started_at=timezone.now())
+    return attempt_insert(DeliveryAttempt(notification=notification, vendor=vendor, started_at=timezone.now()))
 
 
 def _attempt_finish(attempt: DeliveryAttempt, outcome: str, duration: float, **fields: object) -> None:

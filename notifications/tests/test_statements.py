@@ -265,3 +265,29 @@ def test_the_consent_statement_answers_what_the_orm_query_answers(category, scop
     assert answer == expected
     assert answer == _consent_with_orm(event_type="spring_sale", channel=channel, address_hash=hashed)
     assert statements.consent_read(event_type="no_such_event", channel=channel, address_hash=hashed)[0] is False
+
+
+def test_the_attempt_insert_writes_what_save_writes() -> None:
+    notification = _notification(_trigger())
+    vendor = Vendor.objects.filter(channel="email").first() or Vendor.objects.create(
+        name="mail", channel="email", adapter="smtp", priority=1)
+    started = timezone.now()
+    by_statement = DeliveryAttempt(notification=notification, vendor=vendor, started_at=started)
+    by_orm = DeliveryAttempt.objects.create(notification=notification, vendor=vendor, started_at=started)
+
+    inserted = statements.attempt_insert(by_statement)
+
+    assert inserted.pk is not None and inserted.pk != by_orm.pk
+    assert _row(DeliveryAttempt, inserted.pk, without={"id"}) == _row(DeliveryAttempt, by_orm.pk, without={"id"})
+    DeliveryAttempt.objects.filter(pk=inserted.pk).update(outcome=AttemptOutcome.SENT)  # a saved row, as create() gives
+    assert DeliveryAttempt.objects.get(pk=inserted.pk).outcome == AttemptOutcome.SENT
+
+
+def test_the_trigger_read_loads_what_the_orm_loads() -> None:
+    trigger = _trigger(request_id="req-7")
+
+    read = statements.trigger_read(trigger_id=trigger.pk)
+
+    assert model_to_dict(read) == model_to_dict(NotificationTrigger.objects.get(pk=trigger.pk))
+    assert read.pk == trigger.pk and not read._state.adding
+    assert statements.trigger_read(trigger_id=trigger.pk + 1000) is None
