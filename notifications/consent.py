@@ -97,17 +97,30 @@ def suppression_remove(*, channel: str, address: str, sources: tuple[str, ...]) 
     return removed
 
 
+def notifications_consent_read(*, notifications: list[Notification]) -> None:
+    """Read the consent of notifications of one event (one dispatch's sends) in one statement,
+    for `notification_suppressed`: each instance keeps whether its event is marketing
+    (`is_marketing`, for `unsubscribe_headers`) and the source of the suppression covering its
+    recipient (`suppressed_by`, or None). A dispatch reads it for all its sends just before the
+    first vendor call; a send run alone reads its own (one statement either way)."""
+    if not notifications:
+        return
+    marketing, sources = consent_read(
+        event_type=notifications[0].event_type,
+        addresses=[(n.channel, address_hash(channel=n.channel, address=n.recipient)) for n in notifications],
+    )
+    for notification, source in zip(notifications, sources, strict=True):
+        notification.is_marketing, notification.suppressed_by = marketing, source
+
+
 def notification_suppressed(*, notification: Notification) -> bool:
     """If the recipient is suppressed for this notification (its channel, and a scope that
     covers its event type's category), settle it `suppressed` and return True; no vendor may
-    then be called. One statement (`statements.consent_read`), which also tells whether the
-    event is marketing: it is kept on the instance (`is_marketing`) for `unsubscribe_headers`.
-    Called by the send flow before any vendor call."""
-    notification.is_marketing, source = consent_read(
-        event_type=notification.event_type,
-        channel=notification.channel,
-        address_hash=address_hash(channel=notification.channel, address=notification.recipient),
-    )
+    then be called. Uses the answer `notifications_consent_read` left on the instance, or reads
+    it (one statement). Called by the send flow before any vendor call."""
+    if not hasattr(notification, "suppressed_by"):
+        notifications_consent_read(notifications=[notification])
+    source = notification.suppressed_by
     if source is None:
         return False
     notification_settle_suppressed(

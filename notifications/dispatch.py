@@ -10,6 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from notifications import metrics
+from notifications.consent import notifications_consent_read
 from notifications.dead_triggers import trigger_dispatch_attempt_begin, trigger_dispatch_failure_record
 from notifications.lifecycle import (
     notification_retry_schedule,
@@ -46,6 +47,8 @@ def trigger_dispatch(*, trigger_id: int) -> list[int]:
             notification_enqueue(notification_id=notification_id, channel=channel)
         return [notification_id for notification_id, _ in pending]
     dispatched = trigger_dispatch_claim(trigger_id=trigger_id)
+    # One consent read for every send below (not one per send), just before the first vendor call.
+    notifications_consent_read(notifications=dispatched.claimed)
     sends = [(notification.pk, notification.channel, notification) for notification in dispatched.claimed]
     sends += [(pk, channel, None) for pk, channel in sorted(dispatched.pending.items(), key=_in_channel_order)]
     for position, (notification_id, channel, claimed) in enumerate(sends):

@@ -8,9 +8,10 @@ from django.utils import timezone
 
 from harness.processes import broker_purge
 from notifications import dispatch as dispatch_module
+from notifications.consent import suppression_add
 from notifications.dispatch import trigger_dispatch, trigger_dispatch_claim
 from notifications.lifecycle import lease_seconds
-from notifications.models import DeliveryAttempt, Notification
+from notifications.models import DeliveryAttempt, Notification, SuppressionSource
 from notifications.routing import channel_vendors
 from notifications.sweeper import notifications_sweep
 from notifications.tests.factories import make_trigger, stored_trigger
@@ -197,14 +198,30 @@ def test_a_dispatch_and_both_its_sends_stay_within_their_query_budget(
 ) -> None:
     """The worker's whole share of a checkout (autocommit, as in a worker): the trigger's
     SELECT, the statement that marks it dispatched and inserts its notifications already
-    claimed, then for each send the consent check, the attempt row and the result. No claim
-    statements."""
+    claimed, one consent check for both sends, then for each send the attempt row and the
+    result. No claim statements."""
     trigger_dispatch(trigger_id=stored_trigger().pk)  # warm: the template cache, the vendor lists
     trigger = stored_trigger()
 
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(7):
         trigger_dispatch(trigger_id=trigger.pk)
 
     assert sorted(Notification.objects.filter(trigger=trigger).values_list("channel", "status", "delivery_count")) == [
         ("email", "sent", 1), ("sms", "sent", 1),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dispatch_task_suppresses_a_stopped_number_and_still_sends_the_email(
+    vendors: dict, templates: None, sandbox: SandboxHandle, empty_broker: str
+) -> None:
+    """The dispatch reads consent once for both of its sends: the SMS to a number that sent
+    STOP is settled `suppressed` without a vendor call; the email goes."""
+    suppression_add(channel="sms", address="+447911123456", source=SuppressionSource.SMS_STOP)
+    trigger = make_trigger(email="ana@example.com", phone="+447911123456")
+
+    trigger_dispatch(trigger_id=trigger.pk)
+
+    assert {n.channel: n.status for n in Notification.objects.filter(trigger=trigger)} == {"email": "sent", "sms": "suppressed"}
+    assert sandbox.control.messages("sms-primary") == [] and sandbox.control.messages("sms-fallback") == []
+    assert len(sandbox.control.messages("smtp-primary")) == 1

@@ -260,11 +260,27 @@ def test_the_consent_statement_answers_what_the_orm_query_answers(category, scop
         Suppression.objects.create(channel="email", address_hash=digest, scope=scope, source=source)
     hashed = address_hash(channel=channel, address="ana@example.com") if channel != "email" else digest
 
-    answer = statements.consent_read(event_type="spring_sale", channel=channel, address_hash=hashed)
+    marketing, (source,) = statements.consent_read(event_type="spring_sale", addresses=[(channel, hashed)])
 
-    assert answer == expected
-    assert answer == _consent_with_orm(event_type="spring_sale", channel=channel, address_hash=hashed)
-    assert statements.consent_read(event_type="no_such_event", channel=channel, address_hash=hashed)[0] is False
+    assert (marketing, source) == expected
+    assert (marketing, source) == _consent_with_orm(event_type="spring_sale", channel=channel, address_hash=hashed)
+    assert statements.consent_read(event_type="no_such_event", addresses=[(channel, hashed)])[0] is False
+
+
+def test_the_consent_statement_answers_for_several_addresses_in_their_order() -> None:
+    EventType.objects.update_or_create(name="spring_sale", defaults={"category": EventCategory.MARKETING})
+    stopped, unsubscribed, free = (address_hash(channel=channel, address=address) for channel, address in (
+        ("sms", "+447911123456"), ("email", "ana@example.com"), ("email", "bo@example.com")))
+    Suppression.objects.create(channel="sms", address_hash=stopped, scope=SuppressionScope.ALL, source=SuppressionSource.SMS_STOP)
+    Suppression.objects.create(channel="email", address_hash=unsubscribed, scope=SuppressionScope.MARKETING,
+                               source=SuppressionSource.UNSUBSCRIBE)
+    addresses = [("email", free), ("sms", stopped), ("email", unsubscribed)]
+
+    answer = statements.consent_read(event_type="spring_sale", addresses=addresses)
+
+    assert answer == (True, [None, SuppressionSource.SMS_STOP, SuppressionSource.UNSUBSCRIBE])
+    assert answer[1] == [_consent_with_orm(event_type="spring_sale", channel=channel, address_hash=digest)[1]
+                         for channel, digest in addresses]
 
 
 def test_the_attempt_insert_writes_what_save_writes() -> None:
