@@ -95,7 +95,7 @@ lint: venv ## ruff check .
 test-browser: services-up ## Run only the browser tests of the admin (needs apt-get install chromium)
 	@$(IN_ENV) python -m pytest -m browser tests/browser $(PYTEST_ARGS)
 
-# Fault injection under load (chaos/): its own database (beacon_chaos on DATABASE_URL's server), its own
+# Fault injection under load (chaos/): its own database ($CHAOS_DATABASE, default beacon_chaos, on DATABASE_URL's server), its own
 # Redis, gunicorn, two workers, beat and the sandbox; table in artifacts/chaos/summary.md. About 4 minutes.
 .PHONY: chaos
 chaos: services-up ## Break Beacon on purpose under load (Redis, workers, vendors, PostgreSQL, idempotency)

@@ -9,13 +9,16 @@ server the suite stops and starts (broker, cache and breakers all live in it).
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
 from harness.database import database_url
 from harness.stack import Stack, StackOptions
 
-CHAOS_DATABASE = "beacon_chaos"
+# The suite's database on DATABASE_URL's server (dropped and created on every run); engineers
+# sharing one server name their own, as BENCH_DATABASE does for the bench.
+CHAOS_DATABASE = os.environ.get("CHAOS_DATABASE", "beacon_chaos")
 
 # Tunables of the chaos stack: short enough that each fault plays out in seconds.
 STACK_SETTINGS = {
