@@ -159,9 +159,13 @@ class Systems:
 
     def drain(self, echo: Callable[[str], None], timeout: float) -> None:
         """Wait until Beacon and the peer have delivered their backlogs, so the next point does
-        not share the CPU with them."""
-        self.stack.deliveries_idle_wait(timeout=timeout)
+        not share the CPU with them. A backlog still there after `timeout` is a warning, as the
+        peer's is: the next point then shares the CPU with it, and the log says so."""
         deadline = time.monotonic() + timeout
+        try:
+            self.stack.deliveries_idle_wait(timeout=timeout)
+        except TimeoutError:
+            echo(f"  warning: Beacon had not drained after {timeout:g}s")
         control = self.control
         last, quiet_since = -1, time.monotonic()
         while time.monotonic() < deadline:
