@@ -9,13 +9,15 @@ server the suite stops and starts (broker, cache and breakers all live in it).
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
 from harness.database import database_url
 from harness.stack import Stack, StackOptions
 
-CHAOS_DATABASE = "beacon_chaos"
+# CHAOS_DATABASE in the environment names another (two runs on one server must not share one).
+CHAOS_DATABASE = os.environ.get("CHAOS_DATABASE", "beacon_chaos")
 
 # Tunables of the chaos stack: short enough that each fault plays out in seconds.
 STACK_SETTINGS = {
