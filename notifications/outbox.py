@@ -56,8 +56,9 @@ def trigger_publish(
     writes needs no transaction (no BEGIN and COMMIT round trips). Either way the trigger
     commits, or rolls back, with the change. With TRIGGER_HANDOFF_VIA=notify the write also
     notifies the workers' listener (on COMMIT); otherwise the hand-off after COMMIT publishes,
-    and never raises nor waits long (see publisher.py). Raises ValueError, before writing anything, for an address no
-    notification could store: such a trigger would fail its dispatch on every relay pass.
+    and never raises nor waits long (see publisher.py). Raises ValueError, before writing
+    anything, for an address no notification could store: such a trigger would fail its
+    dispatch on every relay pass.
     """
     _recipients_check(recipients)
     trigger = NotificationTrigger(

@@ -1,6 +1,7 @@
 """The one room that talks to the broker: every task Beacon queues is published here.
 
-- From the web (`task_publish_bounded`): bounded in time, never raises.
+- The hand-off (`task_publish_bounded` from the web with TRIGGER_HANDOFF_VIA=web,
+  `tasks_publish_bounded` from the workers' trigger listener): bounded in time, never raises.
 - From workers and beat (`task_publish`, `notification_enqueue`): through the worker's own
   Celery app; the database keeps every state, so a refused publish is found again by the
   outbox relay or the sweeper.
