@@ -227,7 +227,8 @@ class CheckoutListCreateApi(APIView):
             currency=checkout.currency,
             payment_token=checkout.payment_token,
             idempotency_key=idempotency_key_validate(key) if key is not None else None,
-            fingerprint=request_fingerprint(request.data),
+            # Only a request with a key is compared with an earlier one: no hash without it.
+            fingerprint=request_fingerprint(request.data) if key is not None else "",
         )
         headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
         return Response(outcome.body, status=outcome.status, headers=headers)
