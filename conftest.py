@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from checkout.api_keys import api_client_create
+from checkout.api_keys import api_client_cache_clear, api_client_create
 from checkout.models import ApiClient
 from notifications.routing import vendors_forget
 from notifications.vendors.smtp import smtp_sessions
@@ -41,6 +41,7 @@ def _isolated_cache(settings) -> Iterator[None]:
         "default": {**settings.CACHES["default"], "KEY_PREFIX": f"beacon-test-{uuid.uuid4().hex[:12]}"},
     }
     vendors_forget()  # this process's vendor lists: each test sees its own vendor rows
+    api_client_cache_clear()  # and the API clients it read (rolled back with the last test)
     smtp_sessions.close_all()  # and opens its own SMTP sessions
     yield
     cache.close()

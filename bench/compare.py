@@ -159,9 +159,13 @@ class Systems:
 
     def drain(self, echo: Callable[[str], None], timeout: float) -> None:
         """Wait until Beacon and the peer have delivered their backlogs, so the next point does
-        not share the CPU with them."""
-        self.stack.deliveries_idle_wait(timeout=timeout)
+        not share the CPU with them. A backlog still there after `timeout` is a warning, as the
+        peer's is: the next point then shares the CPU with it, and the log says so."""
         deadline = time.monotonic() + timeout
+        try:
+            self.stack.deliveries_idle_wait(timeout=timeout)
+        except TimeoutError:
+            echo(f"  warning: Beacon had not drained after {timeout:g}s")
         control = self.control
         last, quiet_since = -1, time.monotonic()
         while time.monotonic() < deadline:
@@ -196,22 +200,43 @@ def max_throughput(systems: Systems, cp: CompareProfile, out_dir: Path, echo) ->
                                                        label=f"c1-{name}-checkout-{rep}", **common))
                 bare[name].append(load.closed_loop(path=t.bare_path, label=f"c1-{name}-bare-{rep}", **common))
     systems.drain(echo, cp.drain_timeout)
+    # The same closed loop with the pipeline running (workers sending what the checkouts cause),
+    # each round against the floor's round above; the delivering systems only.
+    running: dict[str, list[load.LoadResult]] = {name: [] for name in DELIVERING}
+    for rep in range(cp.reps):
+        for name in rotated(DELIVERING, rep):
+            t = targets[name]
+            running[name].append(load.closed_loop(path=t.checkout_path, api_key=t.api_key, body=t.body,
+                                                  base_url=t.base_url, concurrency=CONNECTIONS, warmup=cp.warmup,
+                                                  duration=cp.duration, out_dir=out_dir, echo=echo,
+                                                  server_log=t.access_log, label=f"c1-{name}-running-{rep}"))
+            systems.drain(echo, cp.drain_timeout)
     rounds = {name: [_ratio(checkout[name][rep].achieved_rps, checkout["floor"][rep].achieved_rps)
                      for rep in range(cp.reps)] for name in SYSTEMS}
+    rounds_running = {name: [_ratio(running[name][rep].achieved_rps, checkout["floor"][rep].achieved_rps)
+                             for rep in range(cp.reps)] for name in DELIVERING}
     return {
         "connections": CONNECTIONS, "reps": cp.reps,
         "checkout": {name: scenarios.medians(runs) for name, runs in checkout.items()},
         "bare": {name: scenarios.medians(runs) for name, runs in bare.items()},
         "round_ratios": rounds,
-        "ratio_of_floor": {name: scenarios.median([r for r in ratios if r is not None]) or None
-                           for name, ratios in rounds.items()},
+        "ratio_of_floor": _median_ratios(rounds),
+        "checkout_running": {name: scenarios.medians(runs) for name, runs in running.items()},
+        "round_ratios_running": rounds_running,
+        "ratio_of_floor_running": _median_ratios(rounds_running),
     }
 
 
+def _median_ratios(rounds: dict[str, list[float | None]]) -> dict[str, float | None]:
+    return {name: scenarios.median([r for r in ratios if r is not None]) or None for name, ratios in rounds.items()}
+
+
 def latency_at_rates(systems: Systems, cp: CompareProfile, out_dir: Path, echo) -> dict[str, Any]:
-    """Checkout p50/p99 at each fixed rate (locust, evenly spaced), workers running, vendors at 50 ms."""
-    echo(f"== floor, peer, Beacon: checkout latency at {', '.join(f'{r:g}' for r in cp.rates)}/s")
-    scenarios.sandbox_fresh(systems.stack, scenarios.VENDOR_LATENCY_FAST_MS)
+    """Checkout p50/p99 at each fixed rate (locust, evenly spaced), workers running, vendors slow
+    (300 ms): what a customer waits while the notification vendors are slow."""
+    echo(f"== floor, peer, Beacon: checkout latency at {', '.join(f'{r:g}' for r in cp.rates)}/s, "
+         f"vendors at {scenarios.VENDOR_LATENCY_SLOW_MS} ms")
+    scenarios.sandbox_fresh(systems.stack, scenarios.VENDOR_LATENCY_SLOW_MS)
     targets = systems.targets
     points = []
     for rate in cp.rates:
@@ -225,7 +250,7 @@ def latency_at_rates(systems: Systems, cp: CompareProfile, out_dir: Path, echo) 
                                                   body=t.body, echo=echo, server_log=t.access_log))
                 systems.drain(echo, cp.drain_timeout)
         points.append({"rate": rate, "systems": {name: scenarios.medians(r) for name, r in runs.items()}})
-    return {"points": points, "reps": cp.reps}
+    return {"points": points, "reps": cp.reps, "vendor_ms": scenarios.VENDOR_LATENCY_SLOW_MS}
 
 
 def _accepted(out_dir: Path, label: str) -> int:

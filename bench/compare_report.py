@@ -30,11 +30,23 @@ def _throughput(s: dict[str, Any]) -> list[str]:
         lines.append(f"| {LABELS[name]} | {c['achieved_rps']:.0f} | {_ratio(s['ratio_of_floor'][name])} | {rounds} | "
                      f"{c['p50_ms']:.1f} | {c['p99_ms']:.1f} | {_num(c.get('server_p50_ms'))} | {c['errors']:g} | "
                      f"{b['achieved_rps']:.0f} |")
+    if running := s.get("checkout_running"):
+        lines += ["", "The same closed loop with the pipeline running (workers delivering what the checkouts cause), "
+                  "each round against the floor's round above:", "",
+                  "| system | checkouts/s | × floor (median of rounds) | each round | p50 ms | p99 ms | errors |",
+                  "|---|---|---|---|---|---|---|"]
+        for name in DELIVERING:
+            c = running[name]
+            rounds = ", ".join(_ratio(r) for r in s["round_ratios_running"][name])
+            lines.append(f"| {LABELS[name]} | {c['achieved_rps']:.0f} | {_ratio(s['ratio_of_floor_running'][name])} | "
+                         f"{rounds} | {c['p50_ms']:.1f} | {c['p99_ms']:.1f} | {c['errors']:g} |")
     return lines
 
 
 def _latency(s: dict[str, Any]) -> list[str]:
-    lines = ["", f"### Checkout latency at fixed rates (workers running, vendors at 50 ms; medians of {s['reps']})", "",
+    vendor_ms = s.get("vendor_ms", 50)
+    lines = ["", f"### Checkout latency at fixed rates (workers running, vendors at {vendor_ms} ms; medians of "
+             f"{s['reps']})", "",
              "| system | offered/s | achieved/s | p50 ms | p99 ms | server p50 ms | server p99 ms | errors |",
              "|---|---|---|---|---|---|---|---|"]
     for point in s["points"]:

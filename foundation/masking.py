@@ -40,9 +40,24 @@ def address_mask(address: str, *, phone_head_digits: int = PHONE_HEAD_DIGITS) ->
     return address[:1] + MASK * 3 if address else ""
 
 
+# The words _SECRET_ASSIGNMENT starts with: an ASCII text with none of them has nothing it matches.
+_SECRET_WORDS = ("token", "password", "secret", "api_key", "authorization")
+
+
 def text_mask(text: str) -> str:
     """`text` with emails (`j•••@example.com`), phone numbers (`+447••••••321`) and the values
-    of `secret=...`-style assignments (`[redacted]`) masked."""
-    text = _EMAIL_IN_TEXT.sub(lambda m: address_mask(m.group(0)), text)
-    text = _PHONE_IN_TEXT.sub(lambda m: address_mask(m.group(0), phone_head_digits=TEXT_PHONE_HEAD_DIGITS), text)
+    of `secret=...`-style assignments (`[redacted]`) masked.
+
+    Every log line passes here (twice, through the log filter and the formatter), so a pattern
+    runs only where it could match: an email needs an "@", a phone number a "+", an assignment
+    one of its words (checked on the lowered text when it is ASCII; any other text goes to the
+    case-insensitive pattern, whose Unicode case folding `lower()` does not repeat)."""
+    if "@" in text:
+        text = _EMAIL_IN_TEXT.sub(lambda m: address_mask(m.group(0)), text)
+    if "+" in text:
+        text = _PHONE_IN_TEXT.sub(lambda m: address_mask(m.group(0), phone_head_digits=TEXT_PHONE_HEAD_DIGITS), text)
+    if text.isascii():
+        lowered = text.lower()
+        if not any(word in lowered for word in _SECRET_WORDS):
+            return text
     return _SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + "[redacted]", text)

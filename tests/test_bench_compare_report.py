@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.compare import SYSTEMS, rotated
-from bench.report import plots, summary_markdown
+from bench.report import plots, summary_markdown, targets
 
 
 def _load(rps: float, p50: float = 5.0, p99: float = 20.0) -> dict:
@@ -106,3 +106,33 @@ def test_the_plots_include_the_three_systems_throughput_only_when_it_was_measure
 
     without = {**RESULTS, "compare": {k: v for k, v in RESULTS["compare"].items() if k != "max_throughput"}}
     assert plots(without, tmp_path / "none") == []
+
+
+def test_the_targets_table_judges_issue_25_against_the_floor_and_the_peer() -> None:
+    results = {**RESULTS, "compare": {**RESULTS["compare"], "max_throughput": {
+        **RESULTS["compare"]["max_throughput"],
+        "checkout_running": {"peer": _load(250), "beacon": _load(400)},
+        "round_ratios_running": {"peer": [0.18, 0.18, 0.17], "beacon": [0.29, 0.28, 0.3]},
+        "ratio_of_floor_running": {"peer": 0.18, "beacon": 0.29},
+    }}}
+    rows = {target: (measured, met) for target, measured, _, met in targets(results)}
+
+    measured, met = rows["Beacon's checkout max >= 0.6 of the floor's (limitapp.py), workers stopped"]
+    assert measured.startswith("0.34 (480 vs 1400 checkouts/s, median of 3 rounds); with the pipeline running 0.29")
+    assert not met
+    measured, met = rows["Beacon ahead of the peer: checkout latency, vendors at 50 ms"]
+    assert "25/s: p50 7.0 vs 9.0, p99 30.0 vs 40.0 ms" in measured and met
+    assert rows["Beacon ahead of the peer: delivery rate (vendors at 50 ms)"][1]
+    measured, met = rows["Beacon ahead of the peer: loss (broker down 20 s, a worker killed)"]
+    assert measured == "Beacon 0 not delivered, 0 twice; peer 236 not delivered, 2 twice" and met
+    running = summary_markdown(results).split("The same closed loop with the pipeline running")[1].split("###")[0]
+    assert "| Beacon | 400 | 0.29 | 0.29, 0.28, 0.30 |" in running
+
+
+def test_beacon_behind_the_peer_on_latency_is_a_missed_target() -> None:
+    slower = {**RESULTS["compare"]["latency"], "points": [
+        {"rate": 25, "systems": {"floor": _load(25, 2, 6), "peer": _load(25, 9, 40), "beacon": _load(25, 11, 30)}}]}
+    results = {**RESULTS, "compare": {**RESULTS["compare"], "latency": slower}}
+    rows = {target: (distance, met) for target, _, distance, met in targets(results)}
+
+    assert rows["Beacon ahead of the peer: checkout latency, vendors at 50 ms"] == ("behind on 1", False)

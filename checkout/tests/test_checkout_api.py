@@ -10,6 +10,7 @@ from django.db import DataError, connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from checkout import api_keys
 from checkout.models import ApiClient, IdempotencyRecord, Order, OrderLine
 from checkout.services import Customer, LineItem, checkout_create
 from checkout.tests.factories import CHECKOUTS_URL, VALID_CHECKOUT, checkout_body
@@ -310,3 +311,63 @@ def test_a_failing_hand_off_after_commit_still_answers_201(api: APIClient, monke
 
     assert response.status_code == 201
     assert NotificationTrigger.objects.filter(dispatched_at__isnull=True).count() == 1  # left for the relay
+
+
+@pytest.mark.django_db
+def test_a_key_revoked_elsewhere_stops_working_within_a_second(
+    api: APIClient, api_client_with_key: tuple[ApiClient, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process revokes the key (an UPDATE this process hears nothing of): this process
+    still trusts the client row it read for at most KEY_CACHE_SECONDS, then refuses the key."""
+    client, _ = api_client_with_key
+    now = [1000.0]
+    monkeypatch.setattr(api_keys, "_clock", lambda: now[0])
+    assert api.get(CHECKOUTS_URL).status_code == 200
+
+    ApiClient.objects.filter(pk=client.pk).update(is_active=False)
+    now[0] += api_keys.KEY_CACHE_SECONDS - 0.01
+    assert api.get(CHECKOUTS_URL).status_code == 200
+    now[0] += 0.02
+    assert api.get(CHECKOUTS_URL).status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_key_revoked_or_rotated_in_this_process_stops_working_at_once(
+    api: APIClient, api_client_with_key: tuple[ApiClient, str]
+) -> None:
+    client, old_key = api_client_with_key
+    assert api.get(CHECKOUTS_URL).status_code == 200
+
+    new_key = api_keys.api_client_key_rotate(client=client)
+    assert api.get(CHECKOUTS_URL).status_code == 401
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {new_key}")
+    assert api.get(CHECKOUTS_URL).status_code == 200
+
+    client.is_active = False
+    client.save(update_fields=["is_active"])
+    assert api.get(CHECKOUTS_URL).status_code == 401
+    assert old_key != new_key
+
+
+@pytest.mark.django_db
+def test_the_client_row_is_read_once_a_second_per_process(
+    api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(api_keys, "_clock", lambda: now[0])
+    assert api.get(CHECKOUTS_URL).status_code == 200
+    with CaptureQueriesContext(connection) as second:
+        assert api.get(CHECKOUTS_URL).status_code == 200
+    assert not [query for query in second.captured_queries if "checkout_apiclient" in query["sql"]]
+    now[0] += api_keys.KEY_CACHE_SECONDS
+    with CaptureQueriesContext(connection) as later:
+        assert api.get(CHECKOUTS_URL).status_code == 200
+    assert [query for query in later.captured_queries if "checkout_apiclient" in query["sql"]]
+
+
+def test_the_key_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_keys, "KEY_CACHE_MAX_CLIENTS", 3)
+    monkeypatch.setattr(api_keys, "api_client_by_prefix", lambda prefix: ApiClient(pk=1, key_prefix=prefix))
+    for index in range(10):
+        api_keys._active_client(f"prefix{index:02d}")
+        assert len(api_keys._clients_by_prefix) <= 3
