@@ -16,8 +16,7 @@ from pathlib import Path
 from harness.database import database_url
 from harness.stack import Stack, StackOptions
 
-# The suite's database on DATABASE_URL's server (dropped and created on every run); engineers
-# sharing one server name their own, as BENCH_DATABASE does for the bench.
+# CHAOS_DATABASE in the environment names another (two runs on one server must not share one).
 CHAOS_DATABASE = os.environ.get("CHAOS_DATABASE", "beacon_chaos")
 
 # Tunables of the chaos stack: short enough that each fault plays out in seconds.

@@ -121,6 +121,9 @@ class ClusterStack(Stack):
     def env(self, *, direct: bool = False, via_proxy: bool = False, **extra: str) -> dict[str, str]:
         """A Beacon process's environment: PostgreSQL through PgBouncer, or `direct`ly."""
         environment = super().env(**extra)
+        # The workers' trigger listener needs a session of its own: LISTEN does not work
+        # through PgBouncer in transaction mode (docs/reliability.md, "The hand-off").
+        environment["TRIGGER_LISTENER_DATABASE_URL"] = self.direct_database_url
         if direct:
             environment["DATABASE_URL"] = self.direct_database_url
         return environment

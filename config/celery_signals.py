@@ -127,3 +127,29 @@ def worker_child_freeze(**_: Any) -> None:
 @signals.worker_process_shutdown.connect
 def worker_process_gone(pid: int | None = None, **_: Any) -> None:
     process_mark_dead(pid or os.getpid())
+
+
+@signals.worker_ready.connect
+def worker_trigger_listener_started(**_: Any) -> None:
+    """The notify hand-off's listener (notifications/trigger_listener.py), in the worker's main
+    process: one per worker, whatever its pool."""
+    from notifications.trigger_listener import worker_trigger_listener_start
+
+    worker_trigger_listener_start()
+
+
+@signals.worker_shutting_down.connect
+def worker_trigger_listener_stopping(**_: Any) -> None:
+    """Stop listening as soon as the worker starts shutting down (sent from its signal
+    handler: only asks, does not wait)."""
+    from notifications.trigger_listener import worker_trigger_listener_stop
+
+    worker_trigger_listener_stop(wait=False)
+
+
+@signals.worker_shutdown.connect
+def worker_trigger_listener_stopped(**_: Any) -> None:
+    """Before the worker exits: wait a bounded time for the listener to finish."""
+    from notifications.trigger_listener import worker_trigger_listener_stop
+
+    worker_trigger_listener_stop(wait=True)

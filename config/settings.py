@@ -340,14 +340,26 @@ if not PAYMENT_GATEWAY:
 # link-local and metadata addresses are refused whatever this says.
 VENDOR_EGRESS_ALLOWED_NETWORKS = _networks("VENDOR_EGRESS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"] if DEBUG else [])
 VENDOR_EGRESS_ALLOW_HTTP = env.bool("VENDOR_EGRESS_ALLOW_HTTP", default=DEBUG)
-# What runs right after a trigger commits (a dotted path): publish its dispatch task. The
+# How a committed trigger reaches the broker (docs/reliability.md, "The hand-off"):
+# - "notify" (default): the trigger's INSERT also runs pg_notify, delivered on COMMIT; a listener
+#   thread in every Celery worker (notifications/trigger_listener.py) claims the trigger and
+#   publishes its dispatch. The checkout request never talks to the broker.
+# - "web": the web publishes the dispatch itself right after COMMIT, bounded in time (publisher.py).
+# Either way the outbox relay hands over what the hand-off missed, after OUTBOX_RELAY_GRACE.
+_SYNC_SEND = env.bool("BEACON_SYNC_SEND", default=False)
+TRIGGER_HANDOFF_VIA = env.str("TRIGGER_HANDOFF_VIA", default="web" if _SYNC_SEND else "notify")
+_TRIGGER_HANDOFFS = {"notify": "notifications.outbox.trigger_handoff_notified", "web": "notifications.outbox.trigger_handoff"}
+if TRIGGER_HANDOFF_VIA not in _TRIGGER_HANDOFFS:
+    raise ImproperlyConfigured(f"TRIGGER_HANDOFF_VIA must be one of {sorted(_TRIGGER_HANDOFFS)}, not {TRIGGER_HANDOFF_VIA!r}")
+# What runs right after a trigger commits (a dotted path), from TRIGGER_HANDOFF_VIA. The
 # benchmark's "before" architecture (BEACON_SYNC_SEND=true, bench only: the case study's
 # comparison; never in production) delivers inside the checkout request instead.
-TRIGGER_HANDOFF = (
-    "bench.sync_send.trigger_deliver_inline"
-    if env.bool("BEACON_SYNC_SEND", default=False)
-    else "notifications.outbox.trigger_handoff"
-)
+TRIGGER_HANDOFF = "bench.sync_send.trigger_deliver_inline" if _SYNC_SEND else _TRIGGER_HANDOFFS[TRIGGER_HANDOFF_VIA]
+# The trigger listener (TRIGGER_HANDOFF_VIA=notify) runs in each worker unless turned off here.
+# LISTEN needs a session of its own: point its URL past a transaction-mode pooler (PgBouncer),
+# straight at PostgreSQL; by default it is DATABASE_URL.
+TRIGGER_LISTENER_ENABLED = env.bool("TRIGGER_LISTENER_ENABLED", default=True)
+TRIGGER_LISTENER_DATABASE_URL = env.str("TRIGGER_LISTENER_DATABASE_URL", default=DATABASE_URL)
 
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

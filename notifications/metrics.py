@@ -64,6 +64,16 @@ TEMPLATE_CACHE_REQUESTS = Counter(
 TRIGGERS_CREATED = Counter(
     "beacon_triggers_created_total", "Notification triggers committed to the outbox, by event type.", ["event_type"]
 )
+TRIGGER_LISTENER_HANDOVERS = Counter(
+    "beacon_trigger_listener_handovers_total",
+    "Triggers a worker's listener claimed, by result: published, or left to the relay (broker refused).",
+    ["result"],
+)
+TRIGGER_LISTENER_CONNECTS = Counter(
+    "beacon_trigger_listener_connects_total",
+    "Connections (first and re-) of a worker's trigger listener to PostgreSQL, by result (ok, failed).",
+    ["result"],
+)
 TRIGGERS_DISPATCHED = Counter(
     "beacon_triggers_dispatched_total",
     "Notification triggers turned into notifications (first dispatch only), by event type.",

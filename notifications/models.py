@@ -86,6 +86,9 @@ class NotificationTrigger(models.Model):
     # The relay publishes a trigger once this time has passed and it is still undispatched.
     relay_after = models.DateTimeField()
     publish_count = models.PositiveIntegerField(default=0)
+    # When a worker's trigger listener claimed the trigger to publish it (notify hand-off), so
+    # that of several listening workers one publishes it; the relay does not look at it.
+    handed_over_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     # Dispatches started after a relay hand-over (the web's own hand-off is not counted: the
     # hot path stays one statement), and why the last one failed.

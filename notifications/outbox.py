@@ -1,6 +1,11 @@
 """The transactional outbox: triggers are written with the business change and handed over
 to Celery after COMMIT; the relay hands over whatever that missed.
 
+The hand-off (settings.TRIGGER_HANDOFF_VIA): by default the trigger's INSERT also notifies
+PostgreSQL's channel (statements.trigger_insert), and a listener in the workers publishes it
+(trigger_listener.py), so the web never talks to the broker; or ("web") the web publishes it
+right after COMMIT (`trigger_handoff`).
+
 At-least-once: a trigger may be published more than once (web and relay, or a reconnect
 after the broker accepted it); `trigger_dispatch` makes the second time harmless.
 """
@@ -23,7 +28,7 @@ from notifications import metrics
 from notifications.models import Notification, NotificationTrigger
 from notifications.publisher import task_publish, task_publish_bounded
 from notifications.row_inserts import Statement
-from notifications.statements import trigger_insert
+from notifications.statements import trigger_insert, trigger_notify
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +54,11 @@ def trigger_publish(
     runs it as the last part of a statement that writes the caller's rows (checkout/statements.py)
     and returns the trigger's id: one round trip, atomic by itself, so a caller without other
     writes needs no transaction (no BEGIN and COMMIT round trips). Either way the trigger
-    commits, or rolls back, with the change. The hand-off never raises and never waits long
-    (see publisher.py). Raises ValueError, before writing anything, for an address no
-    notification could store: such a trigger would fail its dispatch on every relay pass.
+    commits, or rolls back, with the change. With TRIGGER_HANDOFF_VIA=notify the write also
+    notifies the workers' listener (on COMMIT); otherwise the hand-off after COMMIT publishes,
+    and never raises nor waits long (see publisher.py). Raises ValueError, before writing
+    anything, for an address no notification could store: such a trigger would fail its
+    dispatch on every relay pass.
     """
     _recipients_check(recipients)
     trigger = NotificationTrigger(
@@ -63,10 +70,13 @@ def trigger_publish(
         request_id=request_id_get(),
         relay_after=timezone.now() + timedelta(seconds=settings.OUTBOX_RELAY_GRACE),
     )
+    notify = settings.TRIGGER_HANDOFF_VIA == "notify"
     if insert_with is None:
         trigger.save(force_insert=True)
+        if notify:  # one more statement here; the checkout's single statement notifies itself
+            trigger_notify(trigger_id=trigger.pk)
     else:
-        trigger.pk = insert_with(trigger_insert(trigger))
+        trigger.pk = insert_with(trigger_insert(trigger, notify=notify))
         trigger._state.adding, trigger._state.db = False, connection.alias
     trigger_id = trigger.pk
 
@@ -88,8 +98,14 @@ def _recipients_check(recipients: dict[str, str]) -> None:
             raise ValueError(f"{channel} address is {len(address)} characters long; at most {longest} can be delivered")
 
 
+def trigger_handoff_notified(*, trigger_id: int) -> bool:
+    """Right after COMMIT, with TRIGGER_HANDOFF_VIA=notify (the default): nothing to do, the
+    commit has notified the workers' listener. False: this process published nothing."""
+    return False
+
+
 def trigger_handoff(*, trigger_id: int) -> bool:
-    """Right after COMMIT (the default TRIGGER_HANDOFF): publish the dispatch task, bounded in
+    """Right after COMMIT, with TRIGGER_HANDOFF_VIA=web: publish the dispatch task, bounded in
     time. True if published."""
     return task_publish_bounded(TRIGGER_DISPATCH_TASK, args=[trigger_id], headers={"request_id": request_id_get()})
 

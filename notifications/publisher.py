@@ -1,6 +1,7 @@
 """The one room that talks to the broker: every task Beacon queues is published here.
 
-- From the web (`task_publish_bounded`): bounded in time, never raises.
+- The hand-off (`task_publish_bounded` from the web with TRIGGER_HANDOFF_VIA=web,
+  `tasks_publish_bounded` from the workers' trigger listener): bounded in time, never raises.
 - From workers and beat (`task_publish`, `notification_enqueue`): through the worker's own
   Celery app; the database keeps every state, so a refused publish is found again by the
   outbox relay or the sweeper.
@@ -93,6 +94,42 @@ def task_publish_bounded(task_name: str, *, args: list[Any], headers: dict[str, 
             settings.BEACON_PUBLISH_COOLDOWN,
         )
         return False
+
+
+def tasks_publish_bounded(task_name: str, *, calls: list[tuple[list[Any], dict[str, Any]]]) -> int:
+    """Publish `task_name(*args)` with `headers` for each (args, headers) in `calls`, in order,
+    over one producer connection, each bounded in time as `task_publish_bounded`. Stops at the
+    first failure (then leaves work to the relay for the cool-down, as the web does); returns
+    how many were published. Never raises. The workers' trigger listener publishes so: the
+    workers' own app retries a lost broker connection without end, which a thread that must
+    keep reading its notifications cannot afford."""
+    global _suppressed_until
+    if time.monotonic() < _suppressed_until:
+        return 0
+    app = _publisher_app()
+    published = 0
+    try:
+        with app.producer_or_acquire() as producer:
+            for args, headers in calls:
+                app.send_task(
+                    task_name, args=args, headers=headers, producer=producer, argsrepr=repr(args), kwargsrepr="{}",
+                    retry=True,
+                    retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0},
+                )
+                published += 1
+    except Exception as exc:
+        with _lock:
+            _suppressed_until = time.monotonic() + settings.BEACON_PUBLISH_COOLDOWN
+        logger.warning(
+            "broker publish failed (%s) after %d of %d; leaving work to the outbox relay for %.0fs",
+            type(exc).__name__, published, len(calls), settings.BEACON_PUBLISH_COOLDOWN,
+        )
+    return published
+
+
+def publisher_suppressed() -> bool:
+    """True while a recent publish failure keeps this process from trying the broker."""
+    return time.monotonic() < _suppressed_until
 
 
 def publisher_reset() -> None:

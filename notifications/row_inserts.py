@@ -66,10 +66,14 @@ def rows_insert(instances: Sequence[Model], *, returning: str = "") -> Statement
 def rows_insert_before(instances: Sequence[Model], final: Statement) -> Statement:
     """One statement that inserts `instances` (in their order, one INSERT per run of the same
     model) and then runs `final`, whose result is the statement's. A statement is atomic by
-    itself: every row is written, or none."""
+    itself: every row is written, or none. `final` may start with its own `WITH`: its CTEs
+    join the ones written here."""
     if not instances:
         return final
     parts = [rows_insert(list(group)) for _, group in groupby(instances, key=lambda row: (type(row), _with_pk(row)))]
     ctes = ", ".join(f"written_{index} AS ({sql})" for index, (sql, _) in enumerate(parts))
     params = [param for _, part_params in parts for param in part_params]
-    return f"WITH {ctes} {final[0]}", [*params, *final[1]]
+    final_sql = final[0]
+    if final_sql.startswith("WITH "):
+        return f"WITH {ctes}, {final_sql.removeprefix('WITH ')}", [*params, *final[1]]
+    return f"WITH {ctes} {final_sql}", [*params, *final[1]]

@@ -12,8 +12,9 @@ it stands for (notifications/tests/test_statements.py):
   one statement (both or neither).
 - `notifications_insert_dispatched`: marking the trigger dispatched and inserting its
   notifications in one statement (the rows already claimed, see lifecycle.py).
-- `trigger_insert`: the trigger's INSERT, which a caller composes with its own rows (the
-  checkout's order and lines) into one statement: a checkout is one round trip.
+- `trigger_insert`: the trigger's INSERT (and its pg_notify for the worker's listener), which a
+  caller composes with its own rows (the checkout's order and lines) into one statement: a
+  checkout is one round trip.
 - `attempt_insert`: the attempt row written before a vendor call, an INSERT built once
   (`DeliveryAttempt.objects.create` built a compiler per send: 7% of a worker's samples).
 - `trigger_read`: the dispatch's read of its trigger, a SELECT built once (the ORM's
@@ -252,7 +253,26 @@ def _consent_sql(addresses: int) -> str:
          CROSS JOIN (VALUES {wanted}) AS w (position, channel, address_hash)"""  # noqa: S608
 
 
-def trigger_insert(trigger: NotificationTrigger) -> Statement:
+def trigger_insert(trigger: NotificationTrigger, *, notify: bool) -> Statement:
     """The unsaved trigger's INSERT ... RETURNING id, for a caller to run as the last part of its
-    own statement (`row_inserts.rows_insert_before`); fills `created_at` as `save()` would."""
-    return rows_insert([trigger], returning="id")
+    own statement (`row_inserts.rows_insert_before`); fills `created_at` as `save()` would.
+
+    `notify`: the same statement also runs `pg_notify(TRIGGER_CHANNEL, id)` (a data-modifying
+    CTE feeds it), which PostgreSQL delivers to the worker's listener on COMMIT and never for a
+    statement or transaction that rolls back. The id stays the result's first column."""
+    insert_sql, params = rows_insert([trigger], returning="id")
+    if not notify:
+        return insert_sql, params
+    return f"WITH trigger_written AS ({insert_sql}) {_TRIGGER_NOTIFY_SELECT}", [*params, TRIGGER_CHANNEL]
+
+
+def trigger_notify(*, trigger_id: int) -> None:
+    """Notify the listener of a trigger written by the ORM (`save()`), in the caller's
+    transaction: delivered when that commits (at once outside a transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [TRIGGER_CHANNEL, str(trigger_id)])
+
+
+# The channel the trigger's INSERT notifies and the worker's listener LISTENs on (per database).
+TRIGGER_CHANNEL = "beacon_trigger_committed"
+_TRIGGER_NOTIFY_SELECT = "SELECT id, pg_notify(%s, id::text) FROM trigger_written"

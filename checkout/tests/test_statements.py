@@ -48,7 +48,7 @@ def test_the_order_statement_writes_what_save_writes(api_client_with_key: tuple[
     (order, lines), (orm_order, orm_lines) = _order(client), _order(client)
     trigger, orm_trigger = _trigger(), _trigger()
 
-    trigger_id = order_insert_with(order=order, lines=lines, final=trigger_insert(trigger))
+    trigger_id = order_insert_with(order=order, lines=lines, final=trigger_insert(trigger, notify=True))
     orm_order.save()
     for line in orm_lines:
         line.save()
@@ -72,7 +72,7 @@ def test_the_order_statement_writes_nothing_when_one_row_is_refused(api_client_w
     lines[1].sku = "X" * 65  # over the column's limit
 
     with pytest.raises(DataError), transaction.atomic():
-        order_insert_with(order=order, lines=lines, final=trigger_insert(_trigger()))
+        order_insert_with(order=order, lines=lines, final=trigger_insert(_trigger(), notify=True))
 
     assert not Order.objects.filter(pk=order.pk).exists()
     assert not NotificationTrigger.objects.filter(recipients__email="ana@example.com").exists()

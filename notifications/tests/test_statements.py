@@ -224,7 +224,7 @@ def test_the_trigger_insert_writes_what_save_writes() -> None:
               "relay_after": timezone.now()}
     by_statement, by_orm = NotificationTrigger(**fields), NotificationTrigger(**fields)
 
-    sql, params = rows_insert_before([], statements.trigger_insert(by_statement))
+    sql, params = rows_insert_before([], statements.trigger_insert(by_statement, notify=True))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         inserted_id = cursor.fetchone()[0]

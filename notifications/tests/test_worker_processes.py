@@ -126,8 +126,11 @@ def test_an_sms_twilio_stored_before_its_worker_was_killed_is_found_there_and_no
 
 
 def test_a_checkout_during_a_broker_outage_answers_201_and_the_relay_hands_it_over_later(
-    api: APIClient, start_worker, sandbox: SandboxHandle, settings, tmp_path: Path
+    api: APIClient, start_worker, worker_env: dict[str, str], sandbox: SandboxHandle, settings, tmp_path: Path
 ) -> None:
+    # The web's own hand-off (the notify hand-off's broker outage: test_trigger_listener.py).
+    settings.TRIGGER_HANDOFF_VIA, settings.TRIGGER_HANDOFF = "web", "notifications.outbox.trigger_handoff"
+    worker_env["TRIGGER_HANDOFF_VIA"] = "web"  # no listener: the relay alone hands it over
     settings.OUTBOX_RELAY_GRACE = 0
     from config.celery import app
 

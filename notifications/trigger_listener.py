@@ -1,0 +1,238 @@
+"""The workers' trigger listener: the notify hand-off (settings.TRIGGER_HANDOFF_VIA = "notify").
+
+A trigger's INSERT notifies PostgreSQL's channel (`statements.TRIGGER_CHANNEL`) with its id;
+PostgreSQL delivers that on COMMIT, never for a checkout that rolled back. A thread in each
+Celery worker (started and stopped by config/celery_signals.py) LISTENs on its own connection
+and hands what it hears to the broker:
+
+1. Collect: the first id, then whatever else has arrived (within BATCH_WAIT_SECONDS), at most
+   `batch_max` ids.
+2. Claim, in one UPDATE ... RETURNING: only triggers still undispatched, not dead, never
+   published by the relay (`publish_count` 0, so the relay's dead-trigger counting is untouched)
+   and not claimed by another listener (`handed_over_at`). With several workers listening, each
+   trigger is claimed, and so published, by one of them. The claim also moves `relay_after` to
+   at least OUTBOX_RELAY_GRACE from now, as the web's hand-off leaves a fresh trigger alone.
+3. Publish `trigger_dispatch` for the claimed ids over one producer connection, each publish
+   bounded in time (publisher.tasks_publish_bounded). What the broker refuses stays claimed and
+   undispatched: the outbox relay publishes it after its grace. After a refusal the listener
+   claims nothing for the publisher's cool-down (the relay's turn), so its memory stays flat.
+
+(Re)connecting: LISTEN first, then one catch-up pass claims (as in 2) the undispatched triggers
+created before it, which nobody may have heard about (committed while no listener was
+connected), so a restart or a lost connection does not wait for the relay's grace. Connection
+failures are retried with capped, jittered backoff. The relay stays the safety net for anything
+this misses (a worker killed between claim and publish, the listener disabled).
+
+Bounded: `batch_max` ids per claim, CATCH_UP_BATCHES claims per (re)connect, every publish
+bounded in time, and `stop()` returns within about IDLE_WAKE_SECONDS plus one bounded publish
+(the thread is a daemon: it never keeps the worker from exiting).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from datetime import timedelta
+from functools import cache
+
+import psycopg
+from django.conf import settings
+from django.utils import timezone
+
+from notifications import metrics
+from notifications.models import NotificationTrigger
+from notifications.outbox import TRIGGER_DISPATCH_TASK
+from notifications.publisher import publisher_suppressed, tasks_publish_bounded
+from notifications.statements import TRIGGER_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+# At most this many triggers are claimed and published together.
+BATCH_MAX = 200
+# After the first notification, wait this long (seconds) for more to publish them together. 0:
+# take what has arrived already (what came in during the previous claim and publish), so a lone
+# trigger is not held back; a 5 ms window cost its full 5 ms per trigger (bench/handoff_latency.py).
+BATCH_WAIT_SECONDS = 0.0
+# A quiet listener checks this often (seconds) whether it must stop.
+IDLE_WAKE_SECONDS = 0.5
+# Backoff between connection attempts (seconds): doubled per failure up to the cap, jittered.
+RECONNECT_DELAY_FIRST = 0.2
+RECONNECT_DELAY_MAX = 10.0
+# On (re)connect, the catch-up claims at most this many batches; the relay takes any rest.
+CATCH_UP_BATCHES = 20
+# A PostgreSQL that does not answer must not hold the listener (seconds).
+CONNECT_TIMEOUT_SECONDS = 3
+# How long stop() waits for the thread before leaving it (a daemon) behind (seconds).
+STOP_WAIT_SECONDS = 10.0
+# The listener's connection, as PostgreSQL's pg_stat_activity names it.
+APPLICATION_NAME = "beacon-trigger-listener"
+
+_UNCLAIMED = "dispatched_at IS NULL AND dead_at IS NULL AND publish_count = 0 AND handed_over_at IS NULL"
+
+
+class TriggerListener:
+    """One listening thread with its own PostgreSQL session. `start()` once, `stop()` once."""
+
+    def __init__(self, *, dsn: str, batch_max: int = BATCH_MAX, reconnect_delay_first: float = RECONNECT_DELAY_FIRST):
+        if batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
+        self.dsn = dsn
+        self.batch_max = batch_max
+        self.reconnect_delay_first = reconnect_delay_first
+        # The server process of the current connection (None while disconnected).
+        self.backend_pid: int | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trigger-listener", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop_request(self) -> None:
+        """Ask the thread to stop, without waiting (safe from a signal handler)."""
+        self._stopping.set()
+
+    def stop(self, *, timeout: float = STOP_WAIT_SECONDS) -> bool:
+        """Ask the thread to stop and wait for it, at most `timeout`; True if it has stopped."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def listening(self) -> bool:
+        return self.backend_pid is not None
+
+    # --- the thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        delay = self.reconnect_delay_first
+        while not self._stopping.is_set():
+            try:
+                with self._connect() as connection:
+                    metrics.TRIGGER_LISTENER_CONNECTS.labels(result="ok").inc()
+                    delay = self.reconnect_delay_first
+                    self._listen(connection)
+            except psycopg.Error as exc:
+                metrics.TRIGGER_LISTENER_CONNECTS.labels(result="failed").inc()
+                logger.warning("trigger listener lost PostgreSQL (%s); reconnecting in %.1fs", type(exc).__name__, delay)
+            except Exception:  # never let the thread die silently: the relay alone would be left
+                logger.exception("trigger listener failed; restarting in %.1fs", delay)
+            finally:
+                self.backend_pid = None
+            if self._stopping.wait(delay * random.uniform(0.8, 1.2)):
+                break
+            delay = min(delay * 2, RECONNECT_DELAY_MAX)
+        logger.info("trigger listener stopped")
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(
+            self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name=APPLICATION_NAME,
+            # A peer that vanished without closing (a host lost) is noticed within about a minute.
+            keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
+        )
+
+    def _listen(self, connection: psycopg.Connection) -> None:
+        connection.execute(f"LISTEN {TRIGGER_CHANNEL}")
+        self.backend_pid = connection.info.backend_pid
+        logger.info("trigger listener listening (backend %s)", self.backend_pid)
+        self._catch_up(connection)
+        while not self._stopping.is_set():
+            trigger_ids = self._batch_collect(connection)
+            if trigger_ids:
+                self._hand_over(connection, _claim_sql(), {"ids": trigger_ids})
+
+    def _batch_collect(self, connection: psycopg.Connection) -> list[int]:
+        """The ids notified: the first within IDLE_WAKE_SECONDS, then what follows it closely."""
+        ids: list[int] = []
+        for notify in connection.notifies(timeout=IDLE_WAKE_SECONDS, stop_after=1):
+            _id_add(ids, notify.payload)
+        if ids and self.batch_max > 1:
+            for notify in connection.notifies(timeout=BATCH_WAIT_SECONDS, stop_after=self.batch_max - 1):
+                _id_add(ids, notify.payload)
+        return ids
+
+    def _catch_up(self, connection: psycopg.Connection) -> None:
+        """Claim and publish the unclaimed triggers created before LISTEN took effect."""
+        before = timezone.now()
+        for _ in range(CATCH_UP_BATCHES):
+            if self._stopping.is_set():
+                return
+            claimed = self._hand_over(connection, _catch_up_sql(), {"before": before, "limit": self.batch_max})
+            if claimed < self.batch_max:
+                return
+
+    def _hand_over(self, connection: psycopg.Connection, claim_sql: str, params: dict) -> int:
+        """Claim with `claim_sql`, publish what was claimed; returns how many were claimed."""
+        if publisher_suppressed():  # the broker refused lately: the relay's turn, claim nothing
+            return 0
+        now = timezone.now()
+        relay_after = now + timedelta(seconds=settings.OUTBOX_RELAY_GRACE)
+        claimed = connection.execute(claim_sql, {**params, "now": now, "relay_after": relay_after}).fetchall()
+        if not claimed:
+            return 0
+        calls = [([trigger_id], {"request_id": request_id or "-"}) for trigger_id, request_id in claimed]
+        published = tasks_publish_bounded(TRIGGER_DISPATCH_TASK, calls=calls)
+        metrics.TRIGGER_LISTENER_HANDOVERS.labels(result="published").inc(published)
+        if published < len(claimed):
+            metrics.TRIGGER_LISTENER_HANDOVERS.labels(result="left_to_relay").inc(len(claimed) - published)
+        return len(claimed)
+
+
+def _id_add(ids: list[int], payload: str) -> None:
+    try:
+        ids.append(int(payload))
+    except ValueError:
+        logger.warning("trigger listener ignored a notification that is not a trigger id")
+
+
+@cache
+def _claim_sql() -> str:
+    table = NotificationTrigger._meta.db_table
+    return f"""
+        UPDATE {table} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
+         WHERE id = ANY(%(ids)s) AND {_UNCLAIMED}
+     RETURNING id, request_id"""  # noqa: S608
+
+
+@cache
+def _catch_up_sql() -> str:
+    table = NotificationTrigger._meta.db_table
+    return f"""
+        UPDATE {table} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
+         WHERE id IN (SELECT id FROM {table} WHERE {_UNCLAIMED} AND created_at < %(before)s
+                       ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+     RETURNING id, request_id"""  # noqa: S608
+
+
+# --- the worker's one listener (config/celery_signals.py) ------------------------------------
+_worker_listener: TriggerListener | None = None
+_worker_listener_lock = threading.Lock()
+
+
+def worker_trigger_listener_start() -> TriggerListener | None:
+    """Start this worker's listener, if the notify hand-off is on and the listener enabled;
+    safe to call twice. Returns it (None when not started)."""
+    global _worker_listener
+    if settings.TRIGGER_HANDOFF_VIA != "notify" or not settings.TRIGGER_LISTENER_ENABLED:
+        return None
+    with _worker_listener_lock:
+        if _worker_listener is None:
+            _worker_listener = TriggerListener(dsn=settings.TRIGGER_LISTENER_DATABASE_URL)
+            _worker_listener.start()
+        return _worker_listener
+
+
+def worker_trigger_listener_stop(*, wait: bool) -> None:
+    """Stop this worker's listener (if any): ask it to, and with `wait` wait a bounded time for
+    it; safe to call twice."""
+    global _worker_listener
+    with _worker_listener_lock:
+        listener = _worker_listener
+        if wait:
+            _worker_listener = None
+    if listener is None:
+        return
+    if not wait:
+        listener.stop_request()
+    elif not listener.stop():
+        logger.warning("trigger listener did not stop within %.0fs; left behind (daemon thread)", STOP_WAIT_SECONDS)
