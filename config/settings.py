@@ -360,6 +360,10 @@ TRIGGER_HANDOFF = "bench.sync_send.trigger_deliver_inline" if _SYNC_SEND else _T
 # straight at PostgreSQL; by default it is DATABASE_URL.
 TRIGGER_LISTENER_ENABLED = env.bool("TRIGGER_LISTENER_ENABLED", default=True)
 TRIGGER_LISTENER_DATABASE_URL = env.str("TRIGGER_LISTENER_DATABASE_URL", default=DATABASE_URL)
+# How long the listener's publish may wait for the broker (seconds). Longer than the web's
+# BEACON_PUBLISH_TIMEOUT: no customer waits on it, and a publish given up on leaves the trigger
+# to the relay, after its grace (a busy box's Redis can take over 50 ms to answer).
+TRIGGER_LISTENER_PUBLISH_TIMEOUT = env.float("TRIGGER_LISTENER_PUBLISH_TIMEOUT", default=1.0)
 
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

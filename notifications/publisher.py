@@ -40,11 +40,11 @@ _suppressed_until = 0.0
 
 
 @cache
-def _publisher_app() -> Celery:
+def _publisher_app(timeout: float) -> Celery:
+    """A Celery app whose broker connection gives up after `timeout` seconds (one per timeout)."""
     # Not the current app: shared tasks in this process must keep using the real one.
     app = Celery("beacon-publisher", set_as_current=False)
     app.config_from_object("django.conf:settings", namespace="CELERY")
-    timeout = settings.BEACON_PUBLISH_TIMEOUT
     app.conf.broker_transport_options = {
         **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         "socket_connect_timeout": timeout,
@@ -73,7 +73,7 @@ def task_publish_bounded(task_name: str, *, args: list[Any], headers: dict[str, 
     if time.monotonic() < _suppressed_until:
         return False
     try:
-        _publisher_app().send_task(
+        _publisher_app(settings.BEACON_PUBLISH_TIMEOUT).send_task(
             task_name,
             args=args,
             headers=headers or {},
@@ -98,7 +98,8 @@ def task_publish_bounded(task_name: str, *, args: list[Any], headers: dict[str, 
 
 def tasks_publish_bounded(task_name: str, *, calls: list[tuple[list[Any], dict[str, Any]]]) -> int:
     """Publish `task_name(*args)` with `headers` for each (args, headers) in `calls`, in order,
-    over one producer connection, each bounded in time as `task_publish_bounded`. Stops at the
+    over one producer connection, each bounded by TRIGGER_LISTENER_PUBLISH_TIMEOUT (a worker's
+thread waits for no customer, so it allows the broker longer than the web). Stops at the
     first failure (then leaves work to the relay for the cool-down, as the web does); returns
     how many were published. Never raises. The workers' trigger listener publishes so: the
     workers' own app retries a lost broker connection without end, which a thread that must
@@ -106,7 +107,7 @@ def tasks_publish_bounded(task_name: str, *, calls: list[tuple[list[Any], dict[s
     global _suppressed_until
     if time.monotonic() < _suppressed_until:
         return 0
-    app = _publisher_app()
+    app = _publisher_app(settings.TRIGGER_LISTENER_PUBLISH_TIMEOUT)
     published = 0
     try:
         with app.producer_or_acquire() as producer:

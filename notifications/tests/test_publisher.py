@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -47,3 +50,54 @@ def test_publishing_to_a_live_broker_succeeds(broker_at, settings) -> None:
     broker_at(settings.CELERY_BROKER_URL)
 
     assert publisher.task_publish_bounded("notifications.tasks.trigger_dispatch", args=[0]) is True
+
+
+class _SlowProxy:
+    """A TCP proxy to `upstream` that holds every reply back `delay` seconds: a broker on a busy box."""
+
+    def __init__(self, upstream: tuple[str, int], delay: float) -> None:
+        self.upstream, self.delay = upstream, delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pipe, args=(client, server, 0.0), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, self.delay), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket, delay: float) -> None:
+        try:
+            while data := source.recv(65536):
+                time.sleep(delay)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_the_listener_waits_longer_for_a_slow_broker_than_the_web_does(broker_at, settings) -> None:
+    """A broker that answers in 150 ms: the web gives up (BEACON_PUBLISH_TIMEOUT, 50 ms: a customer
+    waits), the workers' listener publishes (TRIGGER_LISTENER_PUBLISH_TIMEOUT, 1 s: nobody does)."""
+    live = urlsplit(settings.CELERY_BROKER_URL)
+    proxy = _SlowProxy((live.hostname, live.port or 6379), delay=0.15)
+    try:
+        broker_at(f"redis://127.0.0.1:{proxy.port}{live.path or '/0'}")
+        assert publisher.task_publish_bounded("notifications.tasks.trigger_dispatch", args=[0]) is False
+
+        publisher.publisher_reset()
+        calls = [([0], {"request_id": "-"})]
+        assert publisher.tasks_publish_bounded("notifications.tasks.trigger_dispatch", calls=calls) == 1
+    finally:
+        proxy.close()
