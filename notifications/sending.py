@@ -50,6 +50,7 @@ from notifications.lifecycle import (
 )
 from notifications.models import (
     AttemptOutcome,
+    Channel,
     DeliveryAttempt,
     Notification,
     NotificationStatus,
@@ -155,7 +156,7 @@ def notification_render(*, notification: Notification, payload: dict, template=N
         locale=notification.locale,
     )
     notification.rendered_subject = rendered.subject[:255]
-    notification.rendered_text = rendered.text
+    notification.rendered_text = sms_spaces_plain(rendered.text) if notification.channel == Channel.SMS else rendered.text
     notification.rendered_html = email_html_document(
         body_html=rendered.html, subject=rendered.subject, locale=notification.locale
     )
@@ -377,3 +378,12 @@ def _attempt_metrics(vendor: Vendor, outcome: str, duration: float) -> None:
     metrics.VENDOR_CALL_SECONDS.labels(vendor=vendor.name, outcome=outcome).observe(duration)
 
 
+# Spaces GSM-7 cannot encode, which the locales' number and money formats use (CLDR: "R$ 19,00"
+# has a no-break space in pt-BR, "19,00 €" a narrow one in fr). One such character turns a whole
+# SMS into UCS-2: 70 characters a segment instead of 160, twice the price of a short pt-BR text.
+_SPACES_OUTSIDE_GSM7 = str.maketrans(dict.fromkeys("\u00a0\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000", " "))
+
+
+def sms_spaces_plain(text: str) -> str:
+    """`text` with every space GSM-7 cannot encode written as a plain space."""
+    return text.translate(_SPACES_OUTSIDE_GSM7)

@@ -70,3 +70,19 @@ def test_a_template_edited_in_the_admin_is_used_by_the_very_next_send(
     run_until_settled(dispatch(make_trigger())["sms"].pk)
 
     assert sandbox.control.messages("sms-primary")[-1]["body"] == "Edited in the admin: AB12CD34"
+
+
+def test_a_pt_br_sms_with_money_stays_in_gsm_7_and_one_segment(
+    vendors: dict, templates: None, sandbox: SandboxHandle
+) -> None:
+    """CLDR writes "€ 47,30" (and "R$ 47,30") in pt-BR with a no-break space, which GSM-7 lacks:
+    the whole SMS went UCS-2 and two segments (twice the price) where the English one took one."""
+    notifications = dispatch(make_trigger(locale="pt-BR"))
+    run_until_settled(notifications["sms"].pk)
+    run_until_settled(notifications["email"].pk)
+
+    sms = sandbox.control.messages("sms-primary")[0]
+    assert "total € 47,30." in sms["body"] and "\u00a0" not in sms["body"]
+    assert int(sms["num_segments"]) == 1
+    email = sandbox.control.messages("smtp-primary")[0]  # the email keeps CLDR's no-break space
+    assert "€\u00a047,30" in email["text"]

@@ -114,10 +114,14 @@ def _publishing_to(broker_url: str) -> Iterator[None]:
         overridden.disable()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_worker(django_db_setup) -> Iterator[ManagedProcess]:
     """A real worker on every queue, on the test database, listening on the browser session's
-    private broker; stopped before the database is dropped. Tests use `celery_worker`."""
+    private broker; stopped after the browser tests. Tests use `celery_worker`.
+
+    Not kept for the session: its trigger listener hears every trigger committed in the test
+    database, and would claim, and publish to its private broker, the triggers that a later
+    test's own worker waits for."""
     broker_url = _private_broker_url()
     broker_purge(broker_url, CELERY_QUEUES)  # nothing left over from an earlier run
     ARTIFACTS.mkdir(exist_ok=True)
