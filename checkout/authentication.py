@@ -19,7 +19,7 @@ from rest_framework.request import Request
 
 from checkout.api_keys import api_client_authenticate
 from checkout.models import ApiClient
-from checkout.throttling import auth_failures_key
+from checkout.throttling import BLOCKED_ADDRESS_MESSAGE, auth_failures_key
 from foundation.trusted_proxies import client_address_or_peer
 
 logger = logging.getLogger(__name__)
@@ -31,19 +31,22 @@ API_AUTH_FAILURES = Counter(
 )
 
 
-def auth_failure_record(*, address: str) -> int:
-    """Count one failed key from `address`; return its failures in the current window (0 when
-    Redis is unavailable: fail open, as the rate limit does)."""
+def auth_failure_record(*, address: str) -> tuple[int, int]:
+    """Count one failed key from `address`; return its failures in the current window and the
+    seconds left of that window, in one round trip ((0, 0) when Redis is unavailable: fail
+    open, as the rate limit does)."""
     key = auth_failures_key(address)
     try:
         connection = get_redis_connection("default")
-        count = int(connection.incr(key))
-        if count == 1:
+        count, seconds_left = connection.pipeline(transaction=False).incr(key).ttl(key).execute()
+        count = int(count)
+        if count == 1 or seconds_left < 0:  # the window starts (or a key lost its expiry)
             connection.expire(key, settings.API_AUTH_FAILURE_WINDOW)
+            seconds_left = settings.API_AUTH_FAILURE_WINDOW
     except Exception as exc:
         logger.warning("failed-key counter unavailable: %s", type(exc).__name__)
-        return 0
-    return count
+        return 0, 0
+    return count, int(seconds_left)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -57,14 +60,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         client = api_client_authenticate(key=key.strip())
         if client is None:
             address = client_address_or_peer(request)
-            failures = auth_failure_record(address=address)
+            failures, seconds_left = auth_failure_record(address=address)
             if failures > settings.API_AUTH_FAILURE_LIMIT:
                 API_AUTH_FAILURES.labels("throttled").inc()
                 if failures == settings.API_AUTH_FAILURE_LIMIT + 1:  # once, when the block starts
                     logger.warning("failed API keys: address %s blocked for %ss", address, settings.API_AUTH_FAILURE_WINDOW)
-                raise exceptions.Throttled(
-                    wait=settings.API_AUTH_FAILURE_WINDOW, detail="Too many failed API keys from this address."
-                )
+                raise exceptions.Throttled(wait=seconds_left, detail=BLOCKED_ADDRESS_MESSAGE)
             API_AUTH_FAILURES.labels("rejected").inc()
             raise exceptions.AuthenticationFailed("Invalid API key.")
         return client, None

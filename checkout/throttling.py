@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django_redis import get_redis_connection
 from redis.commands.core import Script
+from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
 from checkout.models import ApiClient
@@ -37,15 +38,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
+# What a blocked address is told, for a wrong key (checkout/authentication.py) and a right one alike.
+BLOCKED_ADDRESS_MESSAGE = "Too many failed API keys from this address."
 # The clock, read once per request; a name of its own so tests can stand at a minute's edge.
 _clock = time.time
 
 # KEYS: current window, previous window, the address's failed-key counter.
 # ARGV: limit, weight of the previous window (1 - elapsed fraction), key TTL, failed-key limit.
-# Returns {verdict, current, previous}: verdict 1 admitted, 0 over the rate, -1 address blocked.
+# Returns {verdict, current, previous}: verdict 1 admitted, 0 over the rate, -1 address blocked
+# (then {-1, seconds left of the block, 0}).
 _LUA_SLIDING_WINDOW = """
 local failures = tonumber(redis.call('GET', KEYS[3]) or '0')
-if failures >= tonumber(ARGV[4]) then return {-1, 0, 0} end
+if failures >= tonumber(ARGV[4]) then return {-1, redis.call('TTL', KEYS[3]), 0} end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
 if previous * tonumber(ARGV[2]) + current + 1 > tonumber(ARGV[1]) then return {0, current, previous} end
@@ -98,8 +102,9 @@ class ApiClientRateThrottle(BaseThrottle):
             logger.warning("throttle unavailable, allowing request: %s", type(exc).__name__)
             return True
         if verdict == -1:
-            self._wait = float(settings.API_AUTH_FAILURE_WINDOW)
-            return False
+            # The block's own end, and why: a right key from a blocked address is refused too.
+            seconds_left = int(current) if int(current) > 0 else settings.API_AUTH_FAILURE_WINDOW
+            raise Throttled(wait=seconds_left, detail=BLOCKED_ADDRESS_MESSAGE)
         self._wait = sliding_window_wait(limit=limit, current=int(current), previous=int(previous), elapsed=elapsed)
         return verdict == 1
 

@@ -9,10 +9,12 @@ import logging
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django_redis import get_redis_connection
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
 from checkout.models import ApiClient
+from checkout.throttling import auth_failures_key
 
 PASSWORD = "Right-pa55word-for-ops"
 LOGIN = "/admin/login/?next=/admin/"
@@ -117,3 +119,24 @@ def test_wrong_api_keys_from_one_address_are_throttled_then_even_a_right_key(
     assert right.json()["error"]["code"] == "rate_limited" and int(right["Retry-After"]) > 0
     assert elsewhere.status_code == 200
     assert (REGISTRY.get_sample_value("beacon_api_auth_failures_total", {"outcome": "throttled"}) or 0) - throttled_before == 3
+
+
+@pytest.mark.django_db
+def test_a_blocked_address_is_told_when_its_block_ends_not_the_whole_window_again(
+    api_client_with_key: tuple[ApiClient, str], settings
+) -> None:
+    """Found by a new user: 146 s into a 300 s block, Retry-After still said 301."""
+    settings.API_AUTH_FAILURE_LIMIT, settings.API_AUTH_FAILURE_WINDOW = 2, 300
+    _, key = api_client_with_key
+    guesser = APIClient(REMOTE_ADDR="203.0.113.90")
+    for n in range(3):
+        guesser.get("/api/v1/checkouts/", HTTP_AUTHORIZATION=f"Bearer bk_0000000{n}_guess")
+    get_redis_connection("default").expire(auth_failures_key("203.0.113.90"), 146)  # 154 s have gone by
+
+    wrong = guesser.get("/api/v1/checkouts/", HTTP_AUTHORIZATION="Bearer bk_00000009_guess")
+    right = guesser.get("/api/v1/checkouts/", HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    for response in (wrong, right):
+        assert response.status_code == 429
+        assert 140 <= int(response["Retry-After"]) <= 146
+        assert response.json()["error"]["message"].startswith("Too many failed API keys from this address.")
