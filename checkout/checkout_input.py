@@ -134,17 +134,18 @@ def _checked(errors: dict[Any, Any], name: str, check: Callable[[object], T], da
         return None  # type: ignore[return-value]  # never used: the caller raises `errors`
 
 
-def _customer(value: object) -> Customer:
-    data = _present(value)
-    customer = _object(data)
+def _fields(value: object, checks: dict[str, Callable[[object], Any]]) -> dict[str, Any]:
+    """A nested object's fields, each through its check in order; every field's errors at once."""
+    data = _object(_present(value))
     errors: dict[str, Any] = {}
-    name = _checked(errors, "name", _customer_name, customer)
-    email = _checked(errors, "email", _email, customer)
-    phone = _checked(errors, "phone", _phone, customer)
-    locale = _checked(errors, "locale", _locale, customer)
+    values = {name: _checked(errors, name, check, data) for name, check in checks.items()}
     if errors:
         raise ValidationError(errors)
-    return Customer(name=name, email=email, phone=phone, locale=locale)
+    return values
+
+
+def _customer(value: object) -> Customer:
+    return Customer(**_fields(value, {"name": _customer_name, "email": _email, "phone": _phone, "locale": _locale}))
 
 
 def _customer_name(value: object) -> str:
@@ -188,15 +189,7 @@ def _lines(value: object) -> list[LineItem]:
 
 
 def _line(value: object) -> LineItem:
-    line = _object(_present(value))
-    errors: dict[str, Any] = {}
-    sku = _checked(errors, "sku", _sku, line)
-    name = _checked(errors, "name", _line_name, line)
-    quantity = _checked(errors, "quantity", _quantity, line)
-    unit_price = _checked(errors, "unit_price", _unit_price, line)
-    if errors:
-        raise ValidationError(errors)
-    return LineItem(sku=sku, name=name, quantity=quantity, unit_price=unit_price)
+    return LineItem(**_fields(value, {"sku": _sku, "name": _line_name, "quantity": _quantity, "unit_price": _unit_price}))
 
 
 def _sku(value: object) -> str:
