@@ -6,7 +6,9 @@ output to a log file (path printed on failure) and is stopped when its owner is 
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -233,6 +235,19 @@ def sandbox_vendors(env: dict[str, str], *, base_port: int, log_dir: Path | None
                     host: str = "127.0.0.1") -> ManagedProcess:
     command = [PYTHON, "manage.py", "sandbox_vendors", "--host", host, "--base-port", str(base_port)]
     return ManagedProcess(f"sandbox-{base_port}", command, env=env, log_dir=log_dir, nice=nice)
+
+
+def broker_queued_trigger_ids(broker_url: str) -> list[int]:
+    """The trigger ids of the dispatch tasks waiting in a Redis broker's default queue, oldest
+    last (kombu pushes on the left and takes from the right)."""
+    client = redis.Redis.from_url(broker_url, socket_timeout=2)
+    ids = []
+    for raw in client.lrange("default", 0, -1):
+        message = json.loads(raw)
+        if message["headers"]["task"] == "notifications.tasks.trigger_dispatch":
+            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            ids.append(args[0])
+    return ids
 
 
 def broker_purge(broker_url: str, queues: tuple[str, ...] = ("default", "email", "sms")) -> None:

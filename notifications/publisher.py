@@ -147,6 +147,23 @@ def task_publish(task_name: str, *, args: list[Any], countdown: float | None = N
     app.send_task(task_name, args=args, countdown=countdown)
 
 
+def queue_depth(queue: str) -> int | None:
+    """How many messages wait in `queue` on the broker (not those workers have taken), or None
+    if the broker did not answer. A queue the broker does not know holds nothing."""
+    from config.celery import app
+
+    try:
+        with app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1)
+            try:
+                return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+            except connection.channel_errors:  # NOT_FOUND: never declared, or (Redis) empty
+                return 0
+    except Exception as exc:
+        logger.warning("could not read the depth of queue %s: %s", queue, type(exc).__name__)
+        return None
+
+
 def notification_enqueue(*, notification_id: int, channel: str, countdown: float | None = None) -> bool:
     """Queue a send on the channel's queue. False if the broker refused: the sweeper will find it."""
     try:

@@ -13,8 +13,11 @@ and hands what it hears to the broker:
    trigger is claimed, and so published, by one of them. The claim also moves `relay_after` to
    at least OUTBOX_RELAY_GRACE from now, as the web's hand-off leaves a fresh trigger alone.
 3. Publish `trigger_dispatch` for the claimed ids over one producer connection, each publish
-   bounded in time (publisher.tasks_publish_bounded). What the broker refuses stays claimed and
-   undispatched: the outbox relay publishes it after its grace. After a refusal the listener
+   bounded in time (publisher.tasks_publish_bounded). What the broker refuses loses its
+   hand-over time again (so the relay does not count it among the queued, see
+   outbox._relay_due) and stays undispatched: the relay publishes it after its grace. A worker
+   killed between claim and publish leaves the time set; the relay publishes such a trigger
+   once the queue holds only newer ones. After a refusal the listener
    claims nothing for the publisher's cool-down (the relay's turn), so its memory stays flat.
 
 (Re)connecting: LISTEN first, then one catch-up pass claims (as in 2) the undispatched triggers
@@ -174,6 +177,8 @@ class TriggerListener:
         published = tasks_publish_bounded(TRIGGER_DISPATCH_TASK, calls=calls)
         metrics.TRIGGER_LISTENER_HANDOVERS.labels(result="published").inc(published)
         if published < len(claimed):
+            # Not in the broker: no hand-over time, so the relay does not take them for queued.
+            connection.execute(_give_back_sql(), {"ids": [trigger_id for trigger_id, _ in claimed[published:]]})
             metrics.TRIGGER_LISTENER_HANDOVERS.labels(result="left_to_relay").inc(len(claimed) - published)
         return len(claimed)
 
@@ -202,6 +207,12 @@ def _catch_up_sql() -> str:
          WHERE id IN (SELECT id FROM {table} WHERE {_UNCLAIMED} AND created_at < %(before)s
                        ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
      RETURNING id, request_id"""  # noqa: S608
+
+
+@cache
+def _give_back_sql() -> str:
+    table = NotificationTrigger._meta.db_table
+    return f"UPDATE {table} SET handed_over_at = NULL WHERE id = ANY(%(ids)s) AND dispatched_at IS NULL"  # noqa: S608
 
 
 # --- the worker's one listener (config/celery_signals.py) ------------------------------------

@@ -12,12 +12,14 @@ import tracemalloc
 
 import babel.localedata
 import pytest
+from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from harness.processes import broker_purge
 from money import formatting as money_formatting
 from notifications import rendering
 from notifications.collectors import OutboxCollector
@@ -320,9 +322,11 @@ def _poison_trigger() -> NotificationTrigger:
 
 
 def _relay_and_dispatch(trigger: NotificationTrigger) -> None:
-    """One relay hand-over, then the worker's dispatch of it (run here, as the task would)."""
+    """One relay hand-over, then the worker's dispatch of it (run here, as the task would, so its
+    message is taken off the queue here too)."""
     NotificationTrigger.objects.filter(pk=trigger.pk).update(relay_after=timezone.now())
     assert outbox_relay() == 1
+    broker_purge(django_settings.CELERY_BROKER_URL)
     trigger_dispatch(trigger_id=trigger.pk)
 
 
