@@ -77,6 +77,10 @@ def _issue_25_targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool
     return rows
 
 
+# Two delivery rates closer than this share of the larger are a tie.
+RATE_TIE = 0.02
+
+
 def _ahead_of_the_peer(compare: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     """Beacon against the peer: checkout latency under slow vendors, delivery rate, and loss."""
     rows = []
@@ -92,10 +96,17 @@ def _ahead_of_the_peer(compare: dict[str, Any]) -> list[tuple[str, str, str, boo
                      "Beacon vs peer " + "; ".join(parts), f"behind on {len(worse)}" if worse else "", not worse))
     if delivery := compare.get("delivery"):
         beacon, peer = delivery["systems"]["beacon"], delivery["systems"]["peer"]
+        rate, peer_rate = beacon["delivered_per_s"], peer["delivered_per_s"]
+        # Within 2% is a tie, not a lead: at a rate both keep up with, both deliver what is offered.
+        tied = abs(rate - peer_rate) <= RATE_TIE * max(rate, peer_rate)
+        distance = "tied on rate: both kept up with the load" if tied else ""
+        if beacon["missing"] < peer["missing"]:
+            distance += ("; " if distance else "") + f"ahead on missing ({beacon['missing']} vs {peer['missing']})"
         rows.append(("Beacon ahead of the peer: delivery rate (vendors at 50 ms)",
-                     f"{beacon['delivered_per_s']:.1f} vs {peer['delivered_per_s']:.1f} notifications/s during the "
-                     f"load; drained {beacon['drain_after_load_s']:.0f} vs {peer['drain_after_load_s']:.0f} s after",
-                     "", beacon["delivered_per_s"] >= peer["delivered_per_s"] and beacon["missing"] <= peer["missing"]))
+                     f"{rate:.1f} vs {peer_rate:.1f} notifications/s during the load; drained "
+                     f"{beacon['drain_after_load_s']:.0f} vs {peer['drain_after_load_s']:.0f} s after; missing "
+                     f"{beacon['missing']} vs {peer['missing']}",
+                     distance, (tied or rate > peer_rate) and beacon["missing"] <= peer["missing"]))
     if faults := compare.get("faults"):
         lost = {name: 0 for name in ("beacon", "peer")}
         twice = dict(lost)

@@ -136,3 +136,32 @@ def test_beacon_behind_the_peer_on_latency_is_a_missed_target() -> None:
     rows = {target: (distance, met) for target, _, distance, met in targets(results)}
 
     assert rows["Beacon ahead of the peer: checkout latency, vendors at 50 ms"] == ("behind on 1", False)
+
+
+def _with_delivery(peer_rate: float, peer_missing: int, beacon_rate: float, beacon_missing: int) -> dict:
+    delivery = RESULTS["compare"]["delivery"]
+    systems = {**delivery["systems"],
+               "peer": {**delivery["systems"]["peer"], "delivered_per_s": peer_rate, "missing": peer_missing},
+               "beacon": {**delivery["systems"]["beacon"], "delivered_per_s": beacon_rate, "missing": beacon_missing}}
+    return {**RESULTS, "compare": {**RESULTS["compare"], "delivery": {**delivery, "systems": systems}}}
+
+
+def _delivery_row(results: dict) -> tuple[str, str, bool]:
+    rows = {target: (measured, distance, met) for target, measured, distance, met in targets(results)}
+    return rows["Beacon ahead of the peer: delivery rate (vendors at 50 ms)"]
+
+
+def test_equal_delivery_rates_are_a_tie_not_a_lead() -> None:
+    measured, distance, met = _delivery_row(_with_delivery(119.8, 36, 120.0, 0))
+
+    assert "120.0 vs 119.8 notifications/s" in measured and "missing 0 vs 36" in measured
+    assert distance == "tied on rate: both kept up with the load; ahead on missing (0 vs 36)"
+    assert met  # not behind on rate, and fewer missing
+
+
+def test_a_slower_delivery_rate_or_more_missing_misses_the_target() -> None:
+    _, distance, met = _delivery_row(_with_delivery(120.0, 0, 110.0, 0))
+    assert distance == "" and not met
+
+    _, _, met = _delivery_row(_with_delivery(100.0, 0, 120.0, 3))
+    assert not met
