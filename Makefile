@@ -107,7 +107,7 @@ chaos: services-up ## Break Beacon on purpose under load (Redis, workers, vendor
 # Both targets also run the floor (../shared/bench-floor/limitapp.py) and the peer (bench/peer/)
 # beside Beacon (scenarios compare and faults; docs/performance.md, "Floor, peer and Beacon").
 .PHONY: bench bench-quick bench-tools
-bench: services-up bench-tools ## Run the full benchmark (about 30 minutes); results in bench/results/<timestamp>/
+bench: services-up bench-tools ## Run the full benchmark (about 75 minutes); results in bench/results/<timestamp>/
 	$(IN_ENV) python -m bench.run
 
 bench-quick: services-up bench-tools ## Run a CI-sized benchmark (about 3 minutes)
