@@ -99,7 +99,7 @@ def _ahead_of_the_peer(compare: dict[str, Any]) -> list[tuple[str, str, str, boo
         rate, peer_rate = beacon["delivered_per_s"], peer["delivered_per_s"]
         # Within 2% is a tie, not a lead: at a rate both keep up with, both deliver what is offered.
         tied = abs(rate - peer_rate) <= RATE_TIE * max(rate, peer_rate)
-        distance = "tied on rate: both kept up with the load" if tied else ""
+        distance = f"tied on rate (within {RATE_TIE:.0%})" if tied else ""
         if beacon["missing"] < peer["missing"]:
             distance += ("; " if distance else "") + f"ahead on missing ({beacon['missing']} vs {peer['missing']})"
         rows.append(("Beacon ahead of the peer: delivery rate (vendors at 50 ms)",
