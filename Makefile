@@ -110,7 +110,7 @@ chaos: services-up ## Break Beacon on purpose under load (Redis, workers, vendor
 bench: services-up bench-tools ## Run the full benchmark (about 75 minutes); results in bench/results/<timestamp>/
 	$(IN_ENV) python -m bench.run
 
-bench-quick: services-up bench-tools ## Run a CI-sized benchmark (about 3 minutes)
+bench-quick: services-up bench-tools ## Run the short benchmark, one repetition per point (about 12 minutes)
 	$(IN_ENV) python -m bench.run --quick
 
 bench-tools: ## Install Debian's hey (the closed-loop load tool) if it is missing

@@ -61,7 +61,7 @@ def _rates(text: str) -> tuple[float, ...]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="CI-sized run (under 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short run: one repetition per point (about 12 minutes)")
     parser.add_argument("--only", default=",".join(ALL), help="comma-separated scenarios: " + ",".join(ALL))
     parser.add_argument("--ladder", type=_rates, help="checkouts/s tried for the sustained rate, ascending "
                         "(e.g. 40,60,80); default: the profile's")
