@@ -9,10 +9,12 @@ import pytest
 from django.db import DataError, connection, transaction
 from django.forms.models import model_to_dict
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
+from psycopg.types.json import Jsonb
 
 from checkout.models import ApiClient, Order, OrderStatus
 from notifications.models import NotificationTrigger
-from notifications.row_inserts import rows_insert, rows_insert_before
+from notifications.row_inserts import insert_fields, insert_params, rows_insert, rows_insert_before
 
 pytestmark = pytest.mark.django_db
 
@@ -89,3 +91,30 @@ def test_rows_insert_before_writes_nothing_when_one_row_is_refused() -> None:
         _run(rows_insert_before(before, rows_insert([_trigger(subject_ref=ref)], returning="id")))
 
     assert not NotificationTrigger.objects.filter(subject_ref=ref).exists()
+
+
+def test_insert_params_prepare_every_value_as_the_fields_own_preparation_does(
+    api_client_with_key: tuple[ApiClient, str],
+) -> None:
+    """The shortcuts (the connection itself, a `str` of a plain text field as it is) give what
+    each field's own `pre_save` and `get_db_prep_save` give, for every kind of value the hot
+    paths write: lazy text, an empty string, None, decimals, a UUID key, JSON, timestamps."""
+    client, _ = api_client_with_key
+    order = Order(client=client, status=OrderStatus.PAID, currency="EUR", total=Decimal("12.5"),
+                  customer_name=gettext_lazy("Ana"), customer_email="ana@example.com", customer_phone="",
+                  customer_locale="en", payment_reference="ch_1", payment_error="")
+    trigger = _trigger(subject_ref="order:x", request_id="")
+
+    for instance in (order, trigger):
+        fields = insert_fields(type(instance), with_pk=instance.pk is not None)
+        ours = insert_params([instance], fields)
+        # add=False: the timestamp `auto_now_add` just filled, not a newer one
+        django_own = [field.get_db_prep_save(field.pre_save(instance, add=False), connection) for field in fields]
+        assert [_comparable(value) for value in ours] == [_comparable(value) for value in django_own]
+    assert type(insert_params([order], [Order._meta.get_field("customer_name")])[0]) is str  # lazy text made plain
+
+
+def _comparable(value: object) -> object:
+    """A prepared parameter as something `==` compares by content (psycopg's JSON wrapper
+    compares by identity)."""
+    return ("json", value.obj) if isinstance(value, Jsonb) else value
