@@ -23,7 +23,7 @@ from notifications.rendering import TemplateRenderError
 from notifications.routing import channel_vendors
 from notifications.sending import notification_render, notification_send, notification_send_claimed
 from notifications.statements import notifications_insert_dispatched, trigger_read
-from notifications.template_cache import template_resolve
+from notifications.template_cache import templates_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -155,10 +155,10 @@ def _claimed_rows(trigger: NotificationTrigger, wanted: list[Notification], crea
 
 def _notifications_wanted(trigger: NotificationTrigger) -> list[Notification]:
     wanted = []
-    for channel, address in trigger.recipients.items():
-        if channel not in Channel.values or not address:
-            continue
-        template = template_resolve(event_type=trigger.event_type, channel=channel, locale=trigger.locale)
+    addressed = {channel: address for channel, address in trigger.recipients.items() if channel in Channel.values and address}
+    templates = templates_resolve(event_type=trigger.event_type, channels=list(addressed), locale=trigger.locale)
+    for channel, address in addressed.items():
+        template = templates[channel]
         if template is None:
             continue
         notification = Notification(

@@ -83,30 +83,28 @@ def _ttl() -> int:
     return max(1, int(base * random.uniform(1 - TTL_JITTER, 1 + TTL_JITTER)))
 
 
-def _templates_for(event_type: str, channel: str) -> dict[str, dict]:
-    """Every active template of the event and channel, by locale.
-
-    Entries carry the generation they were built under; `template_cache_invalidate` bumps
-    the generation, so an entry built from rows read before a change (a rebuild racing the
-    invalidation) is never served afterwards. One MGET per lookup.
-    """
-    key, generation_key = _key(event_type, channel), _generation_key(event_type, channel)
-    found = cache.get_many([key, generation_key])
-    generation = found.get(generation_key, 0)
+def _fresh(found: dict, key: str, generation_key: str) -> dict[str, dict] | None:
+    """The templates of a cache entry read together with its generation, if it is current."""
     entry = found.get(key)
-    if entry is not None and entry.get("generation") == generation:
-        _count("hit")
+    if entry is not None and entry.get("generation") == found.get(generation_key, 0):
         return entry["templates"]
+    return None
+
+
+def _templates_rebuilt(event_type: str, channel: str, *, generation: int) -> dict[str, dict]:
+    """A missed entry: rebuilt from the database by the process that takes the rebuild lock,
+    while the others wait for it (at most REBUILD_WAIT_SECONDS) rather than all reading the
+    database at once. `generation` was read with the missed entry, before any row is."""
     _count("miss")
+    key, generation_key = _key(event_type, channel), _generation_key(event_type, channel)
     lock = _try_lock(key)
     if lock is None:
         deadline = time.monotonic() + REBUILD_WAIT_SECONDS
         while time.monotonic() < deadline:
             time.sleep(REBUILD_POLL_SECONDS)
-            found = cache.get_many([key, generation_key])
-            entry = found.get(key)
-            if entry is not None and entry.get("generation") == found.get(generation_key, 0):
-                return entry["templates"]
+            templates = _fresh(cache.get_many([key, generation_key]), key, generation_key)
+            if templates is not None:
+                return templates
         return _load(event_type, channel)
     try:
         templates = _load(event_type, channel)
@@ -140,7 +138,31 @@ class _NoLock:
 
 def template_resolve(*, event_type: str, channel: str, locale: str) -> CachedTemplate | None:
     """The active template for this event, channel and locale, following the locale chain."""
-    templates = _templates_for(event_type, channel)
+    return templates_resolve(event_type=event_type, channels=[channel], locale=locale)[channel]
+
+
+def templates_resolve(*, event_type: str, channels: list[str], locale: str) -> dict[str, CachedTemplate | None]:
+    """`template_resolve` for several channels of one event: one MGET when every entry is
+    cached (a trigger's email and SMS, one Redis round trip instead of two).
+
+    Each channel's entry is every active template of the event and channel, by locale.
+    Entries carry the generation they were built under; `template_cache_invalidate` bumps the
+    generation, so an entry built from rows read before a change (a rebuild racing the
+    invalidation) is never served afterwards."""
+    keys = {channel: (_key(event_type, channel), _generation_key(event_type, channel)) for channel in channels}
+    found = cache.get_many([name for pair in keys.values() for name in pair])
+    resolved = {}
+    for channel, (key, generation_key) in keys.items():
+        templates = _fresh(found, key, generation_key)
+        if templates is None:
+            templates = _templates_rebuilt(event_type, channel, generation=found.get(generation_key, 0))
+        else:
+            _count("hit")
+        resolved[channel] = _in_locale(templates, locale)
+    return resolved
+
+
+def _in_locale(templates: dict[str, dict], locale: str) -> CachedTemplate | None:
     for candidate in locale_chain(locale):
         row = templates.get(candidate)
         if row is not None:
