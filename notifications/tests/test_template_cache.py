@@ -10,7 +10,12 @@ from django.core.cache import cache
 from notifications import template_cache
 from notifications.configuration import template_save
 from notifications.models import NotificationTemplate
-from notifications.template_cache import template_cache_invalidate, template_cache_stats_recent, template_resolve
+from notifications.template_cache import (
+    template_cache_invalidate,
+    template_cache_stats_recent,
+    template_resolve,
+    templates_resolve,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -29,6 +34,31 @@ def test_a_second_lookup_is_served_from_redis_without_a_query(django_assert_num_
         found = template_resolve(event_type="order_confirmed", channel="sms", locale="en-GB")
 
     assert found is not None and found.body_text == "v1 {{ order_ref }}"
+
+
+def test_a_triggers_channels_are_read_in_one_round_trip_and_each_is_rebuilt_on_its_own(monkeypatch) -> None:
+    sms = _sms_template()
+    template_save(
+        template=NotificationTemplate(
+            event_type="order_confirmed", channel="email", locale="en", subject="s", body_text="email v1"
+        )
+    )
+    both = ["email", "sms"]
+    templates_resolve(event_type="order_confirmed", channels=both, locale="en")  # both cached now
+    reads = []
+    monkeypatch.setattr(template_cache, "cache", _ReadsCounted(cache, reads))
+
+    found = templates_resolve(event_type="order_confirmed", channels=both, locale="en-GB")
+
+    assert len(reads) == 1
+    assert (found["email"].body_text, found["sms"].body_text) == ("email v1", "v1 {{ order_ref }}")
+    NotificationTemplate.objects.filter(pk=sms.pk).update(body_text="sms v2")
+    template_cache_invalidate(event_type="order_confirmed", channel="sms")
+
+    found = templates_resolve(event_type="order_confirmed", channels=both, locale="en")
+
+    assert (found["email"].body_text, found["sms"].body_text) == ("email v1", "sms v2")
+    assert templates_resolve(event_type="order_confirmed", channels=["push"], locale="en") == {"push": None}
 
 
 def test_an_entry_built_from_rows_read_before_a_change_is_never_served_after_it() -> None:
@@ -67,3 +97,17 @@ def test_hits_and_misses_are_summed_in_redis_for_every_process(monkeypatch) -> N
 
     hits, misses = template_cache_stats_recent()
     assert (hits - before_hits, misses - before_misses) == (2, 1)
+
+
+class _ReadsCounted:
+    """The real cache, with each `get_many` call's keys recorded in `reads`."""
+
+    def __init__(self, real, reads: list) -> None:
+        self._real, self._reads = real, reads
+
+    def get_many(self, keys):
+        self._reads.append(keys)
+        return self._real.get_many(keys)
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
