@@ -29,16 +29,17 @@ def insert_params(instances: Sequence[Model], fields: Sequence) -> list:
     """The values of `fields` for each instance in turn, as `save()` prepares them (each
     field's `pre_save`, which fills `auto_now_add`, then its database preparation).
 
-    Two shortcuts, each giving what that preparation gives (tests/test_row_inserts.py):
+    Two shortcuts, each giving what that preparation gives (notifications/tests/test_row_inserts.py):
     - the preparation is given the thread's connection itself, not the `django.db.connection`
       proxy: fields read `connection.ops` and `.features` several times each, and every read
       through the proxy looks the connection up again (a fifth of this function's time);
     - a `str` in a plain text field is the parameter as it is: Django's preparation of it is
       `str(value)` of a `str`. A lazy string or any other value takes the field's own path."""
     database = connections[DEFAULT_DB_ALIAS]
+    preparations = _preparations(tuple(fields))
     params = []
     for instance in instances:
-        for field, attname, plain_text in _preparations(tuple(fields)):
+        for field, attname, plain_text in preparations:
             value = getattr(instance, attname) if plain_text else field.pre_save(instance, add=True)
             params.append(value if plain_text and type(value) is str else field.get_db_prep_save(value, database))
     return params
