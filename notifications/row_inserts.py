@@ -36,23 +36,19 @@ def insert_params(instances: Sequence[Model], fields: Sequence) -> list:
     - a `str` in a plain text field is the parameter as it is: Django's preparation of it is
       `str(value)` of a `str`. A lazy string or any other value takes the field's own path."""
     database = connections[DEFAULT_DB_ALIAS]
-    preparations = _preparations(tuple(fields))
     params = []
     for instance in instances:
-        for field, attname, plain_text in preparations:
-            value = getattr(instance, attname) if plain_text else field.pre_save(instance, add=True)
-            params.append(value if plain_text and type(value) is str else field.get_db_prep_save(value, database))
+        for field in fields:
+            if type(field) in _PLAIN_TEXT_FIELDS and type(value := getattr(instance, field.attname)) is str:
+                params.append(value)
+            else:
+                params.append(field.get_db_prep_save(field.pre_save(instance, add=True), database))
     return params
 
 
 # Text fields whose `pre_save` reads the attribute and whose preparation returns a `str` as it
 # is; exact classes only, since a subclass may prepare its values otherwise.
 _PLAIN_TEXT_FIELDS = frozenset({CharField, EmailField, SlugField, TextField, URLField})
-
-
-@cache
-def _preparations(fields: tuple) -> tuple:
-    return tuple((field, field.attname, type(field) in _PLAIN_TEXT_FIELDS) for field in fields)
 
 
 def _with_pk(instance: Model) -> bool:
