@@ -130,12 +130,18 @@ def worker_process_gone(pid: int | None = None, **_: Any) -> None:
 
 
 @signals.worker_ready.connect
-def worker_trigger_listener_started(**_: Any) -> None:
+def worker_trigger_listener_started(sender: Any = None, **_: Any) -> None:
     """The notify hand-off's listener (notifications/trigger_listener.py), in the worker's main
-    process: one per worker, whatever its pool."""
+    process: one per worker, whatever its pool. With the threads pool (tasks run in this
+    process) it also dispatches what its own threads can take."""
     from notifications.trigger_listener import worker_trigger_listener_start
 
-    worker_trigger_listener_start()
+    worker_trigger_listener_start(tasks_run_in_threads_here=worker_pool_is_threads(sender))
+
+
+def worker_pool_is_threads(consumer: Any) -> bool:
+    """Whether the worker's tasks run as threads of this process (`--pool threads`)."""
+    return type(getattr(consumer, "pool", None)).__module__ == "celery.concurrency.thread"
 
 
 @signals.worker_shutting_down.connect

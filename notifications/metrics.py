@@ -66,8 +66,19 @@ TRIGGERS_CREATED = Counter(
 )
 TRIGGER_LISTENER_HANDOVERS = Counter(
     "beacon_trigger_listener_handovers_total",
-    "Triggers a worker's listener claimed, by result: published, or left to the relay (broker refused).",
+    "Triggers a worker's listener claimed, by result: dispatched_here (in its own threads), published, "
+    "or left to the relay (broker refused).",
     ["result"],
+)
+TRIGGER_DISPATCHES_HERE = Counter(
+    "beacon_trigger_dispatches_here_total",
+    "Trigger dispatches run by a worker's listener threads (not a Celery task), by result (ok, failed).",
+    ["result"],
+)
+TRIGGER_DISPATCH_HERE_SECONDS = Histogram(
+    "beacon_trigger_dispatch_here_duration_seconds",
+    "Duration of the trigger dispatches run by a worker's listener threads (first sends included).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
 )
 TRIGGER_LISTENER_CONNECTS = Counter(
     "beacon_trigger_listener_connects_total",

@@ -3,7 +3,7 @@
 A trigger's INSERT notifies PostgreSQL's channel (`statements.TRIGGER_CHANNEL`) with its id;
 PostgreSQL delivers that on COMMIT, never for a checkout that rolled back. A thread in each
 Celery worker (started and stopped by config/celery_signals.py) LISTENs on its own connection
-and hands what it hears to the broker:
+and hands what it hears on, to its own dispatch threads or to the broker:
 
 1. Collect: the first id, then whatever else has arrived (within BATCH_WAIT_SECONDS), at most
    `batch_max` ids.
@@ -12,13 +12,15 @@ and hands what it hears to the broker:
    and not claimed by another listener (`handed_over_at`). With several workers listening, each
    trigger is claimed, and so published, by one of them. The claim also moves `relay_after` to
    at least OUTBOX_RELAY_GRACE from now, as the web's hand-off leaves a fresh trigger alone.
-3. Publish `trigger_dispatch` for the claimed ids over one producer connection, each publish
-   bounded in time (publisher.tasks_publish_bounded). What the broker refuses loses its
-   hand-over time again (so the relay does not count it among the queued, see
-   outbox._relay_due) and stays undispatched: the relay publishes it after its grace. A worker
-   killed between claim and publish leaves the time set; the relay publishes such a trigger
-   once the queue holds only newer ones. After a refusal the listener
-   claims nothing for the publisher's cool-down (the relay's turn), so its memory stays flat.
+3. Dispatch here what the listener's own idle threads can start at once (a worker of the
+   threads pool; trigger_dispatch_threads.py), and publish `trigger_dispatch` for the rest over
+   one producer connection, each publish bounded in time (publisher.tasks_publish_bounded).
+   What the broker refuses loses its hand-over time again (so the relay does not count it
+   among the queued, see outbox._relay_due) and stays undispatched: the relay publishes it
+   after its grace. A worker killed between claim and publish, or while dispatching here,
+   leaves the time set; the relay publishes such a trigger once the queue holds only newer
+   ones. After a refusal the listener claims, for the publisher's cool-down, only what its
+   idle threads dispatch here (the rest is the relay's turn), so its memory stays flat.
 
 (Re)connecting: LISTEN first, then one catch-up pass claims (as in 2) the undispatched triggers
 created before it, which nobody may have heard about (committed while no listener was
@@ -27,8 +29,9 @@ failures are retried with capped, jittered backoff. The relay stays the safety n
 this misses (a worker killed between claim and publish, the listener disabled).
 
 Bounded: `batch_max` ids per claim, CATCH_UP_BATCHES claims per (re)connect, every publish
-bounded in time, and `stop()` returns within about IDLE_WAKE_SECONDS plus one bounded publish
-(the thread is a daemon: it never keeps the worker from exiting).
+bounded in time, at most `dispatch_threads` dispatches here at once (none waits in memory), and
+`stop()` returns within about IDLE_WAKE_SECONDS plus one bounded publish, plus the running
+dispatches' bounded wait (the threads are daemons: they never keep the worker from exiting).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from notifications.models import NotificationTrigger
 from notifications.outbox import TRIGGER_DISPATCH_TASK
 from notifications.publisher import publisher_suppressed, tasks_publish_bounded
 from notifications.statements import TRIGGER_CHANNEL
+from notifications.trigger_dispatch_threads import DispatchThreads
 
 logger = logging.getLogger(__name__)
 
@@ -77,18 +81,24 @@ _UNCLAIMED = "dispatched_at IS NULL AND dead_at IS NULL AND publish_count = 0 AN
 class TriggerListener:
     """One listening thread with its own PostgreSQL session. `start()` once, `stop()` once."""
 
-    def __init__(self, *, dsn: str, batch_max: int = BATCH_MAX, reconnect_delay_first: float = RECONNECT_DELAY_FIRST):
+    def __init__(self, *, dsn: str, batch_max: int = BATCH_MAX, reconnect_delay_first: float = RECONNECT_DELAY_FIRST,
+                 dispatch_threads: int = 0):
+        """`dispatch_threads`: how many claims at once this process dispatches itself (0: it
+        publishes every claim); only for a worker whose tasks run as threads of this process."""
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
         self.dsn = dsn
         self.batch_max = batch_max
         self.reconnect_delay_first = reconnect_delay_first
+        self.dispatch_here = DispatchThreads(threads=dispatch_threads) if dispatch_threads > 0 else None
         # The server process of the current connection (None while disconnected).
         self.backend_pid: int | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trigger-listener", daemon=True)
 
     def start(self) -> None:
+        if self.dispatch_here is not None:
+            self.dispatch_here.start()
         self._thread.start()
 
     def stop_request(self) -> None:
@@ -96,11 +106,15 @@ class TriggerListener:
         self._stopping.set()
 
     def stop(self, *, timeout: float = STOP_WAIT_SECONDS) -> bool:
-        """Ask the thread to stop and wait for it, at most `timeout`; True if it has stopped."""
+        """Ask the thread to stop and wait for it, at most `timeout`, then for the dispatches
+        it started here (their own bounded wait); True if it has stopped and they finished."""
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        return not self._thread.is_alive()
+        stopped = not self._thread.is_alive()
+        if self.dispatch_here is not None and stopped:
+            stopped = self.dispatch_here.stop()
+        return stopped
 
     @property
     def listening(self) -> bool:
@@ -165,22 +179,38 @@ class TriggerListener:
                 return
 
     def _hand_over(self, connection: psycopg.Connection, claim_sql: str, params: dict) -> int:
-        """Claim with `claim_sql`, publish what was claimed; returns how many were claimed."""
-        if publisher_suppressed():  # the broker refused lately: the relay's turn, claim nothing
-            return 0
+        """Claim with `claim_sql`; dispatch here what idle threads can take, publish the rest;
+        returns how many were claimed."""
+        if publisher_suppressed():  # the broker refused lately: claim only what is dispatched here
+            idle = self.dispatch_here.idle() if self.dispatch_here is not None else 0
+            if not idle:
+                return 0  # the relay's turn
+            params = _claim_limited(params, idle)
         now = timezone.now()
         relay_after = now + timedelta(seconds=settings.OUTBOX_RELAY_GRACE)
         claimed = connection.execute(claim_sql, {**params, "now": now, "relay_after": relay_after}).fetchall()
         if not claimed:
             return 0
-        calls = [([trigger_id], {"request_id": request_id or "-"}) for trigger_id, request_id in claimed]
+        here = self.dispatch_here.take(claimed) if self.dispatch_here is not None else 0
+        metrics.TRIGGER_LISTENER_HANDOVERS.labels(result="dispatched_here").inc(here)
+        rest = claimed[here:]
+        if not rest:
+            return len(claimed)
+        calls = [([trigger_id], {"request_id": request_id or "-"}) for trigger_id, request_id in rest]
         published = tasks_publish_bounded(TRIGGER_DISPATCH_TASK, calls=calls)
         metrics.TRIGGER_LISTENER_HANDOVERS.labels(result="published").inc(published)
-        if published < len(claimed):
+        if published < len(rest):
             # Not in the broker: no hand-over time, so the relay does not take them for queued.
-            connection.execute(_give_back_sql(), {"ids": [trigger_id for trigger_id, _ in claimed[published:]]})
-            metrics.TRIGGER_LISTENER_HANDOVERS.labels(result="left_to_relay").inc(len(claimed) - published)
+            connection.execute(_give_back_sql(), {"ids": [trigger_id for trigger_id, _ in rest[published:]]})
+            metrics.TRIGGER_LISTENER_HANDOVERS.labels(result="left_to_relay").inc(len(rest) - published)
         return len(claimed)
+
+
+def _claim_limited(params: dict, most: int) -> dict:
+    """The claim's parameters for at most `most` triggers: the first ids heard, or the catch-up's limit."""
+    if "ids" in params:
+        return {**params, "ids": params["ids"][:most]}
+    return {**params, "limit": min(params["limit"], most)}
 
 
 def _id_add(ids: list[int], payload: str) -> None:
@@ -220,15 +250,20 @@ _worker_listener: TriggerListener | None = None
 _worker_listener_lock = threading.Lock()
 
 
-def worker_trigger_listener_start() -> TriggerListener | None:
+def worker_trigger_listener_start(*, tasks_run_in_threads_here: bool) -> TriggerListener | None:
     """Start this worker's listener, if the notify hand-off is on and the listener enabled;
-    safe to call twice. Returns it (None when not started)."""
+    safe to call twice. Returns it (None when not started).
+
+    `tasks_run_in_threads_here`: the worker's tasks run as threads of this process (its pool is
+    `threads`), so the listener may dispatch here too (TRIGGER_LISTENER_DISPATCH_THREADS); a
+    prefork worker's main process only consumes, so its listener publishes every claim."""
     global _worker_listener
     if settings.TRIGGER_HANDOFF_VIA != "notify" or not settings.TRIGGER_LISTENER_ENABLED:
         return None
     with _worker_listener_lock:
         if _worker_listener is None:
-            _worker_listener = TriggerListener(dsn=settings.TRIGGER_LISTENER_DATABASE_URL)
+            dispatch_threads = settings.TRIGGER_LISTENER_DISPATCH_THREADS if tasks_run_in_threads_here else 0
+            _worker_listener = TriggerListener(dsn=settings.TRIGGER_LISTENER_DATABASE_URL, dispatch_threads=dispatch_threads)
             _worker_listener.start()
         return _worker_listener
 
@@ -246,4 +281,4 @@ def worker_trigger_listener_stop(*, wait: bool) -> None:
     if not wait:
         listener.stop_request()
     elif not listener.stop():
-        logger.warning("trigger listener did not stop within %.0fs; left behind (daemon thread)", STOP_WAIT_SECONDS)
+        logger.warning("trigger listener or its dispatches did not finish in time; left behind (daemon threads)")

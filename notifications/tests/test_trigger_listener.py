@@ -4,6 +4,7 @@ broker, a real worker where the whole path matters."""
 
 from __future__ import annotations
 
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.db import connection, transaction
+from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
 from checkout.tests.factories import VALID_CHECKOUT
@@ -61,9 +63,19 @@ def dead_broker_url(tmp_path: Path) -> str:
     return broker.url()
 
 
+def worker_handovers(port: int) -> dict[str, float]:
+    """The worker's listener hand-overs by result (those above 0), from its /metrics (main process)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {sample.labels["result"]: sample.value for family in text_string_to_metric_families(text)
+            if family.name == "beacon_trigger_listener_handovers" for sample in family.samples
+            if sample.name.endswith("_total") and sample.value}
+
+
 def test_a_committed_checkout_is_dispatched_through_the_workers_listener_without_the_web_publishing(
-    api: APIClient, start_worker, sandbox: SandboxHandle, settings, tmp_path: Path, fresh_publisher: None
+    api: APIClient, start_worker, worker_env: dict, sandbox: SandboxHandle, settings, tmp_path: Path,
+    fresh_publisher: None
 ) -> None:
+    worker_env["WORKER_METRICS_PORT"] = str(metrics_port := free_port())
     worker = start_worker()  # on the suite's broker; no beat, so no relay runs
     # Were the web to publish, it would find this broker down and hold back for its cool-down.
     settings.CELERY_BROKER_URL = dead_broker_url(tmp_path)
@@ -78,8 +90,24 @@ def test_a_committed_checkout_is_dispatched_through_the_workers_listener_without
     assert trigger.dispatched_at is not None and trigger.handed_over_at is not None
     assert trigger.publish_count == 0  # not the relay's doing
     assert not publisher.publisher_suppressed()  # the web never tried the broker
+    # A worker of the threads pool: its listener dispatched the trigger itself, published nothing.
+    assert worker_handovers(metrics_port) == {"dispatched_here": 1.0}
     worker.stop(timeout=20)
     assert worker.process.returncode == 0  # its listener let it shut down by itself
+
+
+def test_a_prefork_workers_listener_publishes_the_dispatch_for_its_pool(
+    api: APIClient, start_worker, worker_env: dict, sandbox: SandboxHandle
+) -> None:
+    worker_env["WORKER_METRICS_PORT"] = str(metrics_port := free_port())
+    start_worker(pool="prefork", concurrency=1)
+
+    response = api.post("/api/v1/checkouts/", VALID_CHECKOUT, format="json")
+
+    assert response.status_code == 201
+    wait_until(lambda: len(sandbox.control.messages("sms-primary")) == 1, timeout=30, what="the SMS")
+    # The main process only consumes: the dispatch went through the broker to a child process.
+    assert worker_handovers(metrics_port) == {"published": 1.0}
 
 
 def test_only_a_committed_trigger_notifies(api: APIClient) -> None:
@@ -166,3 +194,62 @@ def test_stopping_a_listener_returns_while_it_waits_to_reconnect(fresh_publisher
 def test_a_listener_needs_a_positive_batch() -> None:
     with pytest.raises(ValueError, match="batch_max"):
         TriggerListener(dsn=current_database_url(), batch_max=0)
+
+
+# --- dispatching here: a worker of the threads pool (notifications/trigger_dispatch_threads.py) ---
+def test_a_listener_with_idle_threads_delivers_a_trigger_itself_and_publishes_nothing(
+    start_listener, settings, sandbox: SandboxHandle, vendors: dict, templates: None
+) -> None:
+    start_listener(dispatch_threads=2)
+
+    trigger = make_trigger()
+
+    wait_until(lambda: len(sandbox.control.messages("smtp-primary")) == 1, timeout=30, what="the email")
+    wait_until(lambda: len(sandbox.control.messages("sms-primary")) == 1, timeout=30, what="the SMS")
+    trigger.refresh_from_db()
+    assert trigger.dispatched_at is not None and trigger.handed_over_at is not None
+    assert trigger.publish_count == 0
+    assert broker_queued_trigger_ids(settings.CELERY_BROKER_URL) == []
+    assert set(trigger.notifications.values_list("status", flat=True)) == {"sent"}
+
+
+def test_a_listener_whose_threads_are_all_busy_publishes_the_next_trigger(
+    start_listener, settings, sandbox: SandboxHandle, vendors: dict, templates: None
+) -> None:
+    for instance in ("smtp-primary", "sms-primary"):
+        sandbox.control.set_faults(instance, latency_ms=600)  # below the vendors' 1 s timeout
+    start_listener(dispatch_threads=1)
+
+    busy = make_trigger()
+    wait_until(lambda: NotificationTrigger.objects.filter(pk=busy.pk, handed_over_at__isnull=False).exists(), timeout=15,
+               interval=0.02, what="the first trigger claimed")
+    published = make_trigger()  # the one thread is in its vendor calls (1.2 s)
+
+    wait_until(lambda: broker_queued_trigger_ids(settings.CELERY_BROKER_URL) == [published.pk], timeout=15,
+               what="the second trigger published")
+    wait_until(lambda: NotificationTrigger.objects.filter(pk=busy.pk, dispatched_at__isnull=False).exists(), timeout=15,
+               what="the first dispatched here")
+    wait_until(lambda: len(sandbox.control.messages("sms-primary")) == 1, timeout=30, what="the first trigger's SMS")
+    assert broker_queued_trigger_ids(settings.CELERY_BROKER_URL) == [published.pk]
+    assert NotificationTrigger.objects.get(pk=published.pk).dispatched_at is None  # no worker consumes here
+
+
+def test_while_the_broker_refuses_a_listener_claims_only_what_its_idle_threads_dispatch(
+    start_listener, settings, tmp_path: Path, sandbox: SandboxHandle, vendors: dict, templates: None
+) -> None:
+    settings.CELERY_BROKER_URL = dead_broker_url(tmp_path)
+    settings.BEACON_PUBLISH_COOLDOWN = 120  # the whole test inside the refusal's cool-down
+    assert publisher.tasks_publish_bounded("notifications.tasks.trigger_dispatch", calls=[([0], {})]) == 0
+    assert publisher.publisher_suppressed()
+    for instance in ("smtp-primary", "sms-primary"):
+        sandbox.control.set_faults(instance, latency_ms=300)  # the two threads stay busy a while
+    start_listener(dispatch_threads=2)
+
+    with transaction.atomic():  # one commit: the five notifications arrive together
+        triggers = [make_trigger() for _ in range(5)]
+
+    wait_until(lambda: len(sandbox.control.messages("sms-primary")) == 2, timeout=30, what="two triggers' SMS")
+    dispatched = NotificationTrigger.objects.filter(pk__in=[t.pk for t in triggers], dispatched_at__isnull=False)
+    unclaimed = NotificationTrigger.objects.filter(pk__in=[t.pk for t in triggers], handed_over_at__isnull=True,
+                                                   dispatched_at__isnull=True)
+    assert dispatched.count() == 2 and unclaimed.count() == 3  # the relay's, after its grace
