@@ -107,30 +107,37 @@ class DispatchThreads:
         connections.close_all()  # this thread's own connections: PostgreSQL need not wait to see them go
 
     def _dispatch_one(self, trigger_id: int, request_id: str) -> None:
+        """One dispatch; never raises (whatever it raised, SystemExit included, would end this
+        thread while it still counts as one)."""
         token = request_id_var.set(request_id)
-        close_old_connections()
         started = time.perf_counter()
         result = "ok"
-        try:
-            with _traced():
+        with _traced(trigger_id):
+            try:
+                close_old_connections()
                 self._trigger_dispatch(trigger_id=trigger_id)
-        except Exception:
-            result = "failed"
-            logger.exception("dispatch of trigger %s failed; the relay hands it over again after its grace", trigger_id,
-                             extra={"trigger_id": trigger_id})
-        finally:
-            close_old_connections()
-            request_id_var.reset(token)
+            except BaseException:
+                result = "failed"
+                logger.exception("dispatch of trigger %s failed; the relay hands it over again after its grace",
+                                 trigger_id, extra={"trigger_id": trigger_id})
+            finally:
+                with contextlib.suppress(Exception):  # a broken connection is dropped, not raised
+                    close_old_connections()
+                request_id_var.reset(token)
         metrics.TRIGGER_DISPATCHES_HERE.labels(result=result).inc()
         metrics.TRIGGER_DISPATCH_HERE_SECONDS.observe(time.perf_counter() - started)
 
 
 @contextlib.contextmanager
-def _traced() -> Iterator[None]:
-    """A Sentry transaction of its own per dispatch (scope, breadcrumbs), as Celery's
-    integration gives a task; nothing when Sentry is off."""
+def _traced(trigger_id: int) -> Iterator[None]:
+    """A Sentry scope and transaction of its own per dispatch, as Celery's integration gives a
+    task, its events tagged the way that integration tags a task's (`celery-job`), so both
+    paths group alike; nothing when Sentry is off."""
     if not sentry_sdk.get_client().is_active():
         yield
         return
-    with sentry_sdk.isolation_scope(), sentry_sdk.start_transaction(op="queue.process", name=TRACE_NAME, source="task"):
-        yield
+    with sentry_sdk.isolation_scope() as scope:
+        scope.set_extra("celery-job", {"task_name": TRACE_NAME, "args": [trigger_id], "kwargs": {},
+                                       "run_by": "trigger listener thread"})
+        with sentry_sdk.start_transaction(op="queue.process", name=TRACE_NAME, source="task"):
+            yield

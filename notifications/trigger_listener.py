@@ -185,7 +185,7 @@ class TriggerListener:
             idle = self.dispatch_here.idle() if self.dispatch_here is not None else 0
             if not idle:
                 return 0  # the relay's turn
-            params = _claim_limited(params, idle)
+            claim_sql, params = _claim_limited(claim_sql, params, idle)
         now = timezone.now()
         relay_after = now + timedelta(seconds=settings.OUTBOX_RELAY_GRACE)
         claimed = connection.execute(claim_sql, {**params, "now": now, "relay_after": relay_after}).fetchall()
@@ -206,11 +206,13 @@ class TriggerListener:
         return len(claimed)
 
 
-def _claim_limited(params: dict, most: int) -> dict:
-    """The claim's parameters for at most `most` triggers: the first ids heard, or the catch-up's limit."""
+def _claim_limited(claim_sql: str, params: dict, most: int) -> tuple[str, dict]:
+    """The claim for at most `most` triggers. Every listener hears the same ids: each takes
+    ones the others have not locked (SKIP LOCKED), so together they claim up to all their
+    idle threads, not the same few."""
     if "ids" in params:
-        return {**params, "ids": params["ids"][:most]}
-    return {**params, "limit": min(params["limit"], most)}
+        return _claim_some_sql(), {**params, "limit": most}
+    return claim_sql, {**params, "limit": min(params["limit"], most)}
 
 
 def _id_add(ids: list[int], payload: str) -> None:
@@ -226,6 +228,16 @@ def _claim_sql() -> str:
     return f"""
         UPDATE {table} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
          WHERE id = ANY(%(ids)s) AND {_UNCLAIMED}
+     RETURNING id, request_id"""  # noqa: S608
+
+
+@cache
+def _claim_some_sql() -> str:
+    table = NotificationTrigger._meta.db_table
+    return f"""
+        UPDATE {table} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
+         WHERE id IN (SELECT id FROM {table} WHERE id = ANY(%(ids)s) AND {_UNCLAIMED}
+                       ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
      RETURNING id, request_id"""  # noqa: S608
 
 

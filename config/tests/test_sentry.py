@@ -89,8 +89,9 @@ def test_an_exception_in_a_send_reaches_sentry_scrubbed(
     assert Notification.objects.count() == 2
     # Raised by the task (Celery integration) or logged with its traceback inside it (logging
     # integration): either way the event is tagged with the task that hit it. The first attempt
-    # runs in the dispatch task, which fails at the email and hands both sends to their queues,
-    # where the send tasks fail the same way.
+    # runs in the dispatch (the worker's listener heard the trigger commit and ran it in its own
+    # thread, tagged as the task; or the task published above), which fails at the email and
+    # hands both sends to their queues, where the send tasks fail the same way.
     tasks = {event["extra"]["celery-job"]["task_name"] for event in key_errors()}
     assert "notifications.tasks.trigger_dispatch" in tasks
     assert tasks <= {

@@ -61,7 +61,6 @@ def test_each_trigger_taken_is_dispatched_once_with_its_own_request_id(started) 
 
     wait_until(lambda: len(recorder.calls) == 2 and pool.idle() == 2, timeout=5, what="both dispatches")
     assert sorted(recorder.calls) == [(11, "req-a"), (12, "-")]
-    assert request_id_get() == "-"  # the caller's context is untouched
 
 
 def test_only_idle_threads_take_triggers_and_the_caller_keeps_the_rest(started) -> None:
@@ -96,6 +95,25 @@ def test_a_dispatch_that_raises_is_logged_and_counted_and_its_thread_goes_on(sta
     assert dispatches_here("ok") == ok_before + 1
     [record] = [r for r in caplog.records if "dispatch of trigger 7 failed" in r.getMessage()]
     assert record.exc_info is not None and record.trigger_id == 7
+
+
+def test_a_dispatch_that_exits_is_counted_failed_and_its_thread_goes_on(started, caplog) -> None:
+    def exits(*, trigger_id: int) -> None:
+        calls.append(trigger_id)
+        if trigger_id == 1:
+            raise SystemExit(3)  # ends a thread silently, were it not caught
+
+    calls: list[int] = []
+    pool = DispatchThreads(threads=1, trigger_dispatch=exits)
+    pool.start()
+    started.append(pool)
+    failed_before = dispatches_here("failed")
+
+    assert pool.take([(1, "a")]) == 1
+    wait_until(lambda: dispatches_here("failed") == failed_before + 1, timeout=5, what="the failure counted")
+    assert pool.take([(2, "b")]) == 1
+    wait_until(lambda: calls == [1, 2], timeout=5, what="the one thread to dispatch again")
+    assert pool._workers[0].is_alive()
 
 
 def test_stop_waits_for_the_running_dispatches_but_no_longer_than_its_timeout(started) -> None:

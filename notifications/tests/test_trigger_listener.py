@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.db import connection, transaction
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
@@ -76,6 +77,7 @@ def test_a_committed_checkout_is_dispatched_through_the_workers_listener_without
     fresh_publisher: None
 ) -> None:
     worker_env["WORKER_METRICS_PORT"] = str(metrics_port := free_port())
+    worker_env["TRIGGER_LISTENER_DISPATCH_THREADS"] = "8"  # the default, whatever this shell exports
     worker = start_worker()  # on the suite's broker; no beat, so no relay runs
     # Were the web to publish, it would find this broker down and hold back for its cool-down.
     settings.CELERY_BROKER_URL = dead_broker_url(tmp_path)
@@ -234,7 +236,12 @@ def test_a_listener_whose_threads_are_all_busy_publishes_the_next_trigger(
     assert NotificationTrigger.objects.get(pk=published.pk).dispatched_at is None  # no worker consumes here
 
 
-def test_while_the_broker_refuses_a_listener_claims_only_what_its_idle_threads_dispatch(
+def handovers(result: str) -> float:
+    """This process's listener hand-overs with `result` so far."""
+    return REGISTRY.get_sample_value("beacon_trigger_listener_handovers_total", {"result": result}) or 0.0
+
+
+def test_while_the_broker_refuses_listeners_claim_only_what_their_idle_threads_dispatch(
     start_listener, settings, tmp_path: Path, sandbox: SandboxHandle, vendors: dict, templates: None
 ) -> None:
     settings.CELERY_BROKER_URL = dead_broker_url(tmp_path)
@@ -242,14 +249,20 @@ def test_while_the_broker_refuses_a_listener_claims_only_what_its_idle_threads_d
     assert publisher.tasks_publish_bounded("notifications.tasks.trigger_dispatch", calls=[([0], {})]) == 0
     assert publisher.publisher_suppressed()
     for instance in ("smtp-primary", "sms-primary"):
-        sandbox.control.set_faults(instance, latency_ms=300)  # the two threads stay busy a while
+        sandbox.control.set_faults(instance, latency_ms=300)  # the threads stay busy a while
+    before = {result: handovers(result) for result in ("dispatched_here", "published", "left_to_relay")}
     start_listener(dispatch_threads=2)
+    start_listener(dispatch_threads=2)  # both hear every trigger: each claims others than the other
 
     with transaction.atomic():  # one commit: the five notifications arrive together
         triggers = [make_trigger() for _ in range(5)]
 
-    wait_until(lambda: len(sandbox.control.messages("sms-primary")) == 2, timeout=30, what="two triggers' SMS")
+    wait_until(lambda: len(sandbox.control.messages("sms-primary")) == 4, timeout=30, what="four triggers' SMS")
     dispatched = NotificationTrigger.objects.filter(pk__in=[t.pk for t in triggers], dispatched_at__isnull=False)
     unclaimed = NotificationTrigger.objects.filter(pk__in=[t.pk for t in triggers], handed_over_at__isnull=True,
                                                    dispatched_at__isnull=True)
-    assert dispatched.count() == 2 and unclaimed.count() == 3  # the relay's, after its grace
+    assert dispatched.count() == 4 and unclaimed.count() == 1  # the relay's, after its grace
+    assert handovers("dispatched_here") == before["dispatched_here"] + 4
+    # Claimed only what was dispatched here: nothing was tried on the broker, nothing given back.
+    assert handovers("published") == before["published"]
+    assert handovers("left_to_relay") == before["left_to_relay"]
