@@ -66,8 +66,10 @@ from notifications.vendors.base import VendorError
 logger = logging.getLogger(__name__)
 
 # Keep-alive connections kept per host in one process. A prefork Celery process sends one
-# message at a time; the headroom is for thread-based pools.
-POOL_MAXSIZE = 16
+# message at a time; the headroom is for thread-based pools: the Procfile's 16 Celery threads
+# plus the trigger listener's dispatch threads (8) may all send at once (as many as the SMTP
+# sessions kept per relay, smtp.SESSIONS_IDLE_PER_RELAY).
+POOL_MAXSIZE = 32
 # Statuses below 500 that still mean "not accepted, try again later".
 TRANSIENT_STATUSES = frozenset({408, 429})
 # Statuses that blame the caller's credentials or account, not the message: the vendor's
