@@ -12,7 +12,9 @@ app = Celery("beacon")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Request id propagation, task metrics and the worker's /metrics exporter.
+# `celery inspect dispatches_here` (the dispatches running in the trigger listener's threads);
+# request id propagation, task metrics and the worker's /metrics exporter.
+import config.celery_control  # noqa: E402
 import config.celery_signals  # noqa: E402, F401
 
 # kombu's Redis transport: a worker survives a Redis outage, and a channel shares one client

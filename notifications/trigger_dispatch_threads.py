@@ -74,6 +74,10 @@ class DispatchThreads:
         with self._changed:
             return self._idle
 
+    def running(self) -> int:
+        """How many dispatches are running (or just taken)."""
+        return self.threads - self.idle()
+
     def take(self, claimed: list[tuple[int, str | None]]) -> int:
         """Start dispatching the first of `claimed` (trigger id, request id), as many as there
         are idle threads; returns how many were taken (the caller publishes the rest)."""

@@ -280,6 +280,14 @@ def worker_trigger_listener_start(*, tasks_run_in_threads_here: bool) -> Trigger
         return _worker_listener
 
 
+def worker_dispatches_here_running() -> int:
+    """How many trigger dispatches this worker's listener threads are running now."""
+    listener = _worker_listener
+    if listener is None or listener.dispatch_here is None:
+        return 0
+    return listener.dispatch_here.running()
+
+
 def worker_trigger_listener_stop(*, wait: bool) -> None:
     """Stop this worker's listener (if any): ask it to, and with `wait` wait a bounded time for
     it; safe to call twice."""

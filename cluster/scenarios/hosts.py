@@ -33,13 +33,19 @@ def _slow_primaries(chaos: Chaos, *, on: bool) -> None:
 
 
 def _running_tasks(host: str, *, within: float = 4.0) -> int:
-    """Tasks the worker on `host` is running, polled (Celery's inspect) until there is one or `within` ends."""
+    """Work the worker on `host` is running, polled until there is some or `within` ends: its
+    Celery tasks (`inspect active`) and the dispatches in its trigger listener's threads
+    (`inspect dispatches_here`, config/celery_control.py)."""
     from config.celery import app
 
     deadline = time.monotonic() + within
     while True:
-        replies = app.control.inspect(timeout=0.5).active() or {}
-        running = sum(len(tasks) for name, tasks in replies.items() if name.startswith(f"worker-{host}-"))
+        inspect = app.control.inspect(timeout=0.5)
+        tasks = inspect.active() or {}
+        here = inspect._request("dispatches_here") or {}
+        mine = f"worker-{host}-"
+        running = sum(len(reply) for name, reply in tasks.items() if name.startswith(mine))
+        running += sum(reply.get("running", 0) for name, reply in here.items() if name.startswith(mine))
         if running or time.monotonic() > deadline:
             return running
 
@@ -97,7 +103,7 @@ def worker_partitioned(chaos: Chaos) -> ScenarioResult:
     finally:
         link_set(host, up=True)
         _slow_primaries(chaos, on=False)
-    result.check(f"{host.name} was running tasks when its cable was pulled", running > 0, f"{running} running")
+    result.check(f"{host.name} was running work when its cable was pulled", running > 0, f"{running} running")
     _finish(chaos, result, load, results)
     result.check(f"the worker on {host.name} survived the partition", stack.processes[host.name].alive())
     return result
@@ -122,8 +128,8 @@ def worker_host_killed(chaos: Chaos) -> ScenarioResult:
         results = load.join()
     finally:
         _slow_primaries(chaos, on=False)
-    result.check(f"{name} lost every process, with tasks running", killed > 0 and running > 0,
-                 f"{killed} processes, {running} tasks running")
+    result.check(f"{name} lost every process, with work running", killed > 0 and running > 0,
+                 f"{killed} processes, {running} tasks or dispatches running")
     _finish(chaos, result, load, results)
     return result
 

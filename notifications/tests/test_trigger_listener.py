@@ -266,3 +266,23 @@ def test_while_the_broker_refuses_listeners_claim_only_what_their_idle_threads_d
     # Claimed only what was dispatched here: nothing was tried on the broker, nothing given back.
     assert handovers("published") == before["published"]
     assert handovers("left_to_relay") == before["left_to_relay"]
+
+
+def test_celery_inspect_lists_the_dispatches_running_in_a_workers_listener_threads(
+    api: APIClient, start_worker, sandbox: SandboxHandle
+) -> None:
+    from config.celery import app
+
+    for instance in ("smtp-primary", "sms-primary"):
+        sandbox.control.set_faults(instance, latency_ms=700)  # the dispatch stays in its vendor calls
+    start_worker()
+
+    def running() -> list[int]:
+        replies = app.control.inspect(timeout=1.0)._request("dispatches_here") or {}
+        return [reply["running"] for reply in replies.values()]
+
+    assert running() == [0]
+    assert api.post("/api/v1/checkouts/", VALID_CHECKOUT, format="json").status_code == 201
+    wait_until(lambda: running() == [1], timeout=15, interval=0.05, what="the dispatch listed as running")
+    wait_until(lambda: len(sandbox.control.messages("sms-primary")) == 1, timeout=30, what="the SMS")
+    wait_until(lambda: running() == [0], timeout=15, what="the dispatch finished")
