@@ -222,39 +222,38 @@ def _id_add(ids: list[int], payload: str) -> None:
         logger.warning("trigger listener ignored a notification that is not a trigger id")
 
 
+def _claim_where(where: str) -> str:
+    """The claim: hand-over time set, relay kept away for its grace, on the rows `where` picks."""
+    return f"""
+        UPDATE {_table()} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
+         WHERE {where}
+     RETURNING id, request_id"""  # noqa: S608
+
+
+def _table() -> str:
+    return NotificationTrigger._meta.db_table
+
+
 @cache
 def _claim_sql() -> str:
-    table = NotificationTrigger._meta.db_table
-    return f"""
-        UPDATE {table} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
-         WHERE id = ANY(%(ids)s) AND {_UNCLAIMED}
-     RETURNING id, request_id"""  # noqa: S608
+    return _claim_where(f"id = ANY(%(ids)s) AND {_UNCLAIMED}")
 
 
 @cache
 def _claim_some_sql() -> str:
-    table = NotificationTrigger._meta.db_table
-    return f"""
-        UPDATE {table} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
-         WHERE id IN (SELECT id FROM {table} WHERE id = ANY(%(ids)s) AND {_UNCLAIMED}
-                       ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-     RETURNING id, request_id"""  # noqa: S608
+    return _claim_where(f"""id IN (SELECT id FROM {_table()} WHERE id = ANY(%(ids)s) AND {_UNCLAIMED}
+                       ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)""")  # noqa: S608
 
 
 @cache
 def _catch_up_sql() -> str:
-    table = NotificationTrigger._meta.db_table
-    return f"""
-        UPDATE {table} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
-         WHERE id IN (SELECT id FROM {table} WHERE {_UNCLAIMED} AND created_at < %(before)s
-                       ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-     RETURNING id, request_id"""  # noqa: S608
+    return _claim_where(f"""id IN (SELECT id FROM {_table()} WHERE {_UNCLAIMED} AND created_at < %(before)s
+                       ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)""")  # noqa: S608
 
 
 @cache
 def _give_back_sql() -> str:
-    table = NotificationTrigger._meta.db_table
-    return f"UPDATE {table} SET handed_over_at = NULL WHERE id = ANY(%(ids)s) AND dispatched_at IS NULL"  # noqa: S608
+    return f"UPDATE {_table()} SET handed_over_at = NULL WHERE id = ANY(%(ids)s) AND dispatched_at IS NULL"  # noqa: S608
 
 
 # --- the worker's one listener (config/celery_signals.py) ------------------------------------
