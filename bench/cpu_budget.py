@@ -43,7 +43,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CONNECTIONS = 8
 
 
-def _cpu_seconds(proc: psutil.Process) -> float | None:
+def cpu_seconds(proc: psutil.Process) -> float | None:
     """User and system CPU seconds of `proc`; None once it has exited."""
     try:
         times = proc.cpu_times()
@@ -92,7 +92,7 @@ def snapshot(groups: dict[str, list[psutil.Process]]) -> dict[str, dict[int, flo
     between two snapshots takes its CPU since the first with it (PostgreSQL backends of closed
     connections): the figure is then a little low, never negative as a process read as zero
     made it."""
-    seconds = {name: {p.pid: _cpu_seconds(p) for p in procs} for name, procs in groups.items()}
+    seconds = {name: {p.pid: cpu_seconds(p) for p in procs} for name, procs in groups.items()}
     return {name: {pid: used for pid, used in by_pid.items() if used is not None} for name, by_pid in seconds.items()}
 
 

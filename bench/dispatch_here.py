@@ -23,11 +23,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-import psutil
-
 from bench import scenarios
+from bench.cpu_budget import cpu_seconds, processes_by_type
 from bench.run import echo
-from bench.stack import WORKER_THREADS, BenchStack, stop_on_sigterm
+from bench.stack import BenchStack, stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROCESSES = 2  # the Procfile's shape on this box: one threads worker per core
@@ -38,26 +37,7 @@ def _numbers(text: str) -> list[float]:
 
 
 def workers_cpu_seconds(stack: BenchStack) -> float:
-    total = 0.0
-    for worker in stack.workers:
-        try:
-            root = psutil.Process(worker.pid)
-            for proc in (root, *root.children(recursive=True)):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def workers_with(stack: BenchStack, threads: int) -> None:
-    stack.workers_stop()
-    names = [f"worker-threads-{i}" for i in range(PROCESSES)]
-    for name in names:
-        stack.worker_start(name, pool="threads", concurrency=WORKER_THREADS, TRIGGER_LISTENER_DISPATCH_THREADS=str(threads))
-    for name in names:
-        stack.worker_wait_ready(name)
-    stack.worker_spec = ("threads", PROCESSES, WORKER_THREADS)
+    return sum(cpu_seconds(proc) or 0.0 for proc in processes_by_type(stack)["workers (celery)"])
 
 
 def point_measured(stack: BenchStack, profile: scenarios.Profile, *, rate: float, seconds: float, label: str,
@@ -90,7 +70,7 @@ def main() -> int:
         for round_number in range(1, args.rounds + 1):
             order = args.threads if round_number % 2 else list(reversed(args.threads))
             for threads in order:
-                workers_with(stack, threads)
+                stack.workers_start("threads", PROCESSES, TRIGGER_LISTENER_DISPATCH_THREADS=str(threads))
                 for rate in [*args.rates, *([args.burst] if args.burst else [])]:
                     label = f"dh-r{round_number}-t{threads}-{rate:g}"
                     echo(f"== round {round_number}/{args.rounds}: dispatch threads {threads}, {rate:g}/s")

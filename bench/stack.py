@@ -96,6 +96,7 @@ class BenchStack(Stack):
         self.database_description = ""
         self.web_sync = False
         self.worker_spec = ("threads", 1, WORKER_THREADS)
+        self.worker_env: dict[str, str] = {}
 
     # --- start ------------------------------------------------------------------------------
     def start(self, *, progress) -> None:
@@ -133,25 +134,28 @@ class BenchStack(Stack):
     def workers(self) -> list[ManagedProcess]:
         return [process for name, process in self.processes.items() if name.startswith("worker-")]
 
-    def workers_start(self, pool: str, processes: int) -> None:
-        """Replace the Celery workers: `processes` worker processes of `pool`.
+    def workers_start(self, pool: str, processes: int, **env: str) -> None:
+        """Replace the Celery workers: `processes` worker processes of `pool`, with `env` added
+        to their environment.
 
         threads: that many Celery workers with WORKER_THREADS threads each.
         prefork: one Celery worker with `processes` child processes (one task at a time each).
-        Workers of that shape that are already running are kept.
+        Workers of that shape and environment that are already running are kept.
         """
         workers = self.workers
-        if workers and self.worker_spec[:2] == (pool, processes) and all(w.alive() for w in workers):
+        if (workers and self.worker_spec[:2] == (pool, processes) and self.worker_env == env
+                and all(w.alive() for w in workers)):
             return
         self.workers_stop()
         if pool == "threads":
             names = [f"worker-threads-{i}" for i in range(processes)]
             for name in names:
-                self.worker_start(name, pool="threads", concurrency=WORKER_THREADS)
+                self.worker_start(name, pool="threads", concurrency=WORKER_THREADS, **env)
         else:
             names = ["worker-prefork"]
-            self.worker_start(names[0], pool="prefork", concurrency=processes)
+            self.worker_start(names[0], pool="prefork", concurrency=processes, **env)
         self.worker_spec = (pool, processes, WORKER_THREADS if pool == "threads" else 1)
+        self.worker_env = dict(env)
         for name in names:
             self.worker_wait_ready(name)
 
