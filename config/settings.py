@@ -369,8 +369,8 @@ TRIGGER_LISTENER_PUBLISH_TIMEOUT = env.float("TRIGGER_LISTENER_PUBLISH_TIMEOUT",
 # (notifications/trigger_dispatch_threads.py; a sixth less worker CPU per checkout at 60/s).
 # A claim that finds every thread busy is published as before. 0: publish every claim.
 TRIGGER_LISTENER_DISPATCH_THREADS = env.int("TRIGGER_LISTENER_DISPATCH_THREADS", default=8)
-if TRIGGER_LISTENER_DISPATCH_THREADS < 0:
-    raise ImproperlyConfigured("TRIGGER_LISTENER_DISPATCH_THREADS must be 0 or more")
+if not 0 <= TRIGGER_LISTENER_DISPATCH_THREADS <= 256:  # each thread may hold a database connection
+    raise ImproperlyConfigured("TRIGGER_LISTENER_DISPATCH_THREADS must be between 0 and 256")
 
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,4 +1,4 @@
-"""TRIGGER_LISTENER_DISPATCH_THREADS is read strictly: a negative count stops the process at start."""
+"""TRIGGER_LISTENER_DISPATCH_THREADS is read strictly: a count out of bounds stops the process at start."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "TRIGGER_LISTENER_DISPATCH_THREADS"
@@ -20,13 +22,15 @@ def settings_loaded(value: str | None) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
 
 
-def test_a_negative_dispatch_thread_count_is_refused_with_its_name() -> None:
-    loaded = settings_loaded("-1")
+@pytest.mark.parametrize("value", ["-1", "257"])
+def test_a_dispatch_thread_count_out_of_bounds_is_refused_with_its_name(value: str) -> None:
+    loaded = settings_loaded(value)
 
     assert loaded.returncode != 0
-    assert f"{NAME} must be 0 or more" in loaded.stderr
+    assert f"{NAME} must be between 0 and 256" in loaded.stderr
 
 
-def test_the_dispatch_thread_count_defaults_to_eight_and_zero_is_allowed() -> None:
+def test_the_dispatch_thread_count_defaults_to_eight_and_its_bounds_are_allowed() -> None:
     assert settings_loaded(None).stdout.strip() == "8"
     assert settings_loaded("0").stdout.strip() == "0"
+    assert settings_loaded("256").stdout.strip() == "256"
