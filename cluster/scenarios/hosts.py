@@ -17,6 +17,9 @@ RATE, SECONDS = 4.0, 20.0
 VENDOR_LATENCY_MS = 300
 PRIMARIES = ("smtp-primary", "sms-primary")
 DELIVERY_TIMEOUT = 90.0
+# How long scenario 1 watches its worker host for work in hand before pulling the cable (seconds):
+# within the load's 20 s, so the partition still lands while checkouts arrive.
+PARTITION_WAIT_FOR_WORK = 10.0
 
 
 def _load(chaos: Chaos, tag: str) -> RetryingLoadRun:
@@ -93,7 +96,9 @@ def worker_partitioned(chaos: Chaos) -> ScenarioResult:
     load = _load(chaos, "partition")
     try:
         time.sleep(4)
-        running = _running_tasks(host.name)
+        # Cut the cable as soon as the host is seen working: both hosts' listeners race for each
+        # claim and this one may win few, so a single short look sometimes saw none.
+        running = _running_tasks(host.name, within=PARTITION_WAIT_FOR_WORK)
         link_set(host, up=False)
         print(f"    link of {host.name} down at t={load.elapsed():.1f}s", flush=True)
         time.sleep(10)
