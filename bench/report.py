@@ -12,6 +12,22 @@ import matplotlib.pyplot as plt
 
 from bench.compare_report import comparison_markdown, comparison_plot
 
+# What PostgreSQL answers a connection past its max_connections.
+CONNECTION_REFUSED = "too many clients"
+
+
+def connection_refusals(log_dir: Path) -> dict[str, int]:
+    """Per process log in `log_dir`, how many times PostgreSQL refused it a connection (only
+    logs that were refused). The floor, the peer and Beacon share one server: a run that
+    exhausts it measures the refusals, not the systems."""
+    counts = {}
+    for log in sorted(log_dir.glob("*.log")):
+        with log.open(errors="replace") as lines:
+            refused = sum(CONNECTION_REFUSED in line for line in lines)
+        if refused:
+            counts[log.name] = refused
+    return counts
+
 
 def _mark(ok: bool) -> str:
     return "met" if ok else "MISSED"
@@ -143,6 +159,11 @@ def summary_markdown(results: dict[str, Any]) -> str:
                                                                            if k != "pid") or "not started"), ""]
     if results.get("interrupted"):
         lines += ["**Interrupted**: the scenarios below that have no numbers did not run.", ""]
+    if refusals := results.get("connection_refusals"):
+        each = ", ".join(f"{name} {count}" for name, count in refusals.items())
+        lines += [f"**PostgreSQL refused connections** (\"{CONNECTION_REFUSED}\") {sum(refusals.values())} times: "
+                  f"{each}. The numbers of the processes refused are not comparable: the server's "
+                  "max_connections was spent (fewer worker threads, or a larger max_connections).", ""]
     lines += ["## Targets", "", "| target | measured | distance | |", "|---|---|---|---|"]
     for target, measured, distance, ok in targets(results):
         lines.append(f"| {target} | {measured} | {distance} | {_mark(ok)} |")

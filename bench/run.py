@@ -114,6 +114,7 @@ def main() -> int:
     finally:
         echo("stopping the stack")
         stack.stop()
+    results["connection_refusals"] = report.connection_refusals(logs)
     results["plots"] = report.plots(results, out)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     summary = report.summary_markdown(results)

@@ -50,3 +50,30 @@ def test_an_unknown_scenario_name_is_refused_before_anything_starts() -> None:
 
     assert result.returncode == 2
     assert "--only: unknown scenario dayly; choose from floor,sync,pipeline,daily,outage,compare,faults" in result.stderr
+
+
+def test_a_run_whose_processes_postgresql_refused_says_so_above_its_numbers(tmp_path: Path) -> None:
+    from bench.report import connection_refusals
+
+    refused = ('{"level": "ERROR", "message": "OperationalError(\'connection failed: connection to server at '
+               '\\"127.0.0.1\\", port 5432 failed: FATAL:  sorry, too many clients already\')"}\n')
+    (tmp_path / "peer-worker-1.log").write_text("started\n" + refused * 3)
+    (tmp_path / "worker-threads-0.log").write_text(refused)
+    (tmp_path / "web.log").write_text("started\nGET /healthz 200\n")
+
+    refusals = connection_refusals(tmp_path)
+    summary = summary_markdown({**DAILY_ONLY, "connection_refusals": refusals})
+
+    assert refusals == {"peer-worker-1.log": 3, "worker-threads-0.log": 1}
+    warning = next(line for line in summary.splitlines() if line.startswith("**PostgreSQL refused connections**"))
+    assert "4 times: peer-worker-1.log 3, worker-threads-0.log 1" in warning
+    assert summary.index(warning) < summary.index("## Targets")
+
+
+def test_a_run_postgresql_never_refused_has_no_warning(tmp_path: Path) -> None:
+    from bench.report import connection_refusals
+
+    (tmp_path / "web.log").write_text("started\n")
+
+    assert connection_refusals(tmp_path) == {}
+    assert "refused connections" not in summary_markdown({**DAILY_ONLY, "connection_refusals": {}})
