@@ -27,7 +27,15 @@ from bench import load, scenarios
 from bench.floor import FloorApp
 from bench.inbox import sandbox_messages
 from bench.peer.stack import PeerStack
-from bench.stack import BENCH_DATABASE, WEB_THREADS, WEB_WORKERS, WORKER_NICE, WORKER_THREADS, BenchStack
+from bench.stack import (
+    BENCH_DATABASE,
+    WEB_THREADS,
+    WEB_WORKERS,
+    WORKER_DISPATCH_THREADS,
+    WORKER_NICE,
+    WORKER_THREADS,
+    BenchStack,
+)
 from sandbox.client import SandboxControl
 
 SYSTEMS = ("floor", "peer", "beacon")
@@ -98,7 +106,8 @@ class Systems:
                               workers=WEB_WORKERS, threads=WEB_THREADS)
         self.peer = PeerStack(server_url=server_url, database=f"{BENCH_DATABASE}_peer", log_dir=log_dir,
                               sandbox_port=stack.sandbox_port, web_workers=WEB_WORKERS, web_threads=WEB_THREADS,
-                              worker_threads=WORKER_THREADS, worker_nice=WORKER_NICE)
+                              # As many threads deliver as in Beacon's worker (Celery's and its listener's).
+                              worker_threads=WORKER_THREADS + WORKER_DISPATCH_THREADS, worker_nice=WORKER_NICE)
         self.control = SandboxControl(f"http://127.0.0.1:{stack.sandbox_port}", timeout=CONTROL_TIMEOUT_SECONDS)
 
     def start(self, echo: Callable[[str], None]) -> None:

@@ -1,11 +1,12 @@
 """The listener's own dispatch threads against the broker hop, side by side in one stack.
 
-    python -m bench.dispatch_here [--rates 60,90] [--threads 0,8] [--rounds 2] [--seconds 60] [--burst 0]
+    python -m bench.dispatch_here [--rates 60,90] [--threads 0,8] [--concurrency 16] [--rounds 2] [--seconds 60] [--burst 0]
 
 Starts the benchmark's stack once (bench/stack.py: web, sandbox at 50 ms, Redis, PostgreSQL),
 then, round after round, restarts the two threads-pool workers with each
 TRIGGER_LISTENER_DISPATCH_THREADS in turn (0: every claim published to the broker, as before
-notifications/trigger_dispatch_threads.py) and offers each rate for `seconds` (locust, evenly
+notifications/trigger_dispatch_threads.py), and with each Celery pool size in `--concurrency`
+(the layouts are every pair of the two lists), and offers each rate for `seconds` (locust, evenly
 spaced, as scenario 5's ladder). With `--burst R` each turn ends with 60 s at R/s and its
 drain. Per point: delivered/s, delivery p50/p99, the queue's maximum, the drain, lost; the
 workers' CPU seconds over the point (warm-up and drain included) per measured checkout, the
@@ -26,7 +27,7 @@ from pathlib import Path
 from bench import scenarios
 from bench.cpu_budget import cpu_seconds, processes_by_type
 from bench.run import echo
-from bench.stack import BenchStack, stop_on_sigterm
+from bench.stack import WORKER_THREADS, BenchStack, stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROCESSES = 2  # the Procfile's shape on this box: one threads worker per core
@@ -54,6 +55,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", type=_numbers, default=[60.0, 90.0])
     parser.add_argument("--threads", type=lambda text: [int(n) for n in _numbers(text)], default=[0, 8])
+    parser.add_argument("--concurrency", type=lambda text: [int(n) for n in _numbers(text)], default=[WORKER_THREADS],
+                        help="Celery threads per worker process (each layout: one of these with one of --threads)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--burst", type=float, default=0.0, help="checkouts/s of a 60 s burst ending each turn (0: none)")
@@ -68,15 +71,17 @@ def main() -> int:
     try:
         stack.start(progress=echo)
         for round_number in range(1, args.rounds + 1):
-            order = args.threads if round_number % 2 else list(reversed(args.threads))
-            for threads in order:
-                stack.workers_start("threads", PROCESSES, TRIGGER_LISTENER_DISPATCH_THREADS=str(threads))
+            layouts = [(concurrency, threads) for concurrency in args.concurrency for threads in args.threads]
+            order = layouts if round_number % 2 else list(reversed(layouts))
+            for concurrency, threads in order:
+                stack.workers_start("threads", PROCESSES, concurrency=concurrency,
+                                    TRIGGER_LISTENER_DISPATCH_THREADS=str(threads))
                 for rate in [*args.rates, *([args.burst] if args.burst else [])]:
-                    label = f"dh-r{round_number}-t{threads}-{rate:g}"
-                    echo(f"== round {round_number}/{args.rounds}: dispatch threads {threads}, {rate:g}/s")
+                    label = f"dh-r{round_number}-c{concurrency}-t{threads}-{rate:g}"
+                    echo(f"== round {round_number}/{args.rounds}: {layout_name(concurrency, threads)}, {rate:g}/s")
                     point = point_measured(stack, profile, rate=rate, seconds=60.0 if rate == args.burst else args.seconds,
                                            label=label, out_dir=out / "logs")
-                    point.update(round=round_number, threads=threads, burst=rate == args.burst)
+                    point.update(round=round_number, concurrency=concurrency, threads=threads, burst=rate == args.burst)
                     points.append(point)
                     echo(f"   delivered {point['delivered_per_s']:.1f}/s, delivery p50/p99 {point['delivery_p50_ms']:.0f}/"
                          f"{point['delivery_p99_ms']:.0f} ms, queue max {point['max_queue_depth']}, drain "
@@ -95,22 +100,30 @@ def main() -> int:
     return 0
 
 
+def layout_name(concurrency: int, threads: int) -> str:
+    return f"{concurrency} Celery threads + " + ("broker hop (0 dispatch threads)" if threads == 0 else f"{threads} dispatch threads")
+
+
 def summary_table(points: list[dict]) -> str:
-    lines = ["| dispatch threads | rate/s | rounds | delivered/s | delivery p50 ms | delivery p99 ms | queue max | drain s | lost | workers CPU ms/checkout |",
+    lines = ["| workers (each process) | rate/s | rounds | delivered/s | delivery p50 ms | delivery p99 ms | queue max | drain s | lost | workers CPU ms/checkout |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(p["threads"], p["rate"]) for p in points}, key=lambda key: (key[1], key[0]))
-    for threads, rate in keys:
-        group = [p for p in points if (p["threads"], p["rate"]) == (threads, rate)]
+    keys = sorted({(_layout(p), p["rate"]) for p in points}, key=lambda key: (key[1], key[0]))
+    for layout, rate in keys:
+        group = [p for p in points if (_layout(p), p["rate"]) == (layout, rate)]
 
         def each(key: str, digits: int = 0, group: list[dict] = group) -> str:
             values = [p[key] for p in group if p.get(key) is not None]
             if not values:
                 return "-"
             return f"{statistics.median(values):.{digits}f} ({', '.join(f'{v:.{digits}f}' for v in values)})"
-        lines.append(f"| {threads} | {rate:g} | {len(group)} | {each('delivered_per_s', 1)} | {each('delivery_p50_ms')} | "
+        lines.append(f"| {layout_name(*layout)} | {rate:g} | {len(group)} | {each('delivered_per_s', 1)} | {each('delivery_p50_ms')} | "
                      f"{each('delivery_p99_ms')} | {each('max_queue_depth')} | {each('drain_after_load_s', 1)} | "
                      f"{each('lost')} | {each('workers_cpu_ms_per_checkout', 2)} |")
     return "\n".join(["Medians of the rounds (each round's value in brackets).", "", *lines, ""])
+
+
+def _layout(point: dict) -> tuple[int, int]:
+    return point.get("concurrency", WORKER_THREADS), point["threads"]
 
 
 def plot(points: list[dict], path: Path) -> None:
@@ -120,9 +133,9 @@ def plot(points: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (latency, cpu) = plt.subplots(1, 2, figsize=(11, 4))
-    for threads in sorted({p["threads"] for p in points}):
-        mine = sorted((p for p in points if p["threads"] == threads), key=lambda p: p["rate"])
-        name = "broker hop (0 threads)" if threads == 0 else f"{threads} dispatch threads"
+    for layout in sorted({_layout(p) for p in points}):
+        mine = sorted((p for p in points if _layout(p) == layout), key=lambda p: p["rate"])
+        name = layout_name(*layout)
         latency.scatter([p["rate"] for p in mine], [p["delivery_p99_ms"] for p in mine], label=name)
         cpu.scatter([p["rate"] for p in mine], [p["workers_cpu_ms_per_checkout"] for p in mine], label=name)
     latency.axhline(1000, color="grey", linestyle="--", linewidth=1)

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from bench import load
-from bench.stack import VENDOR_NAMES, BenchStack
+from bench.stack import VENDOR_NAMES, WORKER_DISPATCH_THREADS, BenchStack
 
 
 @dataclass(frozen=True)
@@ -305,6 +305,15 @@ def outage(stack: BenchStack, profile: Profile, rate: float, out_dir, echo) -> d
 
 
 # --- 4. pipeline ------------------------------------------------------------------------------
+def workers_described(stack: BenchStack) -> str:
+    """The workers running, e.g. "threads x2 (8 Celery threads and 8 dispatch threads each)"."""
+    pool, processes, threads = stack.worker_spec
+    if pool != "threads":
+        return f"{pool} x{processes} (1 slot each; the listener publishes every claim)"
+    dispatch = stack.worker_env.get("TRIGGER_LISTENER_DISPATCH_THREADS", WORKER_DISPATCH_THREADS)
+    return f"{pool} x{processes} ({threads} Celery threads and {dispatch} dispatch threads each)"
+
+
 def pipeline_point(stack: BenchStack, profile: Profile, *, rate: float, seconds: float, label: str, out_dir,
                    echo) -> dict[str, Any]:
     """Checkouts at `rate` for `seconds` (vendors at 50 ms): delivered/s, delivery latency, queue."""
@@ -319,7 +328,7 @@ def pipeline_point(stack: BenchStack, profile: Profile, *, rate: float, seconds:
     in_window = [t for t in check["sent_times"] if result.window_start <= t < result.window_end]
     drain = (check["last_sent_at"] - load_end) if check["last_sent_at"] else None
     return {
-        "workers": "{} x{} ({} slots each)".format(*stack.worker_spec), "rate": rate, "seconds": seconds,
+        "workers": workers_described(stack), "rate": rate, "seconds": seconds,
         "checkout": result.as_dict(),
         "delivered_per_s": len(in_window) / (result.window_end - result.window_start),
         "max_queue_depth": sampler.max_depth, "drain_after_load_s": max(0.0, drain) if drain is not None else None,

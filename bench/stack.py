@@ -25,8 +25,11 @@ BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "beacon_bench")
 # The web set-up of the Procfile (3 gthread workers x 4 threads), for the floor and the checkout alike.
 WEB_WORKERS = 3
 WEB_THREADS = 4
-# Threads per Celery worker process (the Procfile's worker line).
-WORKER_THREADS = 16
+# Celery threads per worker process (the Procfile's worker line, WORKER_CONCURRENCY's default).
+WORKER_THREADS = 8
+# Its trigger listener's dispatch threads (TRIGGER_LISTENER_DISPATCH_THREADS's default): with the
+# Celery threads, the threads that deliver in one of Beacon's worker processes.
+WORKER_DISPATCH_THREADS = 8
 # Workers run at a lower CPU priority than the web, as the Procfile starts them: on one shared
 # box the checkout is served first and the queue absorbs the difference.
 WORKER_NICE = 10
@@ -134,27 +137,28 @@ class BenchStack(Stack):
     def workers(self) -> list[ManagedProcess]:
         return [process for name, process in self.processes.items() if name.startswith("worker-")]
 
-    def workers_start(self, pool: str, processes: int, **env: str) -> None:
+    def workers_start(self, pool: str, processes: int, *, concurrency: int = WORKER_THREADS, **env: str) -> None:
         """Replace the Celery workers: `processes` worker processes of `pool`, with `env` added
         to their environment.
 
-        threads: that many Celery workers with WORKER_THREADS threads each.
+        threads: that many Celery workers with `concurrency` threads each.
         prefork: one Celery worker with `processes` child processes (one task at a time each).
         Workers of that shape and environment that are already running are kept.
         """
         workers = self.workers
-        if (workers and self.worker_spec[:2] == (pool, processes) and self.worker_env == env
+        threads = concurrency if pool == "threads" else 1
+        if (workers and self.worker_spec == (pool, processes, threads) and self.worker_env == env
                 and all(w.alive() for w in workers)):
             return
         self.workers_stop()
         if pool == "threads":
             names = [f"worker-threads-{i}" for i in range(processes)]
             for name in names:
-                self.worker_start(name, pool="threads", concurrency=WORKER_THREADS, **env)
+                self.worker_start(name, pool="threads", concurrency=concurrency, **env)
         else:
             names = ["worker-prefork"]
             self.worker_start(names[0], pool="prefork", concurrency=processes, **env)
-        self.worker_spec = (pool, processes, WORKER_THREADS if pool == "threads" else 1)
+        self.worker_spec = (pool, processes, threads)
         self.worker_env = dict(env)
         for name in names:
             self.worker_wait_ready(name)
