@@ -1,6 +1,6 @@
 """The listener's own dispatch threads against the broker hop, side by side in one stack.
 
-    python -m bench.dispatch_here [--rates 60,90] [--threads 0,8] [--concurrency 16] [--rounds 2] [--seconds 60] [--burst 0]
+    python -m bench.dispatch_here [--rates 60,90] [--threads 0,8] [--concurrency 8] [--rounds 2] [--seconds 60] [--burst 0]
 
 Starts the benchmark's stack once (bench/stack.py: web, sandbox at 50 ms, Redis, PostgreSQL),
 then, round after round, restarts the two threads-pool workers with each
