@@ -27,8 +27,11 @@ from notifications.template_cache import templates_resolve
 
 logger = logging.getLogger(__name__)
 
-def trigger_dispatch(*, trigger_id: int) -> list[int]:
+def trigger_dispatch(*, trigger_id: int, claimed: NotificationTrigger | None = None) -> list[int]:
     """Create the trigger's notifications and start sending each one still pending.
+
+    `claimed`: the trigger's row as the worker's listener claimed it (trigger_listener.py), so
+    the dispatch need not read it again; None reads it.
 
     With DISPATCH_SENDS_INLINE (the default) the first attempt at each notification runs here,
     one after the other in channel order (email, then SMS), and only a retry goes to the
@@ -42,11 +45,11 @@ def trigger_dispatch(*, trigger_id: int) -> list[int]:
     it started sending (or queued).
     """
     if not settings.DISPATCH_SENDS_INLINE:
-        pending = sorted(trigger_dispatch_create(trigger_id=trigger_id).items(), key=_in_channel_order)
+        pending = sorted(trigger_dispatch_create(trigger_id=trigger_id, claimed=claimed).items(), key=_in_channel_order)
         for notification_id, channel in pending:
             notification_enqueue(notification_id=notification_id, channel=channel)
         return [notification_id for notification_id, _ in pending]
-    dispatched = trigger_dispatch_claim(trigger_id=trigger_id)
+    dispatched = trigger_dispatch_claim(trigger_id=trigger_id, claimed=claimed)
     # One consent read for every send below (not one per send), just before the first vendor call.
     notifications_consent_read(notifications=dispatched.claimed)
     sends = [(notification.pk, notification.channel, notification) for notification in dispatched.claimed]
@@ -74,7 +77,7 @@ def _in_channel_order(item: tuple[int, str]) -> tuple[int, int]:
     return Channel.values.index(channel), notification_id
 
 
-def trigger_dispatch_create(*, trigger_id: int) -> dict[int, str]:
+def trigger_dispatch_create(*, trigger_id: int, claimed: NotificationTrigger | None = None) -> dict[int, str]:
     """Create the trigger's notifications, rendered; return the pending ones (id -> channel).
 
     One notification per (trigger, channel, recipient) for each channel that has an address
@@ -84,7 +87,7 @@ def trigger_dispatch_create(*, trigger_id: int) -> dict[int, str]:
     dispatch inserts them, a later one (relay, duplicate message) finds the trigger dispatched
     and only reads.
     """
-    return _dispatch(trigger_id, claim=False).pending
+    return _dispatch(trigger_id, claim=False, claimed=claimed).pending
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ class Dispatched:
     pending: dict[int, str]
 
 
-def trigger_dispatch_claim(*, trigger_id: int) -> Dispatched:
+def trigger_dispatch_claim(*, trigger_id: int, claimed: NotificationTrigger | None = None) -> Dispatched:
     """`trigger_dispatch_create` for a caller that sends right away, one after the other.
 
     The first dispatch inserts the notifications already claimed (`sending`, delivered once,
@@ -105,19 +108,21 @@ def trigger_dispatch_claim(*, trigger_id: int) -> Dispatched:
     before it sends them leaves leases that run out, and the sweeper queues them then, as for
     any lost send. A later dispatch claims nothing: it returns what is still pending.
     """
-    return _dispatch(trigger_id, claim=True)
+    return _dispatch(trigger_id, claim=True, claimed=claimed)
 
 
-def _dispatch(trigger_id: int, *, claim: bool) -> Dispatched:
+def _dispatch(trigger_id: int, *, claim: bool, claimed: NotificationTrigger | None) -> Dispatched:
+    if claimed is not None and claimed.pk != trigger_id:  # a caller's bug: record nothing on either trigger
+        raise ValueError(f"claimed row of trigger {claimed.pk} is not trigger {trigger_id}")
     try:
-        return _dispatch_trigger(trigger_id, claim=claim)
+        return _dispatch_trigger(trigger_id, claim=claim, claimed=claimed)
     except Exception as exc:
         trigger_dispatch_failure_record(trigger_id=trigger_id, error=exc)
         raise
 
 
-def _dispatch_trigger(trigger_id: int, *, claim: bool) -> Dispatched:
-    trigger = _trigger_fetch(trigger_id)
+def _dispatch_trigger(trigger_id: int, *, claim: bool, claimed: NotificationTrigger | None) -> Dispatched:
+    trigger = claimed if claimed is not None else _trigger_fetch(trigger_id)
     if trigger is None or trigger.dead_at is not None:  # a dead trigger waits for an operator
         return Dispatched(claimed=[], pending={})
     # Only a trigger the relay handed over counts its attempts (the hot path stays one statement).

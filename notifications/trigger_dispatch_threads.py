@@ -33,12 +33,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import sentry_sdk
 from django.db import close_old_connections, connections
 
 from foundation.request_context import request_id_var
 from notifications import dispatch, metrics
+from notifications.models import NotificationTrigger
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,16 @@ logger = logging.getLogger(__name__)
 STOP_WAIT_SECONDS = 30.0
 # The name Sentry gives a dispatch run here: the Celery task's, so both paths read alike.
 TRACE_NAME = "notifications.tasks.trigger_dispatch"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A trigger the listener claimed: its id, its request id, and its row as the claim returned
+    it (None when the claim left it out, a large one: the dispatch reads it)."""
+
+    trigger_id: int
+    request_id: str | None
+    trigger: NotificationTrigger | None = None
 
 
 class DispatchThreads:
@@ -58,7 +70,7 @@ class DispatchThreads:
             raise ValueError("threads must be at least 1")
         self.threads = threads
         self._trigger_dispatch = trigger_dispatch
-        self._jobs: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
         self._idle = threads
         self._changed = threading.Condition()
         self._workers = [
@@ -78,14 +90,14 @@ class DispatchThreads:
         """How many dispatches are running (or just taken)."""
         return self.threads - self.idle()
 
-    def take(self, claimed: list[tuple[int, str | None]]) -> int:
-        """Start dispatching the first of `claimed` (trigger id, request id), as many as there
-        are idle threads; returns how many were taken (the caller publishes the rest)."""
+    def take(self, claimed: list[Claim]) -> int:
+        """Start dispatching the first of `claimed`, as many as there are idle threads; returns
+        how many were taken (the caller publishes the rest)."""
         with self._changed:
             taken = min(len(claimed), self._idle)
             self._idle -= taken
-        for trigger_id, request_id in claimed[:taken]:
-            self._jobs.put((trigger_id, request_id or "-"))
+        for claim in claimed[:taken]:
+            self._jobs.put(claim)
         return taken
 
     def stop(self, *, timeout: float = STOP_WAIT_SECONDS) -> bool:
@@ -101,25 +113,26 @@ class DispatchThreads:
         return finished
 
     def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
+        while (claim := self._jobs.get()) is not None:
             try:
-                self._dispatch_one(*job)
+                self._dispatch_one(claim)
             finally:
                 with self._changed:
                     self._idle += 1
                     self._changed.notify_all()
         connections.close_all()  # this thread's own connections: PostgreSQL need not wait to see them go
 
-    def _dispatch_one(self, trigger_id: int, request_id: str) -> None:
-        """One dispatch; never raises (whatever it raised, SystemExit included, would end this
-        thread while it still counts as one)."""
-        token = request_id_var.set(request_id)
+    def _dispatch_one(self, claim: Claim) -> None:
+        """One dispatch, from the claimed row when there is one; never raises (whatever it
+        raised, SystemExit included, would end this thread while it still counts as one)."""
+        trigger_id = claim.trigger_id
+        token = request_id_var.set(claim.request_id or "-")
         started = time.perf_counter()
         result = "ok"
         with _traced(trigger_id):
             try:
                 close_old_connections()
-                self._trigger_dispatch(trigger_id=trigger_id)
+                self._trigger_dispatch(trigger_id=trigger_id, claimed=claim.trigger)
             except BaseException:
                 result = "failed"
                 logger.exception("dispatch of trigger %s failed; the relay hands it over again after its grace",

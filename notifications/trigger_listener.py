@@ -13,7 +13,8 @@ and hands what it hears on, to its own dispatch threads or to the broker:
    trigger is claimed, and so published, by one of them. The claim also moves `relay_after` to
    at least OUTBOX_RELAY_GRACE from now, as the web's hand-off leaves a fresh trigger alone.
 3. Dispatch here what the listener's own idle threads can start at once (a worker of the
-   threads pool; trigger_dispatch_threads.py), and publish `trigger_dispatch` for the rest over
+   threads pool; trigger_dispatch_threads.py), each from the row its claim returned (not read
+   again), and publish `trigger_dispatch` for the rest over
    one producer connection, each publish bounded in time (publisher.tasks_publish_bounded).
    What the broker refuses loses its hand-over time again (so the relay does not count it
    among the queued, see outbox._relay_due) and stays undispatched: the relay publishes it
@@ -50,8 +51,8 @@ from notifications import metrics
 from notifications.models import NotificationTrigger
 from notifications.outbox import TRIGGER_DISPATCH_TASK
 from notifications.publisher import publisher_suppressed, tasks_publish_bounded
-from notifications.statements import TRIGGER_CHANNEL
-from notifications.trigger_dispatch_threads import DispatchThreads
+from notifications.statements import TRIGGER_CHANNEL, trigger_columns_sql, trigger_from_listener_row
+from notifications.trigger_dispatch_threads import Claim, DispatchThreads
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,11 @@ CONNECT_TIMEOUT_SECONDS = 3
 STOP_WAIT_SECONDS = 10.0
 # The listener's connection, as PostgreSQL's pg_stat_activity names it.
 APPLICATION_NAME = "beacon-trigger-listener"
+# A claim returns a trigger's row whole, for a dispatch here to start from without reading it
+# again, when its payload and recipients take at most this many bytes as JSON text; a larger
+# one (the events API takes bodies up to 2 MiB) comes back without them and its dispatch reads
+# it. So a claim holds at most `batch_max` times this much in memory.
+WHOLE_ROW_MAX_BYTES = 16 * 1024
 
 _UNCLAIMED = "dispatched_at IS NULL AND dead_at IS NULL AND publish_count = 0 AND handed_over_at IS NULL"
 
@@ -188,20 +194,22 @@ class TriggerListener:
             claim_sql, params = _claim_limited(claim_sql, params, idle)
         now = timezone.now()
         relay_after = now + timedelta(seconds=settings.OUTBOX_RELAY_GRACE)
-        claimed = connection.execute(claim_sql, {**params, "now": now, "relay_after": relay_after}).fetchall()
-        if not claimed:
+        rows = connection.execute(claim_sql, {**params, "now": now, "relay_after": relay_after,
+                                              "whole_max": WHOLE_ROW_MAX_BYTES}).fetchall()
+        if not rows:
             return 0
+        claimed = [_claim_from_row(row) for row in rows]
         here = self.dispatch_here.take(claimed) if self.dispatch_here is not None else 0
         metrics.TRIGGER_LISTENER_HANDOVERS.labels(result="dispatched_here").inc(here)
         rest = claimed[here:]
         if not rest:
             return len(claimed)
-        calls = [([trigger_id], {"request_id": request_id or "-"}) for trigger_id, request_id in rest]
+        calls = [([claim.trigger_id], {"request_id": claim.request_id or "-"}) for claim in rest]
         published = tasks_publish_bounded(TRIGGER_DISPATCH_TASK, calls=calls)
         metrics.TRIGGER_LISTENER_HANDOVERS.labels(result="published").inc(published)
         if published < len(rest):
             # Not in the broker: no hand-over time, so the relay does not take them for queued.
-            connection.execute(_give_back_sql(), {"ids": [trigger_id for trigger_id, _ in rest[published:]]})
+            connection.execute(_give_back_sql(), {"ids": [claim.trigger_id for claim in rest[published:]]})
             metrics.TRIGGER_LISTENER_HANDOVERS.labels(result="left_to_relay").inc(len(rest) - published)
         return len(claimed)
 
@@ -223,11 +231,33 @@ def _id_add(ids: list[int], payload: str) -> None:
 
 
 def _claim_where(where: str) -> str:
-    """The claim: hand-over time set, relay kept away for its grace, on the rows `where` picks."""
+    """The claim: hand-over time set, relay kept away for its grace, on the rows `where` picks.
+    Returns per row whether it is whole (WHOLE_ROW_MAX_BYTES), its id and request id, then all
+    its columns, the payload and recipients only when whole (`_claim_from_row`)."""
     return f"""
         UPDATE {_table()} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
          WHERE {where}
-     RETURNING id, request_id"""  # noqa: S608
+     RETURNING {_whole_sql()}, id, request_id, {_returned_columns_sql()}"""  # noqa: S608
+
+
+def _whole_sql() -> str:
+    return "octet_length(payload::text) + octet_length(recipients::text) <= %(whole_max)s"
+
+
+@cache
+def _returned_columns_sql() -> str:
+    """statements.trigger_columns_sql(), the payload and recipients each left NULL unless whole."""
+    columns = [column.strip() for column in trigger_columns_sql().split(",")]
+    bulky = {'"payload"', '"recipients"'}
+    if not bulky <= set(columns):
+        raise RuntimeError(f"the trigger's columns changed: {columns}")
+    return ", ".join(f"CASE WHEN {_whole_sql()} THEN {column} END" if column in bulky else column for column in columns)
+
+
+def _claim_from_row(row: tuple) -> Claim:
+    whole, trigger_id, request_id, *columns = row
+    return Claim(trigger_id=trigger_id, request_id=request_id,
+                 trigger=trigger_from_listener_row(tuple(columns)) if whole else None)
 
 
 def _table() -> str:

@@ -11,7 +11,7 @@ from notifications import dispatch as dispatch_module
 from notifications.consent import suppression_add
 from notifications.dispatch import trigger_dispatch, trigger_dispatch_claim
 from notifications.lifecycle import lease_seconds
-from notifications.models import DeliveryAttempt, Notification, SuppressionSource
+from notifications.models import DeliveryAttempt, Notification, NotificationTrigger, SuppressionSource
 from notifications.routing import channel_vendors
 from notifications.sweeper import notifications_sweep
 from notifications.tests.factories import make_trigger, stored_trigger
@@ -209,6 +209,37 @@ def test_a_dispatch_and_both_its_sends_stay_within_their_query_budget(
     assert sorted(Notification.objects.filter(trigger=trigger).values_list("channel", "status", "delivery_count")) == [
         ("email", "sent", 1), ("sms", "sent", 1),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatch_from_the_row_the_listener_claimed_reads_no_trigger_and_sends_the_same(
+    vendors: dict, templates: None, sandbox: SandboxHandle, django_assert_num_queries
+) -> None:
+    """The worker's listener hands its dispatch threads the row its claim returned: the budget
+    above without the trigger's SELECT."""
+    trigger_dispatch(trigger_id=stored_trigger().pk)  # warm, as above
+    trigger = stored_trigger()
+    claimed = NotificationTrigger.objects.get(pk=trigger.pk)
+
+    with django_assert_num_queries(6) as captured:
+        trigger_dispatch(trigger_id=trigger.pk, claimed=claimed)
+
+    table = NotificationTrigger._meta.db_table
+    assert not [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT") and f'FROM "{table}"' in q["sql"]]
+    assert sorted(Notification.objects.filter(trigger=trigger).values_list("channel", "status", "delivery_count")) == [
+        ("email", "sent", 1), ("sms", "sent", 1),
+    ]
+    assert len(sandbox.control.messages("smtp-primary")) == 2 and len(sandbox.control.messages("sms-primary")) == 2
+
+
+def test_a_claimed_row_of_another_trigger_is_refused_before_anything_is_written(vendors: dict, templates: None) -> None:
+    trigger, other = make_trigger(), make_trigger()
+
+    with pytest.raises(ValueError, match="is not trigger"):
+        trigger_dispatch(trigger_id=trigger.pk, claimed=other)
+
+    assert not Notification.objects.filter(trigger__in=[trigger, other]).exists()
+    assert [t.last_error for t in NotificationTrigger.objects.filter(pk__in=[trigger.pk, other.pk])] == ["", ""]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import IntegrityError, connection
 from django.db.models import Exists, F, Q
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
+from harness.database import current_database_url
 from notifications import statements
 from notifications.consent import address_hash
 from notifications.models import (
@@ -297,6 +299,30 @@ def test_the_attempt_insert_writes_what_save_writes() -> None:
     assert _row(DeliveryAttempt, inserted.pk, without={"id"}) == _row(DeliveryAttempt, by_orm.pk, without={"id"})
     DeliveryAttempt.objects.filter(pk=inserted.pk).update(outcome=AttemptOutcome.SENT)  # a saved row, as create() gives
     assert DeliveryAttempt.objects.get(pk=inserted.pk).outcome == AttemptOutcome.SENT
+
+
+@pytest.mark.django_db(transaction=True)  # the row must be visible to a second connection
+def test_a_trigger_row_from_the_listeners_own_connection_loads_what_the_orm_loads() -> None:
+    """The worker's listener claims on a psycopg connection of its own, which decodes JSON
+    itself (Django's decodes it in the field); its dispatch threads start from that row."""
+    trigger = NotificationTrigger.objects.create(
+        event_type="order_confirmed", locale="pt-BR", relay_after=timezone.now(), handed_over_at=timezone.now(),
+        request_id="req-8", subject_ref="order:AB12", dispatch_attempts=2, last_error="timeout",
+        payload={"order_ref": "AB12", "total": "19.00", "lines": [{"qty": 2, "price": 2.5}, None], "name": "Zoë ✓"},
+        recipients={"email": "ana@example.com", "sms": "+15005550006"},
+    )
+    table = NotificationTrigger._meta.db_table
+    with psycopg.connect(current_database_url(), autocommit=True) as listeners:
+        row = listeners.execute(f"SELECT {statements.trigger_columns_sql()} FROM {table} WHERE id = %s",  # noqa: S608
+                                [trigger.pk]).fetchone()
+
+    loaded = statements.trigger_from_listener_row(row)
+
+    def values(instance: NotificationTrigger) -> dict:
+        return {field.attname: getattr(instance, field.attname) for field in NotificationTrigger._meta.concrete_fields}
+
+    assert values(loaded) == values(NotificationTrigger.objects.get(pk=trigger.pk))
+    assert loaded.pk == trigger.pk and not loaded._state.adding
 
 
 def test_the_trigger_read_loads_what_the_orm_loads() -> None:

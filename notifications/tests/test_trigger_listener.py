@@ -4,6 +4,7 @@ broker, a real worker where the whole path matters."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from rest_framework.test import APIClient
 from checkout.tests.factories import VALID_CHECKOUT
 from harness.database import current_database_url
 from harness.processes import RedisServer, broker_purge, broker_queued_trigger_ids, free_port, wait_until
-from notifications import publisher
+from notifications import publisher, trigger_listener
 from notifications.models import NotificationTrigger
 from notifications.outbox import outbox_relay
 from notifications.statements import TRIGGER_CHANNEL
@@ -213,6 +214,47 @@ def test_a_listener_with_idle_threads_delivers_a_trigger_itself_and_publishes_no
     assert trigger.publish_count == 0
     assert broker_queued_trigger_ids(settings.CELERY_BROKER_URL) == []
     assert set(trigger.notifications.values_list("status", flat=True)) == {"sent"}
+
+
+def test_a_listener_hands_its_threads_the_row_its_claim_returned_and_a_large_one_without_it(
+    start_listener, monkeypatch
+) -> None:
+    """A dispatch here starts from the claimed row (one SELECT less per checkout), unless the
+    row is over WHOLE_ROW_MAX_BYTES: the listener's memory is bounded, that dispatch reads it."""
+    given: dict[int, NotificationTrigger | None] = {}
+
+    def recording_dispatch(*, trigger_id: int, claimed: NotificationTrigger | None) -> None:
+        given[trigger_id] = claimed
+
+    listener = start_listener(dispatch_threads=2)
+    listener.dispatch_here._trigger_dispatch = recording_dispatch
+    small = make_trigger()
+    wait_until(lambda: small.pk in given, timeout=15, what="the first dispatch here")
+    large_payload_bytes = len(json.dumps(small.payload)) + len(json.dumps(small.recipients))
+    monkeypatch.setattr(trigger_listener, "WHOLE_ROW_MAX_BYTES", large_payload_bytes - 1)
+    large = make_trigger()
+    wait_until(lambda: large.pk in given, timeout=15, what="the second dispatch here")
+
+    row = given[small.pk]
+    stored = NotificationTrigger.objects.get(pk=small.pk)
+    assert (row.pk, row.payload, row.recipients, row.locale, row.request_id) == (
+        small.pk, small.payload, small.recipients, small.locale, small.request_id)
+    assert row.handed_over_at == stored.handed_over_at is not None  # the row as claimed
+    assert given[large.pk] is None
+
+
+def test_a_listener_dispatches_a_trigger_over_the_whole_row_bound_by_reading_it(
+    start_listener, monkeypatch, settings, sandbox: SandboxHandle, vendors: dict, templates: None
+) -> None:
+    monkeypatch.setattr(trigger_listener, "WHOLE_ROW_MAX_BYTES", 0)
+    start_listener(dispatch_threads=2)
+
+    trigger = make_trigger()
+
+    wait_until(lambda: len(sandbox.control.messages("sms-primary")) == 1, timeout=30, what="the SMS")
+    wait_until(lambda: len(sandbox.control.messages("smtp-primary")) == 1, timeout=30, what="the email")
+    assert set(trigger.notifications.values_list("status", flat=True)) == {"sent"}
+    assert broker_queued_trigger_ids(settings.CELERY_BROKER_URL) == []
 
 
 def test_a_listener_whose_threads_are_all_busy_publishes_the_next_trigger(
