@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from notifications import metrics
-from notifications.consent import notifications_consent_read
+from notifications.consent import address_hash, notifications_consent_read
 from notifications.dead_triggers import trigger_dispatch_attempt_begin, trigger_dispatch_failure_record
 from notifications.lifecycle import (
     notification_retry_schedule,
@@ -50,8 +50,9 @@ def trigger_dispatch(*, trigger_id: int, claimed: NotificationTrigger | None = N
             notification_enqueue(notification_id=notification_id, channel=channel)
         return [notification_id for notification_id, _ in pending]
     dispatched = trigger_dispatch_claim(trigger_id=trigger_id, claimed=claimed)
-    # One consent read for every send below (not one per send), just before the first vendor call.
-    notifications_consent_read(notifications=dispatched.claimed)
+    # The rows it inserted came with their consent (the same statement read it, just before the
+    # first vendor call); any other: one read for every send below, not one per send.
+    notifications_consent_read(notifications=[n for n in dispatched.claimed if not hasattr(n, "suppressed_by")])
     sends = [(notification.pk, notification.channel, notification) for notification in dispatched.claimed]
     sends += [(pk, channel, None) for pk, channel in sorted(dispatched.pending.items(), key=_in_channel_order)]
     for position, (notification_id, channel, claimed) in enumerate(sends):
@@ -134,23 +135,25 @@ def _dispatch_trigger(trigger_id: int, *, claim: bool, claimed: NotificationTrig
         wanted = _notifications_wanted(trigger)
         if claim:
             notifications_claim_at_insert(wanted)
-        created = _notifications_create(trigger, wanted)
+        created = _notifications_create(trigger, wanted, with_consent=claim)
         if created is not None:
             metrics.TRIGGERS_DISPATCHED.labels(event_type=trigger.event_type).inc()
             if not claim:
-                pending = {pk: channel for pk, channel, status in created if status == NotificationStatus.PENDING}
+                pending = {pk: channel for pk, channel, status, *_ in created if status == NotificationStatus.PENDING}
                 return Dispatched(claimed=[], pending=pending)
             return Dispatched(claimed=_claimed_rows(trigger, wanted, created), pending={})
     pending = Notification.objects.filter(trigger=trigger, status=NotificationStatus.PENDING).values_list("pk", "channel")
     return Dispatched(claimed=[], pending=dict(pending))
 
 
-def _claimed_rows(trigger: NotificationTrigger, wanted: list[Notification], created: list[tuple[int, str, str]]) -> list[Notification]:
-    """The inserted rows this dispatch claimed, as saved model instances (in channel order)."""
-    ids = {channel: pk for pk, channel, _ in created}  # one row per channel: recipients is channel -> address
+def _claimed_rows(trigger: NotificationTrigger, wanted: list[Notification], created: list[tuple]) -> list[Notification]:
+    """The inserted rows this dispatch claimed, as saved model instances (in channel order),
+    each with the consent answer the insert returned (consent.notifications_consent_read's)."""
+    # One row per channel: recipients is channel -> address.
+    inserted = {channel: (pk, marketing, source) for pk, channel, _, marketing, source in created}
     claimed = []
     for notification in wanted:
-        notification.pk = ids[notification.channel]
+        notification.pk, notification.is_marketing, notification.suppressed_by = inserted[notification.channel]
         notification._state.adding, notification._state.db = False, connection.alias
         notification.trigger_created_at = trigger.created_at
         if notification.status == NotificationStatus.SENDING:
@@ -190,12 +193,13 @@ def _trigger_fetch(trigger_id: int) -> NotificationTrigger | None:
     return trigger_read(trigger_id=int(trigger_id))
 
 
-def _notifications_create(trigger: NotificationTrigger, wanted: list[Notification]) -> list[tuple[int, str, str]] | None:
+def _notifications_create(trigger: NotificationTrigger, wanted: list[Notification], *, with_consent: bool) -> list[tuple] | None:
     """Mark the trigger dispatched and insert its notifications, atomically, in one statement
-    (statements.py); returns (id, channel, status) of each, or None if another dispatch did
-    it first."""
+    (statements.py); returns (id, channel, status) of each, followed `with_consent` by its
+    consent answer (is marketing, suppression source), or None if another dispatch did it first."""
+    hashes = [address_hash(channel=n.channel, address=n.recipient) for n in wanted] if with_consent else None
     try:
-        return notifications_insert_dispatched(trigger_id=trigger.pk, wanted=wanted)
+        return notifications_insert_dispatched(trigger_id=trigger.pk, wanted=wanted, address_hashes=hashes)
     except IntegrityError:
         # Rows without a dispatched trigger (written by hand): keep them, add what is missing.
         with transaction.atomic():

@@ -11,7 +11,9 @@ it stands for (notifications/tests/test_statements.py):
 - `notification_settle_sent_with_attempt`: completing the attempt and settling the notification `sent` in
   one statement (both or neither).
 - `notifications_insert_dispatched`: marking the trigger dispatched and inserting its
-  notifications in one statement (the rows already claimed, see lifecycle.py).
+  notifications in one statement (the rows already claimed, see lifecycle.py); for a dispatch
+  that sends at once, the same statement answers the consent check of each row (`consent_read`'s
+  question), one statement less per checkout.
 - `trigger_insert`: the trigger's INSERT (and its pg_notify for the worker's listener), which a
   caller composes with its own rows (the checkout's order and lines) into one statement: a
   checkout is one round trip.
@@ -151,18 +153,30 @@ def _settle_sent_sql() -> str:
 
 
 def notifications_insert_dispatched(
-    *, trigger_id: int, wanted: list[Notification]
-) -> list[tuple[int, str, str]] | None:
+    *, trigger_id: int, wanted: list[Notification], address_hashes: list[str] | None = None
+) -> list[tuple] | None:
     """Mark the trigger dispatched (now, after the rows' own times) and insert `wanted`, in one statement; returns (id, channel,
     status) of each row inserted, or None when the trigger was dispatched already (nothing is
     written then: the UPDATE, which takes the trigger's row lock so racing dispatches queue
     behind it, feeds the INSERT). Raises IntegrityError when a row exists already (one written
     without a dispatched trigger); inside a caller's transaction a savepoint keeps that from
-    breaking it."""
+    breaking it.
+
+    With `address_hashes` (consent.address_hash of each of `wanted`, in order) the statement
+    also answers each inserted row's consent check, as `consent_read` would at that moment:
+    each tuple then goes on with (whether the event is marketing, the covering suppression's
+    source or None). A dispatch that sends at once so needs no statement of its own for it."""
     rows_values = insert_params(wanted, insert_fields(Notification, with_pk=False))  # fills created_at first
     values = [timezone.now(), trigger_id, *rows_values]
+    consent = address_hashes is not None and bool(wanted)
+    if consent:
+        if len(address_hashes) != len(wanted):
+            raise ValueError(f"{len(address_hashes)} address hashes for {len(wanted)} notifications")
+        values.append(wanted[0].event_type)  # one trigger: one event type
+        for notification, digest in zip(wanted, address_hashes, strict=True):
+            values += [notification.channel, notification.recipient, digest]
     with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
-        cursor.execute(_dispatch_sql(len(wanted)), values)
+        cursor.execute(_dispatch_sql(len(wanted), consent=consent), values)
         rows = cursor.fetchall()
     if not wanted:
         return [] if rows else None
@@ -170,7 +184,7 @@ def notifications_insert_dispatched(
 
 
 @cache
-def _dispatch_sql(rows: int) -> str:
+def _dispatch_sql(rows: int, *, consent: bool = False) -> str:
     triggers = NotificationTrigger._meta.db_table
     mark = f"UPDATE {triggers} SET dispatched_at = %s WHERE id = %s AND dispatched_at IS NULL RETURNING id"  # noqa: S608
     if rows == 0:
@@ -180,12 +194,20 @@ def _dispatch_sql(rows: int) -> str:
     # Typed placeholders (a NULL in a VALUES list has no type of its own), without a length:
     # a cast to varchar(n) would cut a long value silently; the column's own limit rejects it.
     row = "(" + ", ".join(f"%s::{field.cast_db_type(connection).split('(')[0]}" for field in fields) + ")"
-    return f"""
-        WITH marked AS ({mark})
+    insert = f"""
         INSERT INTO {Notification._meta.db_table} ({columns})
         SELECT * FROM (VALUES {", ".join([row] * rows)}) AS wanted
-         WHERE EXISTS (SELECT 1 FROM marked)
-        RETURNING id, channel, status"""  # noqa: S608
+         WHERE EXISTS (SELECT 1 FROM marked)"""  # noqa: S608
+    if not consent:
+        return f"WITH marked AS ({mark}) {insert} RETURNING id, channel, status"
+    addresses = ", ".join(["(%s::varchar, %s::varchar, %s::varchar)"] * rows)
+    return f"""
+        WITH marked AS ({mark}), inserted AS ({insert} RETURNING id, channel, recipient, status)
+        SELECT i.id, i.channel, i.status, m.marketing, {_suppression_source_sql()}
+          FROM inserted AS i
+         CROSS JOIN ({_marketing_sql()}) AS m
+          JOIN (VALUES {addresses}) AS w (channel, recipient, address_hash)
+            ON w.channel = i.channel AND w.recipient = i.recipient"""  # noqa: S608
 
 
 def attempt_insert(attempt: DeliveryAttempt) -> DeliveryAttempt:
@@ -252,18 +274,27 @@ def consent_read(*, event_type: str, addresses: list[tuple[str, str]]) -> tuple[
 
 @cache
 def _consent_sql(addresses: int) -> str:
-    event_types = EventType._meta.db_table
-    suppressions = Suppression._meta.db_table
     wanted = ", ".join(f"({position}, %s::varchar, %s::varchar)" for position in range(addresses))
     return f"""
-        SELECT w.position, m.marketing,
-               (SELECT s.source FROM {suppressions} AS s
+        SELECT w.position, m.marketing, {_suppression_source_sql()}
+          FROM ({_marketing_sql()}) AS m
+         CROSS JOIN (VALUES {wanted}) AS w (position, channel, address_hash)"""  # noqa: S608
+
+
+def _marketing_sql() -> str:
+    """One row, `marketing`: whether the event type named by the parameter is a marketing one."""
+    return f"""SELECT EXISTS (SELECT 1 FROM {EventType._meta.db_table}
+                              WHERE name = %s AND category = '{EventCategory.MARKETING}') AS marketing"""  # noqa: S608
+
+
+def _suppression_source_sql() -> str:
+    """The source of the suppression covering `w`'s (channel, address_hash) for an event that
+    is marketing or not (`m.marketing`), or NULL: scope `all` covers every event, scope
+    `marketing` only marketing ones; `all` wins when both match."""
+    return f"""(SELECT s.source FROM {Suppression._meta.db_table} AS s
                  WHERE s.channel = w.channel AND s.address_hash = w.address_hash
                    AND (s.scope = '{SuppressionScope.ALL}' OR (s.scope = '{SuppressionScope.MARKETING}' AND m.marketing))
-                 ORDER BY s.scope LIMIT 1)
-          FROM (SELECT EXISTS (SELECT 1 FROM {event_types}
-                                WHERE name = %s AND category = '{EventCategory.MARKETING}') AS marketing) AS m
-         CROSS JOIN (VALUES {wanted}) AS w (position, channel, address_hash)"""  # noqa: S608
+                 ORDER BY s.scope LIMIT 1)"""  # noqa: S608
 
 
 def trigger_insert(trigger: NotificationTrigger, *, notify: bool) -> Statement:

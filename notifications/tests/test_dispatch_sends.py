@@ -8,10 +8,19 @@ from django.utils import timezone
 
 from harness.processes import broker_purge
 from notifications import dispatch as dispatch_module
+from notifications.configuration import template_save
 from notifications.consent import suppression_add
 from notifications.dispatch import trigger_dispatch, trigger_dispatch_claim
 from notifications.lifecycle import lease_seconds
-from notifications.models import DeliveryAttempt, Notification, NotificationTrigger, SuppressionSource
+from notifications.models import (
+    DeliveryAttempt,
+    EventType,
+    Notification,
+    NotificationTemplate,
+    NotificationTrigger,
+    SuppressionScope,
+    SuppressionSource,
+)
 from notifications.routing import channel_vendors
 from notifications.sweeper import notifications_sweep
 from notifications.tests.factories import make_trigger, stored_trigger
@@ -197,13 +206,13 @@ def test_a_dispatch_and_both_its_sends_stay_within_their_query_budget(
     vendors: dict, templates: None, sandbox: SandboxHandle, django_assert_num_queries
 ) -> None:
     """The worker's whole share of a checkout (autocommit, as in a worker): the trigger's
-    SELECT, the statement that marks it dispatched and inserts its notifications already
-    claimed, one consent check for both sends, then for each send the attempt row and the
-    result. No claim statements."""
+    SELECT, the statement that marks it dispatched, inserts its notifications already claimed
+    and answers their consent check, then for each send the attempt row and the result. No
+    claim statements."""
     trigger_dispatch(trigger_id=stored_trigger().pk)  # warm: the template cache, the vendor lists
     trigger = stored_trigger()
 
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(6):
         trigger_dispatch(trigger_id=trigger.pk)
 
     assert sorted(Notification.objects.filter(trigger=trigger).values_list("channel", "status", "delivery_count")) == [
@@ -221,7 +230,7 @@ def test_a_dispatch_from_the_row_the_listener_claimed_reads_no_trigger_and_sends
     trigger = stored_trigger()
     claimed = NotificationTrigger.objects.get(pk=trigger.pk)
 
-    with django_assert_num_queries(6) as captured:
+    with django_assert_num_queries(5) as captured:
         trigger_dispatch(trigger_id=trigger.pk, claimed=claimed)
 
     table = NotificationTrigger._meta.db_table
@@ -256,3 +265,29 @@ def test_the_dispatch_task_suppresses_a_stopped_number_and_still_sends_the_email
     assert {n.channel: n.status for n in Notification.objects.filter(trigger=trigger)} == {"email": "sent", "sms": "suppressed"}
     assert sandbox.control.messages("sms-primary") == [] and sandbox.control.messages("sms-fallback") == []
     assert len(sandbox.control.messages("smtp-primary")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dispatch_task_sends_a_marketing_email_with_its_unsubscribe_headers_and_holds_an_unsubscribed_ones(
+    vendors: dict, templates: None, sandbox: SandboxHandle, empty_broker: str, settings
+) -> None:
+    """Both answers of the consent check the dispatch's insert returns: whether the event is
+    marketing (its email carries the one-click unsubscribe) and the suppression covering it."""
+    settings.PUBLIC_BASE_URL = "https://beacon.example"
+    EventType.objects.create(name="back_in_stock", category="marketing", sample_payload={"customer_name": "Ana"})
+    template_save(template=NotificationTemplate(
+        event_type="back_in_stock", channel="email", locale="en", subject="It is back", body_text="Hi {{ customer_name }}"))
+    suppression_add(channel="email", address="bo@example.com", source=SuppressionSource.UNSUBSCRIBE,
+                    scope=SuppressionScope.MARKETING)
+    wanted = make_trigger(event_type="back_in_stock", email="ana@example.com")
+    unsubscribed = make_trigger(event_type="back_in_stock", email="bo@example.com")
+
+    trigger_dispatch(trigger_id=wanted.pk)
+    trigger_dispatch(trigger_id=unsubscribed.pk)
+
+    assert Notification.objects.get(trigger=wanted, channel="email").status == "sent"
+    assert Notification.objects.get(trigger=unsubscribed, channel="email").status == "suppressed"
+    [message] = sandbox.control.messages("smtp-primary")
+    assert message["to"] == ["ana@example.com"]
+    headers = {name: " ".join(value.split()) for name, value in message["headers"]}
+    assert headers["List-Unsubscribe"].startswith("<https://beacon.example/unsubscribe/")

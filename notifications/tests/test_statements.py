@@ -285,6 +285,41 @@ def test_the_consent_statement_answers_for_several_addresses_in_their_order() ->
                          for channel, digest in addresses]
 
 
+@pytest.mark.parametrize("category", [EventCategory.MARKETING, EventCategory.TRANSACTIONAL])
+def test_the_dispatch_statement_answers_each_rows_consent_as_the_consent_statement_does(category) -> None:
+    EventType.objects.update_or_create(name="order_confirmed", defaults={"category": category})
+    email_hash, sms_hash = (address_hash(channel="email", address="ana@example.com"),
+                            address_hash(channel="sms", address="+447911123456"))
+    Suppression.objects.create(channel="sms", address_hash=sms_hash, scope=SuppressionScope.ALL, source=SuppressionSource.SMS_STOP)
+    Suppression.objects.create(channel="email", address_hash=email_hash, scope=SuppressionScope.MARKETING,
+                               source=SuppressionSource.UNSUBSCRIBE)
+    trigger = _trigger()
+    wanted = _wanted(trigger, lease_until=None)
+    hashes = [address_hash(channel=n.channel, address=n.recipient) for n in wanted]
+
+    created = statements.notifications_insert_dispatched(trigger_id=trigger.pk, wanted=wanted, address_hashes=hashes)
+
+    marketing, sources = statements.consent_read(event_type="order_confirmed",
+                                                 addresses=[(n.channel, h) for n, h in zip(wanted, hashes, strict=True)])
+    expected = {n.channel: (marketing, source) for n, source in zip(wanted, sources, strict=True)}
+    assert {channel: (is_marketing, source) for _, channel, _, is_marketing, source in created} == expected
+    assert expected["sms"] == (category == EventCategory.MARKETING, SuppressionSource.SMS_STOP)
+    assert expected["email"][1] == (SuppressionSource.UNSUBSCRIBE if category == EventCategory.MARKETING else None)
+    rows = Notification.objects.filter(trigger=trigger)
+    assert sorted((pk, channel, status) for pk, channel, status, *_ in created) == sorted(
+        (row.pk, row.channel, row.status) for row in rows)
+
+
+def test_the_dispatch_statement_wants_one_address_hash_per_row() -> None:
+    trigger = _trigger()
+
+    with pytest.raises(ValueError, match="address hashes"):
+        statements.notifications_insert_dispatched(trigger_id=trigger.pk, wanted=_wanted(trigger, lease_until=None),
+                                                   address_hashes=["only-one"])
+
+    assert NotificationTrigger.objects.get(pk=trigger.pk).dispatched_at is None
+
+
 def test_the_attempt_insert_writes_what_save_writes() -> None:
     notification = _notification(_trigger())
     vendor = Vendor.objects.filter(channel="email").first() or Vendor.objects.create(
