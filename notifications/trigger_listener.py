@@ -187,14 +187,15 @@ class TriggerListener:
     def _hand_over(self, connection: psycopg.Connection, claim_sql: str, params: dict) -> int:
         """Claim with `claim_sql`; dispatch here what idle threads can take, publish the rest;
         returns how many were claimed."""
+        idle = self.dispatch_here.idle() if self.dispatch_here is not None else 0
         if publisher_suppressed():  # the broker refused lately: claim only what is dispatched here
-            idle = self.dispatch_here.idle() if self.dispatch_here is not None else 0
             if not idle:
                 return 0  # the relay's turn
             claim_sql, params = _claim_limited(claim_sql, params, idle)
         now = timezone.now()
         relay_after = now + timedelta(seconds=settings.OUTBOX_RELAY_GRACE)
-        rows = connection.execute(claim_sql, {**params, "now": now, "relay_after": relay_after,
+        # Whole rows only for threads to start from: with none idle, every claim is published by id.
+        rows = connection.execute(claim_sql, {**params, "now": now, "relay_after": relay_after, "whole": idle > 0,
                                               "whole_max": WHOLE_ROW_MAX_BYTES}).fetchall()
         if not rows:
             return 0
@@ -232,8 +233,9 @@ def _id_add(ids: list[int], payload: str) -> None:
 
 def _claim_where(where: str) -> str:
     """The claim: hand-over time set, relay kept away for its grace, on the rows `where` picks.
-    Returns per row whether it is whole (WHOLE_ROW_MAX_BYTES), its id and request id, then all
-    its columns, the payload and recipients only when whole (`_claim_from_row`)."""
+    Returns per row whether it is whole (wanted whole, and within WHOLE_ROW_MAX_BYTES), its id
+    and request id, then all its columns, the payload and recipients only when whole
+    (`_claim_from_row`)."""
     return f"""
         UPDATE {_table()} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
          WHERE {where}
@@ -241,7 +243,8 @@ def _claim_where(where: str) -> str:
 
 
 def _whole_sql() -> str:
-    return "octet_length(payload::text) + octet_length(recipients::text) <= %(whole_max)s"
+    # CASE: the sizes are not computed at all when no row is wanted whole.
+    return "CASE WHEN %(whole)s THEN octet_length(payload::text) + octet_length(recipients::text) <= %(whole_max)s ELSE false END"
 
 
 @cache

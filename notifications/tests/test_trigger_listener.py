@@ -23,7 +23,7 @@ from harness.processes import RedisServer, broker_purge, broker_queued_trigger_i
 from notifications import publisher, trigger_listener
 from notifications.models import NotificationTrigger
 from notifications.outbox import outbox_relay
-from notifications.statements import TRIGGER_CHANNEL
+from notifications.statements import TRIGGER_CHANNEL, trigger_from_listener_row
 from notifications.tests.factories import make_trigger
 from notifications.trigger_listener import TriggerListener
 from sandbox.testing import SandboxHandle
@@ -258,10 +258,17 @@ def test_a_listener_dispatches_a_trigger_over_the_whole_row_bound_by_reading_it(
 
 
 def test_a_listener_whose_threads_are_all_busy_publishes_the_next_trigger(
-    start_listener, settings, sandbox: SandboxHandle, vendors: dict, templates: None
+    start_listener, settings, monkeypatch, sandbox: SandboxHandle, vendors: dict, templates: None
 ) -> None:
     for instance in ("smtp-primary", "sms-primary"):
         sandbox.control.set_faults(instance, latency_ms=600)  # below the vendors' 1 s timeout
+    rows_loaded: list[int] = []
+
+    def row_loaded(row: tuple) -> NotificationTrigger:
+        rows_loaded.append(row[0])
+        return trigger_from_listener_row(row)
+
+    monkeypatch.setattr(trigger_listener, "trigger_from_listener_row", row_loaded)
     start_listener(dispatch_threads=1)
 
     busy = make_trigger()
@@ -276,6 +283,7 @@ def test_a_listener_whose_threads_are_all_busy_publishes_the_next_trigger(
     wait_until(lambda: len(sandbox.control.messages("sms-primary")) == 1, timeout=30, what="the first trigger's SMS")
     assert broker_queued_trigger_ids(settings.CELERY_BROKER_URL) == [published.pk]
     assert NotificationTrigger.objects.get(pk=published.pk).dispatched_at is None  # no worker consumes here
+    assert rows_loaded == [busy.pk]  # claimed with no thread idle: published by id, its row not loaded
 
 
 def handovers(result: str) -> float:
