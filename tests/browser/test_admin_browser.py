@@ -160,16 +160,25 @@ def test_the_overview_charts_the_last_hour_and_refreshes_itself(
     assert bar.bounding_box()["height"] > 10  # 4 checkouts on a 0-5 axis
     assert page.locator("#chart-deliveries rect.bar").count() >= 2  # email and sms
     assert page.locator("#chart-latency polyline, #chart-latency circle").count() >= 2
-    assert "paid: 4" in page.inner_html("#chart-checkouts")
+    assert paid_in_chart(page) == 4
     # The tables are still there, beside the charts.
     assert "sms-primary" in page.inner_text("#overview-vendors")
     screenshot("overview-charts")
 
     make_trigger(phone=PHONE)  # a fifth checkout, after the page was drawn
-    with page.expect_navigation(timeout=10_000):
-        pass  # the page reloads itself (refresh=2)
-    page.wait_for_selector("#chart-checkouts")
-    assert "paid: 5" in page.inner_html("#chart-checkouts")
+    for _ in range(3):  # a reload that had begun before the checkout committed shows 4
+        with page.expect_navigation(timeout=10_000):
+            pass  # the page reloads itself (refresh=2)
+        page.wait_for_selector("#chart-checkouts")
+        if paid_in_chart(page) == 5:
+            break
+    assert paid_in_chart(page) == 5
+
+
+def paid_in_chart(page) -> int:
+    """The paid checkouts the overview's chart shows, over all its bars: one bar per minute, and
+    a test can straddle the turn of a minute (4 checkouts then show as 3 and 1)."""
+    return sum(int(count) for count in re.findall(r"paid: (\d+)</title>", page.inner_html("#chart-checkouts")))
 
 
 def test_a_dead_notification_is_resent_and_delivered(
