@@ -55,10 +55,10 @@ def trigger_dispatch(*, trigger_id: int, claimed: NotificationTrigger | None = N
     notifications_consent_read(notifications=[n for n in dispatched.claimed if not hasattr(n, "suppressed_by")])
     sends = [(notification.pk, notification.channel, notification) for notification in dispatched.claimed]
     sends += [(pk, channel, None) for pk, channel in sorted(dispatched.pending.items(), key=_in_channel_order)]
-    for position, (notification_id, channel, claimed) in enumerate(sends):
+    for position, (notification_id, channel, inserted_claimed) in enumerate(sends):
         try:
-            if claimed is not None:
-                outcome = notification_send_claimed(notification=claimed, vendors=channel_vendors(channel=channel))
+            if inserted_claimed is not None:
+                outcome = notification_send_claimed(notification=inserted_claimed, vendors=channel_vendors(channel=channel))
             else:
                 outcome = notification_send(notification_id=notification_id, channel=channel)
         except BaseException:

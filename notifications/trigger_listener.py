@@ -29,7 +29,8 @@ connected), so a restart or a lost connection does not wait for the relay's grac
 failures are retried with capped, jittered backoff. The relay stays the safety net for anything
 this misses (a worker killed between claim and publish, the listener disabled).
 
-Bounded: `batch_max` ids per claim, CATCH_UP_BATCHES claims per (re)connect, every publish
+Bounded: `batch_max` ids per claim (each row returned whole only up to WHOLE_ROW_MAX_BYTES,
+and only while a dispatch thread is idle), CATCH_UP_BATCHES claims per (re)connect, every publish
 bounded in time, at most `dispatch_threads` dispatches here at once (none waits in memory), and
 `stop()` returns within about IDLE_WAKE_SECONDS plus one bounded publish, plus the running
 dispatches' bounded wait (the threads are daemons: they never keep the worker from exiting).
