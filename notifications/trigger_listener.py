@@ -46,13 +46,14 @@ from functools import cache
 
 import psycopg
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from notifications import metrics
 from notifications.models import NotificationTrigger
 from notifications.outbox import TRIGGER_DISPATCH_TASK
 from notifications.publisher import publisher_suppressed, tasks_publish_bounded
-from notifications.statements import TRIGGER_CHANNEL, trigger_columns_sql, trigger_from_listener_row
+from notifications.statements import TRIGGER_CHANNEL, trigger_from_listener_row
 from notifications.trigger_dispatch_threads import Claim, DispatchThreads
 
 logger = logging.getLogger(__name__)
@@ -234,28 +235,33 @@ def _id_add(ids: list[int], payload: str) -> None:
 
 def _claim_where(where: str) -> str:
     """The claim: hand-over time set, relay kept away for its grace, on the rows `where` picks.
-    Returns per row whether it is whole (wanted whole, and within WHOLE_ROW_MAX_BYTES), its id
-    and request id, then all its columns, the payload and recipients only when whole
-    (`_claim_from_row`)."""
+    Returns per row whether it is whole (wanted whole, and within WHOLE_ROW_MAX_BYTES, measured
+    once), its id and request id, then all its columns, the payload and recipients only when
+    whole (`_claim_from_row`)."""
     return f"""
-        UPDATE {_table()} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
-         WHERE {where}
-     RETURNING {_whole_sql()}, id, request_id, {_returned_columns_sql()}"""  # noqa: S608
+        WITH claimed AS (
+            UPDATE {_table()} SET handed_over_at = %(now)s, relay_after = GREATEST(relay_after, %(relay_after)s)
+             WHERE {where}
+         RETURNING *)
+        SELECT c.whole, c.id, c.request_id, {_returned_columns_sql()}
+          FROM (SELECT *, {_WHOLE_SQL} AS whole FROM claimed) AS c"""  # noqa: S608
 
 
-def _whole_sql() -> str:
-    # CASE: the sizes are not computed at all when no row is wanted whole.
-    return "CASE WHEN %(whole)s THEN octet_length(payload::text) + octet_length(recipients::text) <= %(whole_max)s ELSE false END"
+# CASE: the sizes are not computed at all when no row is wanted whole.
+_WHOLE_SQL = "CASE WHEN %(whole)s THEN octet_length(payload::text) + octet_length(recipients::text) <= %(whole_max)s ELSE false END"
+# The columns a row that is not whole leaves out (NULL).
+_BULKY_FIELDS = ("payload", "recipients")
 
 
 @cache
 def _returned_columns_sql() -> str:
-    """statements.trigger_columns_sql(), the payload and recipients each left NULL unless whole."""
-    columns = [column.strip() for column in trigger_columns_sql().split(",")]
-    bulky = {'"payload"', '"recipients"'}
-    if not bulky <= set(columns):
-        raise RuntimeError(f"the trigger's columns changed: {columns}")
-    return ", ".join(f"CASE WHEN {_whole_sql()} THEN {column} END" if column in bulky else column for column in columns)
+    """Every column of the trigger, in statements.trigger_from_listener_row's order, the bulky
+    ones only when the row is whole."""
+    columns = []
+    for field in NotificationTrigger._meta.concrete_fields:
+        column = f"c.{connection.ops.quote_name(field.column)}"
+        columns.append(f"CASE WHEN c.whole THEN {column} END" if field.name in _BULKY_FIELDS else column)
+    return ", ".join(columns)
 
 
 def _claim_from_row(row: tuple) -> Claim:
