@@ -101,17 +101,20 @@ test-browser: services-up ## Run only the browser tests of the admin (needs apt-
 chaos: services-up ## Break Beacon on purpose under load (Redis, workers, vendors, PostgreSQL, idempotency)
 	@$(IN_ENV) python -m chaos.run $(CHAOS_ARGS)
 
-# The benchmark of issue 6 (bench/run.py): its own database (beacon_bench on DATABASE_URL's
-# server), Redis, sandbox, gunicorn, workers and beat; load from locust (fixed rate) and
-# Debian's hey (closed loop: apt-get install hey). Results: bench/results/<timestamp>/.
+# The benchmark of issue 6 (bench/run.py): its own PostgreSQL server (durable, deleted after the
+# run; BENCH_ARGS="--database-url postgres://..." runs on another server that has the room),
+# Redis, sandbox, gunicorn, workers and beat; load from locust (fixed rate) and Debian's hey
+# (closed loop: apt-get install hey). Results: bench/results/<timestamp>/.
 # Both targets also run the floor (../shared/bench-floor/limitapp.py) and the peer (bench/peer/)
 # beside Beacon (scenarios compare and faults; docs/performance.md, "Floor, peer and Beacon").
+BENCH_ARGS ?=
+BENCH_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 .PHONY: bench bench-quick bench-tools
-bench: services-up bench-tools ## Run the full benchmark (about 75 minutes); results in bench/results/<timestamp>/
-	$(IN_ENV) python -m bench.run
+bench: venv bench-tools ## Run the full benchmark (about 95 minutes); results in bench/results/<timestamp>/
+	$(BENCH_ENV) python -m bench.run $(BENCH_ARGS)
 
-bench-quick: services-up bench-tools ## Run the short benchmark, one repetition per point (about 12 minutes)
-	$(IN_ENV) python -m bench.run --quick
+bench-quick: venv bench-tools ## Run the short benchmark, one repetition per point (about 12 minutes)
+	$(BENCH_ENV) python -m bench.run --quick $(BENCH_ARGS)
 
 bench-tools: ## Install Debian's hey (the closed-loop load tool) if it is missing
 	@command -v hey >/dev/null 2>&1 || { echo "Installing hey (apt-get)"; \

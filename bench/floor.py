@@ -12,6 +12,7 @@ import os
 import subprocess
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bench.databases import database_recreate_named
 from bench.stack import STARTUP_TIMEOUT
@@ -24,6 +25,8 @@ BARE_PATH = "/hello"
 # The body of the floor's own load script (post.lua beside limitapp.py).
 CHECKOUT_BODY = {"email": "a@example.com", "total": "19.00",
                  "lines": [{"sku": "MUG", "quantity": 2, "unit_price": "9.50"}]}
+# limitapp.py's database host (its own settings, not configurable).
+FLOOR_DATABASE_HOSTS = ("127.0.0.1", "localhost")
 PLAIN_GUNICORN_CONF = Path(__file__).resolve().parent / "plain_gunicorn.conf.py"
 
 
@@ -45,6 +48,8 @@ class FloorApp:
     """limitapp.py on its own database and Redis; `stop()` ends both."""
 
     def __init__(self, *, server_url: str, database: str, log_dir: Path, workers: int, threads: int) -> None:
+        if urlsplit(server_url).hostname not in FLOOR_DATABASE_HOSTS:
+            raise ValueError(f"the floor app connects to 127.0.0.1 only; the server is {urlsplit(server_url).hostname}")
         if not FLOOR_APP.exists():
             raise FileNotFoundError(f"the floor app is missing: {FLOOR_APP} (the issue's shared/bench-floor)")
         self.server_url, self.database, self.log_dir = server_url, database, log_dir
@@ -61,9 +66,11 @@ class FloorApp:
     def start(self) -> FloorApp:
         database_recreate_named(self.server_url, self.database)
         self.redis.start()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
-        # limitapp.py connects to 127.0.0.1:5432 as root; only the database name is configurable.
-        env.update(FLOOR_DATABASE=self.database, FLOOR_REDIS_URL=self.redis.url(0), PYTHONUNBUFFERED="1")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST", "PG"))}
+        # limitapp.py connects to 127.0.0.1 as root and names only the database; it names no port,
+        # so libpq takes PGPORT's: the server the other systems run on.
+        env.update(FLOOR_DATABASE=self.database, FLOOR_REDIS_URL=self.redis.url(0), PYTHONUNBUFFERED="1",
+                   PGPORT=str(urlsplit(self.server_url).port or 5432))
         subprocess.run([PYTHON, str(FLOOR_APP), "init"], cwd=FLOOR_DIR, env=env, check=True, timeout=STARTUP_TIMEOUT,
                        capture_output=True)
         self.web = plain_gunicorn("floor-web", "limitapp:application", env=env, port=self.port, workers=self.workers,

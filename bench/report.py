@@ -157,13 +157,16 @@ def summary_markdown(results: dict[str, Any]) -> str:
     stack = results.get("stack", {})
     lines += ["Machine: " + results["machine"], "", "Stack: " + ("; ".join(f"{k}: {v}" for k, v in stack.items()
                                                                            if k != "pid") or "not started"), ""]
+    if server := results.get("database_server"):  # runs before it was recorded have none
+        lines += [f"PostgreSQL server: {server}", ""]
     if results.get("interrupted"):
         lines += ["**Interrupted**: the scenarios below that have no numbers did not run.", ""]
     if refusals := results.get("connection_refusals"):
         each = ", ".join(f"{name} {count}" for name, count in refusals.items())
         lines += [f"**PostgreSQL refused connections** (\"{CONNECTION_REFUSED}\") {sum(refusals.values())} times: "
                   f"{each}. The numbers of the processes refused are not comparable: the server's "
-                  "max_connections was spent (fewer worker threads, or a larger max_connections).", ""]
+                  "max_connections was spent (fewer worker threads, or a larger max_connections: the benchmark's own "
+                  "server, without --database-url, has room for every thread it starts).", ""]
     lines += ["## Targets", "", "| target | measured | distance | |", "|---|---|---|---|"]
     for target, measured, distance, ok in targets(results):
         lines.append(f"| {target} | {measured} | {distance} | {_mark(ok)} |")

@@ -6,8 +6,10 @@ write bench/results/<timestamp>/ (results.json, summary.md, PNG plots, process l
 `compare` and `faults` run the floor (../shared/bench-floor/limitapp.py) and the peer
 (bench/peer/) beside Beacon (bench/compare.py, bench/faults.py).
 
-Needs DATABASE_URL's PostgreSQL server (the database beacon_bench, or $BENCH_DATABASE, is dropped and created there)
-and Debian's `hey` (closed-loop maximum throughput); locust comes from requirements-dev.
+Runs on a PostgreSQL server of its own (bench/database_server.py: durable, with a connection for
+every thread it starts, deleted afterwards), or with `--database-url` on that server, which must
+have the room (the database beacon_bench, or $BENCH_DATABASE, is dropped and created there).
+Needs Debian's `hey` (closed-loop maximum throughput); locust comes from requirements-dev.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bench import report, scenarios
 from bench.compare_run import comparison_run
+from bench.database_server import PrivateServer, connections_needed, server_room_check
 from bench.stack import BenchStack, stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ("floor", "sync", "pipeline", "daily", "outage", "compare", "faults")
+# The benchmark's own server has twice the connections its processes can hold at once.
+PRIVATE_SERVER_HEADROOM = 2
 # Offered rate of the outage scenario (checkouts/s): comfortably below what this box sustains.
 OUTAGE_RATE = 15.0
 
@@ -63,6 +69,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short run: one repetition per point (about 12 minutes)")
     parser.add_argument("--only", default=",".join(ALL), help="comma-separated scenarios: " + ",".join(ALL))
+    parser.add_argument("--database-url", help="run on this PostgreSQL server (postgres://user@host:port/db) "
+                        "instead of the benchmark's own; it must have a connection for every thread the "
+                        "scenarios start")
     parser.add_argument("--ladder", type=_rates, help="checkouts/s tried for the sustained rate, ascending "
                         "(e.g. 40,60,80); default: the profile's")
     args = parser.parse_args()
@@ -74,18 +83,36 @@ def main() -> int:
     if unknown or not wanted:
         problem = f"unknown scenario {', '.join(unknown)}" if unknown else "no scenario named"
         parser.error(f"--only: {problem}; choose from {','.join(ALL)}")
+    room = None
+    if args.database_url:
+        try:
+            room = server_room_check(args.database_url, set(wanted))
+        except ValueError as exc:
+            parser.exit(2, f"bench: {exc}\n")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"{stamp}{'-quick' if args.quick else ''}"
     logs = out / "logs"
     logs.mkdir(parents=True)
     stop_on_sigterm()
-    server_url = os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/beacon")
-    stack = BenchStack(server_url=server_url, log_dir=logs, warm_checkouts=profile.warm_checkouts)
-    results: dict[str, object] = {"started": stamp, "profile": profile.name, "machine": machine()}
+    private = None
+    if room is not None:
+        server_url = args.database_url
+        server = f"{urlsplit(server_url).hostname}:{urlsplit(server_url).port or 5432} (max_connections {room.max_connections})"
+    else:
+        private = PrivateServer(out / "database", log=logs / "postgres.log",
+                                max_connections=PRIVATE_SERVER_HEADROOM * connections_needed(set(ALL)))
+        server = f"the benchmark's own (max_connections {private.max_connections}, deleted after the run)"
+    stack = None
+    results: dict[str, object] = {"started": stamp, "profile": profile.name, "machine": machine(),
+                                  "database_server": server}
     if set(wanted) != set(ALL):
         results["only"] = [name for name in ALL if name in wanted]
     echo(f"results in {out}")
     try:
+        if private is not None:
+            echo("starting the benchmark's own PostgreSQL server (durable)")
+            server_url = private.start()
+        stack = BenchStack(server_url=server_url, log_dir=logs, warm_checkouts=profile.warm_checkouts)
         stack.start(progress=echo)
         results["stack"] = stack.describe()
         stack.workers_start("threads", 2)
@@ -113,7 +140,12 @@ def main() -> int:
         results["interrupted"] = True
     finally:
         echo("stopping the stack")
-        stack.stop()
+        try:
+            if stack is not None:
+                stack.stop()
+        finally:
+            if private is not None:
+                private.stop()
     results["connection_refusals"] = report.connection_refusals(logs)
     results["plots"] = report.plots(results, out)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))

@@ -175,13 +175,21 @@ def devdir_lock():
 
 
 class Postgres:
+    """The embedded development server; with arguments, another cluster of the same binaries
+    (the benchmark's own durable server, bench/database_server.py): its data folder, log,
+    port and settings (a template with {host} and {port}). Its folder is `pgdata`'s parent."""
+
     name = "postgres"
     var = "DATABASE_URL"
 
-    def __init__(self) -> None:
-        self.port = env_port("BEACON_EMBEDDED_PG_PORT", 54329)
-        self.pgdata = DEVDIR / "pgdata"
-        self.log = DEVDIR / "postgres.log"
+    def __init__(
+        self, *, pgdata: Path | None = None, log: Path | None = None, port: int | None = None, conf: str = PG_CONF
+    ) -> None:
+        self.port = port or env_port("BEACON_EMBEDDED_PG_PORT", 54329)
+        self.pgdata = pgdata or DEVDIR / "pgdata"
+        self.workdir = self.pgdata.parent
+        self.log = log or DEVDIR / "postgres.log"
+        self.conf = conf
         self.url = f"postgres://{PG_SUPERUSER}@{HOST}:{self.port}/{PG_DATABASE}"
         self._bindir: Path | None = None
 
@@ -234,7 +242,7 @@ class Postgres:
         if not who:
             return
         x_all = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
-        for start in (DEVDIR, self.bindir.parent):
+        for start in (self.workdir, self.log.parent, self.bindir.parent):
             for folder in [start, *start.parents]:
                 mode = folder.stat().st_mode
                 if mode & stat.S_IXOTH == 0:
@@ -267,7 +275,7 @@ class Postgres:
             try:
                 proc = subprocess.run(
                     [str(self.bindir / tool), *args],
-                    cwd=str(DEVDIR),
+                    cwd=str(self.workdir),
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
@@ -328,14 +336,14 @@ class Postgres:
                     f"to a free port, or DATABASE_URL to use that server"
                 )
             who = self._as_user()
-            DEVDIR.mkdir(exist_ok=True)
+            self.workdir.mkdir(parents=True, exist_ok=True)
             self._grant_access(who)
             self._init_cluster(who)
             # A postmaster.pid whose process is gone (killed, machine restarted) or is a zombie:
             # postgres itself refuses to start while kill(pid, 0) still succeeds on a zombie.
             (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
             conf = self.pgdata / PG_CONF_NAME
-            conf.write_text(PG_CONF.format(host=HOST, port=self.port))
+            conf.write_text(self.conf.format(host=HOST, port=self.port))
             self._chown(conf, who)
             self.log.touch()
             self._chown(self.log, who)

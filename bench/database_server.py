@@ -1,0 +1,137 @@
+"""The PostgreSQL server the benchmark measures on, and the connections its processes hold.
+
+Every thread that touches the database keeps a connection (Django's persistent connections,
+Celery's threads pool). In the side-by-side scenarios three webs, Beacon's workers and the
+peer's workers run at once and need more than a stock server's 100 connections: PostgreSQL
+then refuses some of them ("too many clients"), which voided two runs' delivery comparison.
+
+So by default the benchmark runs on a server of its own: a fresh cluster of the embedded
+PostgreSQL binaries (scripts/devservices.py), on a spare loopback port, **durable** (every
+commit flushed to disk, as on a production server) and with room for every process it starts.
+`--database-url` runs it on another server instead, after checking that server has the room.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.stack import WEB_THREADS, WEB_WORKERS, WORKER_DISPATCH_THREADS, WORKER_THREADS
+from harness.database import database_connect
+from harness.processes import free_port
+from scripts.devservices import Postgres, ServiceError
+
+# One Beacon threads worker process: its Celery threads, its listener's dispatch threads and the
+# listener's own session.
+BEACON_WORKER_CONNECTIONS = WORKER_THREADS + WORKER_DISPATCH_THREADS + 1
+WEB_CONNECTIONS = WEB_WORKERS * WEB_THREADS
+# Celery beat, and this process (the ORM and the short sessions that count and check).
+BEAT_CONNECTIONS = 1
+RUNNER_CONNECTIONS = 4
+# The largest layout of Beacon's workers: scenario 4's four threads worker processes, which the
+# side by side also runs when scenario 4 found them clearly better (bench/scenarios.py); the
+# peer then gets as many.
+MOST_WORKER_PROCESSES = 4
+PEER_WORKER_CONNECTIONS = WORKER_THREADS + WORKER_DISPATCH_THREADS  # the peer's workers have Beacon's shape
+SIDE_BY_SIDE_SCENARIOS = frozenset({"compare", "faults"})
+
+# The role the floor (../shared/bench-floor/limitapp.py, not ours) connects as.
+FLOOR_ROLE = "root"
+
+PRIVATE_SERVER_CONF = """\
+# Written by bench/database_server.py: the benchmark's own server, deleted after the run.
+listen_addresses = '{host}'
+port = {port}
+unix_socket_directories = ''
+max_connections = %(max_connections)d
+shared_buffers = 128MB
+timezone = 'UTC'
+log_timezone = 'UTC'
+# Durable, as a production server: a commit waits for its flush to disk.
+fsync = on
+full_page_writes = on
+synchronous_commit = on
+"""
+
+
+def connections_needed(scenarios: set[str]) -> int:
+    """The most connections the benchmark's processes may hold at once for these scenarios."""
+    beacon_alone = (WEB_CONNECTIONS + MOST_WORKER_PROCESSES * BEACON_WORKER_CONNECTIONS
+                    + BEAT_CONNECTIONS + RUNNER_CONNECTIONS)
+    if not scenarios & SIDE_BY_SIDE_SCENARIOS:
+        return beacon_alone
+    # Three webs; each system's workers, plus one more of each while the fault scenario replaces a
+    # killed worker (the dead one's sessions end while its replacement opens its own).
+    side_by_side = (3 * WEB_CONNECTIONS
+                    + (MOST_WORKER_PROCESSES + 1) * (BEACON_WORKER_CONNECTIONS + PEER_WORKER_CONNECTIONS)
+                    + BEAT_CONNECTIONS + RUNNER_CONNECTIONS)
+    return max(beacon_alone, side_by_side)
+
+
+@dataclass(frozen=True)
+class ServerRoom:
+    max_connections: int
+    reserved: int  # superuser_reserved_connections, unless the role is a superuser
+    in_use: int  # sessions already open on the server, by anyone
+
+    @property
+    def free(self) -> int:
+        return self.max_connections - self.reserved - self.in_use
+
+
+def server_room(server_url: str) -> ServerRoom:
+    with database_connect(server_url) as conn:
+        max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        reserved = 0 if superuser and superuser[0] else int(conn.execute("SHOW superuser_reserved_connections").fetchone()[0])
+        in_use = int(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()[0])
+    # This check's own session is counted in use and closes now.
+    return ServerRoom(max_connections, reserved, in_use - 1)
+
+
+def server_room_check(server_url: str, scenarios: set[str]) -> ServerRoom:
+    """Raise ValueError, before anything starts, when the server cannot give the benchmark's
+    processes the connections these scenarios need."""
+    room = server_room(server_url)
+    needed = connections_needed(scenarios)
+    if room.free < needed:
+        raise ValueError(
+            f"the PostgreSQL server has room for {room.free} more connections (max_connections "
+            f"{room.max_connections}, {room.reserved} reserved, {room.in_use} in use) and these scenarios may need "
+            f"{needed}: PostgreSQL would refuse some, and the comparison would measure the refusals. "
+            "Raise max_connections, or leave out --database-url to run on the benchmark's own server."
+        )
+    return room
+
+
+class PrivateServer:
+    """A fresh, durable PostgreSQL cluster in `directory`, deleted by `stop()`."""
+
+    def __init__(self, directory: Path, *, log: Path, max_connections: int) -> None:
+        self.directory = directory
+        self.max_connections = max_connections
+        conf = PRIVATE_SERVER_CONF % {"max_connections": max_connections}
+        self.server = Postgres(pgdata=directory / "pgdata", log=log, port=free_port(), conf=conf)
+
+    @property
+    def url(self) -> str:
+        return self.server.url_for_running()
+
+    def start(self) -> str:
+        """Start it; returns its URL. Raises RuntimeError with the server's log when it cannot."""
+        try:
+            self.server.up()
+        except ServiceError as exc:
+            self.stop()
+            raise RuntimeError(f"the benchmark's PostgreSQL server did not start: {exc}") from exc
+        with database_connect(self.url) as conn:
+            conn.execute(f"CREATE ROLE {FLOOR_ROLE} SUPERUSER LOGIN")  # a constant of this module
+        return self.url
+
+    def stop(self) -> None:
+        try:
+            if self.server.running():
+                self.server.down()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
