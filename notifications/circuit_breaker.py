@@ -120,6 +120,9 @@ class _Permit:
 
     epoch: int
     permit_id: str
+    # Permitted while closed with a full window of fast successes (LUA_ACQUIRE): a fast success
+    # then needs no record.
+    clean: bool = False
 
 
 def _permit_ttl(config: BreakerConfig) -> float:
@@ -176,15 +179,16 @@ class VendorCircuit:
             int(cfg.open_seconds * MICROSECONDS),
             cfg.half_open_trials,
             int(_permit_ttl(cfg) * MICROSECONDS),
+            cfg.window_size,
         ]
         try:
-            allowed, epoch, permit_id, from_state, to_state, state = self._run("acquire", args)
+            allowed, epoch, permit_id, from_state, to_state, state, clean = self._run("acquire", args)
         except redis.RedisError as exc:
             warn_redis_unavailable(logger, "circuit breaker", exc, vendor=self.label, circuit=self.name)
             return True
         self._observe(from_state, to_state, state)
         if allowed:
-            self._local.permit = _Permit(epoch=int(epoch), permit_id=_str(permit_id))
+            self._local.permit = _Permit(epoch=int(epoch), permit_id=_str(permit_id), clean=bool(clean))
         return bool(allowed)
 
     def record(self, *, success: bool, duration: float) -> None:
@@ -193,15 +197,23 @@ class VendorCircuit:
         Counts only if the breaker is still in the state the call was permitted in. Without a
         preceding `try_acquire()` on this thread the outcome counts in CLOSED only (never as a
         half-open trial). Redis errors are logged (rate-limited) and swallowed.
+
+        A fast success permitted into a clean window (closed, full of fast successes) is not sent
+        to Redis: it would replace a fast success by another. The one difference: a failure that
+        another call records in between stays in the window for the calls left unrecorded, so
+        the breaker errs towards opening, by at most the calls in flight.
         """
         permit: _Permit | None = getattr(self._local, "permit", None)
         self._local.permit = None
         cfg = self.config
+        slow = duration > cfg.slow_call_duration
+        if permit is not None and permit.clean and success and not slow:
+            return
         args = [
             "" if permit is None else permit.epoch,
             "" if permit is None else permit.permit_id,
             0 if success else 1,
-            1 if duration > cfg.slow_call_duration else 0,
+            1 if slow else 0,
             cfg.window_size,
             cfg.minimum_calls,
             cfg.failure_rate_threshold,

@@ -37,30 +37,39 @@ local function enter(new_state, now, open_us)
 end
 """
 
-# ARGV: open_us, half_open_trials, permit_ttl_us.
-# Returns {allowed 0/1, epoch, permit id or '', from state or '', to state or '', state}.
+# ARGV: open_us, half_open_trials, permit_ttl_us, window_size.
+# Returns {allowed 0/1, epoch, permit id or '', from state or '', to state or '', state, clean 0/1}.
+# clean: closed, with a full window of fast successes. A fast success recorded now would push one
+# out and change nothing (list, counters and state alike), so the caller may leave it unrecorded.
 LUA_ACQUIRE = (
     _LUA_PRELUDE
     + """
-local h = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'open_until', 'trial_ok')
+local h = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'open_until', 'trial_ok', 'calls', 'failures', 'slow')
 local state = h[1] or 'closed'
 local epoch = tonumber(h[2]) or 0
-if state == 'closed' or state == 'forced_closed' then return {1, epoch, '', '', '', state} end
-if state == 'forced_open' then return {0, epoch, '', '', '', state} end
+if state == 'closed' then
+  local clean = 0
+  if (tonumber(h[5]) or 0) >= tonumber(ARGV[4]) and (tonumber(h[6]) or 0) == 0 and (tonumber(h[7]) or 0) == 0 then
+    clean = 1
+  end
+  return {1, epoch, '', '', '', state, clean}
+end
+if state == 'forced_closed' then return {1, epoch, '', '', '', state, 0} end
+if state == 'forced_open' then return {0, epoch, '', '', '', state, 0} end
 local now = now_us()
 local from, to, trial_ok = '', '', tonumber(h[4]) or 0
 if state == 'open' then
-  if now < (tonumber(h[3]) or 0) then return {0, epoch, '', '', '', state} end
+  if now < (tonumber(h[3]) or 0) then return {0, epoch, '', '', '', state, 0} end
   from, epoch = enter('half_open', now, tonumber(ARGV[1]))
   to, state, trial_ok = 'half_open', 'half_open', 0
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', fmt(now))
 if redis.call('ZCARD', KEYS[3]) + trial_ok >= tonumber(ARGV[2]) then
-  return {0, epoch, '', from, to, state}
+  return {0, epoch, '', from, to, state, 0}
 end
 local id = redis.call('HINCRBY', KEYS[1], 'permit_seq', 1)
 redis.call('ZADD', KEYS[3], fmt(now + tonumber(ARGV[3])), id)
-return {1, epoch, tostring(id), from, to, state}
+return {1, epoch, tostring(id), from, to, state, 0}
 """
 )
 

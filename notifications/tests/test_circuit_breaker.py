@@ -280,6 +280,94 @@ def test_the_window_slides_and_old_outcomes_drop_out(name: str) -> None:
     assert (snapshot.state, snapshot.calls, snapshot.failures) == (CircuitState.OPEN, 4, 3)
 
 
+class ScriptCountingRedis(redis.Redis):
+    """A real client of the test Redis that counts the scripts it runs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scripts_run = 0
+
+    def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        self.scripts_run += 1
+        return super().evalsha(*args, **kwargs)
+
+
+@pytest.fixture
+def counting_redis() -> Iterator[ScriptCountingRedis]:
+    client = ScriptCountingRedis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+def _call(circuit: VendorCircuit, *, success: bool, duration: float = 0.01) -> None:
+    assert circuit.try_acquire()
+    circuit.record(success=success, duration=duration)
+
+
+def _window(circuit: VendorCircuit) -> tuple[Any, ...]:
+    snapshot = circuit.snapshot()
+    return (snapshot.state, snapshot.calls, snapshot.failures, snapshot.slow_calls,
+            breaker_redis().lrange(circuit.keys[1], 0, -1))
+
+
+def test_while_the_window_fills_every_success_is_recorded(name: str, counting_redis: ScriptCountingRedis) -> None:
+    circuit = VendorCircuit(name, FAST, redis=counting_redis)
+    _call(circuit, success=True)  # loads the scripts
+    counting_redis.scripts_run = 0
+
+    for _ in range(FAST.window_size - 1):
+        _call(circuit, success=True)
+
+    assert counting_redis.scripts_run == 2 * (FAST.window_size - 1)
+    assert _window(circuit)[:4] == (CircuitState.CLOSED, FAST.window_size, 0, 0)
+
+
+def test_a_fast_success_into_a_full_window_of_fast_successes_is_not_sent_to_redis(
+    name: str, counting_redis: ScriptCountingRedis
+) -> None:
+    circuit = VendorCircuit(name, FAST, redis=counting_redis)
+    for _ in range(FAST.window_size):
+        _call(circuit, success=True)
+    before = _window(circuit)
+    counting_redis.scripts_run = 0
+
+    _call(circuit, success=True)
+
+    assert counting_redis.scripts_run == 1  # the acquire only
+    assert _window(circuit) == before  # what recording it would have left: a success for a success
+
+
+@pytest.mark.parametrize(("success", "duration", "counted"), [(False, 0.01, (1, 0)), (True, 6.0, (0, 1))],
+                         ids=["failure", "slow success"])
+def test_a_failure_or_a_slow_success_into_a_clean_window_is_recorded(
+    name: str, counting_redis: ScriptCountingRedis, success: bool, duration: float, counted: tuple[int, int]
+) -> None:
+    circuit = VendorCircuit(name, FAST, redis=counting_redis)
+    for _ in range(FAST.window_size):
+        _call(circuit, success=True)
+    counting_redis.scripts_run = 0
+
+    _call(circuit, success=success, duration=duration)
+
+    assert counting_redis.scripts_run == 2
+    assert _window(circuit)[1:4] == (FAST.window_size, *counted)
+
+
+def test_a_failure_recorded_while_a_clean_call_is_in_flight_still_counts(name: str) -> None:
+    in_flight, others = VendorCircuit(name, FAST), VendorCircuit(name, FAST)
+    for _ in range(FAST.window_size):
+        _call(others, success=True)
+    assert in_flight.try_acquire()  # permitted into the clean window
+    for _ in range(4):
+        _call(others, success=False)
+
+    in_flight.record(success=True, duration=0.01)  # left unrecorded
+
+    assert _window(in_flight)[:3] == (CircuitState.CLOSED, FAST.window_size, 4)
+    _call(others, success=False)  # 5 of the last 10, as if the success had been recorded
+    assert in_flight.snapshot().state == CircuitState.OPEN
+
+
 def test_concurrent_records_from_many_processes_lose_no_counts(name: str) -> None:
     processes, calls = 8, 150
     total = processes * calls
