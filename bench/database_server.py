@@ -13,14 +13,20 @@ commit flushed to disk, as on a production server) and with room for every proce
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
 
 from bench.stack import WEB_THREADS, WEB_WORKERS, WORKER_DISPATCH_THREADS, WORKER_THREADS
 from harness.database import database_connect
 from harness.processes import free_port
-from scripts.devservices import Postgres, ServiceError
+from scripts.devservices import Postgres, ServiceError, pid_alive
 
 # One Beacon threads worker process: its Celery threads, its listener's dispatch threads and the
 # listener's own session.
@@ -35,9 +41,14 @@ RUNNER_CONNECTIONS = 4
 MOST_WORKER_PROCESSES = 4
 PEER_WORKER_CONNECTIONS = WORKER_THREADS + WORKER_DISPATCH_THREADS  # the peer's workers have Beacon's shape
 SIDE_BY_SIDE_SCENARIOS = frozenset({"compare", "faults"})
-
-# The role the floor (../shared/bench-floor/limitapp.py, not ours) connects as.
+# Sessions that are closing while their replacements open: the peer's Celery threads connect
+# for each task and close after it (Celery's Django fix-up), a killed worker's sessions end late.
+CLOSING_SLACK = 10
+# The floor (../shared/bench-floor/limitapp.py, not ours) connects to this host as this role.
+FLOOR_HOSTS = ("127.0.0.1", "localhost")
 FLOOR_ROLE = "root"
+# How long the server may take to end after each signal, when its fast shutdown failed.
+STOP_WAIT_SECONDS = 10.0
 
 PRIVATE_SERVER_CONF = """\
 # Written by bench/database_server.py: the benchmark's own server, deleted after the run.
@@ -58,21 +69,21 @@ synchronous_commit = on
 def connections_needed(scenarios: set[str]) -> int:
     """The most connections the benchmark's processes may hold at once for these scenarios."""
     beacon_alone = (WEB_CONNECTIONS + MOST_WORKER_PROCESSES * BEACON_WORKER_CONNECTIONS
-                    + BEAT_CONNECTIONS + RUNNER_CONNECTIONS)
+                    + BEAT_CONNECTIONS + RUNNER_CONNECTIONS + CLOSING_SLACK)
     if not scenarios & SIDE_BY_SIDE_SCENARIOS:
         return beacon_alone
     # Three webs; each system's workers, plus one more of each while the fault scenario replaces a
     # killed worker (the dead one's sessions end while its replacement opens its own).
     side_by_side = (3 * WEB_CONNECTIONS
                     + (MOST_WORKER_PROCESSES + 1) * (BEACON_WORKER_CONNECTIONS + PEER_WORKER_CONNECTIONS)
-                    + BEAT_CONNECTIONS + RUNNER_CONNECTIONS)
+                    + BEAT_CONNECTIONS + RUNNER_CONNECTIONS + CLOSING_SLACK)
     return max(beacon_alone, side_by_side)
 
 
 @dataclass(frozen=True)
 class ServerRoom:
     max_connections: int
-    reserved: int  # superuser_reserved_connections, unless the role is a superuser
+    reserved: int  # superuser_reserved_connections and reserved_connections, unless the role is a superuser
     in_use: int  # sessions already open on the server, by anyone
 
     @property
@@ -84,7 +95,10 @@ def server_room(server_url: str) -> ServerRoom:
     with database_connect(server_url) as conn:
         max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
         superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
-        reserved = 0 if superuser and superuser[0] else int(conn.execute("SHOW superuser_reserved_connections").fetchone()[0])
+        # reserved_connections is PostgreSQL 16's (NULL before it).
+        reserved = 0 if superuser and superuser[0] else sum(int(conn.execute(
+            "SELECT coalesce(current_setting(%s, true), '0')", [name]).fetchone()[0])
+            for name in ("superuser_reserved_connections", "reserved_connections"))
         in_use = int(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()[0])
     # This check's own session is counted in use and closes now.
     return ServerRoom(max_connections, reserved, in_use - 1)
@@ -92,8 +106,19 @@ def server_room(server_url: str) -> ServerRoom:
 
 def server_room_check(server_url: str, scenarios: set[str]) -> ServerRoom:
     """Raise ValueError, before anything starts, when the server cannot give the benchmark's
-    processes the connections these scenarios need."""
-    room = server_room(server_url)
+    processes the connections these scenarios need, cannot be reached, or (for the side by side)
+    is not one the floor can use: limitapp.py connects to 127.0.0.1 as root."""
+    try:
+        room = server_room(server_url)
+        if scenarios & SIDE_BY_SIDE_SCENARIOS:
+            parts = urlsplit(server_url)
+            if parts.hostname not in FLOOR_HOSTS:
+                raise ValueError(f"the floor (limitapp.py) connects to 127.0.0.1 only, and the server is "
+                                 f"{parts.hostname}: run the side by side on this machine's server")
+            as_floor = parts._replace(netloc=f"{FLOOR_ROLE}@{parts.hostname}:{parts.port or 5432}")
+            database_connect(urlunsplit(as_floor)).close()
+    except psycopg.Error as exc:
+        raise ValueError(f"the PostgreSQL server cannot be used: {exc}".strip()) from exc
     needed = connections_needed(scenarios)
     if room.free < needed:
         raise ValueError(
@@ -125,13 +150,37 @@ class PrivateServer:
         except ServiceError as exc:
             self.stop()
             raise RuntimeError(f"the benchmark's PostgreSQL server did not start: {exc}") from exc
-        with database_connect(self.url) as conn:
-            conn.execute(f"CREATE ROLE {FLOOR_ROLE} SUPERUSER LOGIN")  # a constant of this module
+        try:
+            with database_connect(self.url) as conn:
+                conn.execute(f"CREATE ROLE {FLOOR_ROLE} SUPERUSER LOGIN")  # a constant of this module
+        except psycopg.Error as exc:
+            self.stop()
+            raise RuntimeError(f"the benchmark's PostgreSQL server could not create the floor's role: {exc}") from exc
         return self.url
 
     def stop(self) -> None:
+        """Stop the server (fast shutdown; an immediate one if that fails) and delete its data.
+        Never leaves a server running on a deleted folder."""
+        running = self.server.running()
         try:
-            if self.server.running():
+            if running:
                 self.server.down()
+        except ServiceError:
+            _postmaster_end(running[0])
         finally:
-            shutil.rmtree(self.directory, ignore_errors=True)
+            if self.server.running() is None:
+                shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _postmaster_end(pid: int) -> None:
+    """Immediate shutdown (SIGQUIT), then SIGKILL if it is still there after STOP_WAIT_SECONDS."""
+    for sig in (signal.SIGQUIT, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            if not pid_alive(pid, "postgres"):
+                return
+            time.sleep(0.1)

@@ -160,7 +160,8 @@ def summary_markdown(results: dict[str, Any]) -> str:
     if server := results.get("database_server"):  # runs before it was recorded have none
         lines += [f"PostgreSQL server: {server}", ""]
     if results.get("interrupted"):
-        lines += ["**Interrupted**: the scenarios below that have no numbers did not run.", ""]
+        cause = f" by an error ({results['error']})" if results.get("error") else ""
+        lines += [f"**Interrupted**{cause}: the scenarios below that have no numbers did not run.", ""]
     if refusals := results.get("connection_refusals"):
         each = ", ".join(f"{name} {count}" for name, count in refusals.items())
         lines += [f"**PostgreSQL refused connections** (\"{CONNECTION_REFUSED}\") {sum(refusals.values())} times: "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import platform
 import sys
@@ -65,6 +66,17 @@ def _rates(text: str) -> tuple[float, ...]:
     return rates
 
 
+def _stop_all(stack: BenchStack | None, private: PrivateServer | None) -> None:
+    """Stop the stack, then the benchmark's own server; a failure is logged, so the results
+    are still written."""
+    for what, stop in (("the stack", stack and stack.stop), ("the PostgreSQL server", private and private.stop)):
+        if stop:
+            try:
+                stop()
+            except Exception:
+                logging.getLogger(__name__).exception("stopping %s failed", what)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short run: one repetition per point (about 12 minutes)")
@@ -84,6 +96,8 @@ def main() -> int:
         problem = f"unknown scenario {', '.join(unknown)}" if unknown else "no scenario named"
         parser.error(f"--only: {problem}; choose from {','.join(ALL)}")
     room = None
+    if os.environ.get("DATABASE_URL") and not args.database_url:
+        echo("note: DATABASE_URL is not used; the benchmark runs on its own server (--database-url to choose one)")
     if args.database_url:
         try:
             room = server_room_check(args.database_url, set(wanted))
@@ -99,7 +113,8 @@ def main() -> int:
         server_url = args.database_url
         server = f"{urlsplit(server_url).hostname}:{urlsplit(server_url).port or 5432} (max_connections {room.max_connections})"
     else:
-        private = PrivateServer(out / "database", log=logs / "postgres.log",
+        # Its log beside logs/, whose files are scanned for the processes PostgreSQL refused.
+        private = PrivateServer(out / "database", log=out / "postgres-server.log",
                                 max_connections=PRIVATE_SERVER_HEADROOM * connections_needed(set(ALL)))
         server = f"the benchmark's own (max_connections {private.max_connections}, deleted after the run)"
     stack = None
@@ -138,14 +153,14 @@ def main() -> int:
     except KeyboardInterrupt:
         echo("interrupted: stopping the stack")
         results["interrupted"] = True
+    except Exception as exc:  # what ran so far is still written below
+        logging.getLogger(__name__).exception("the benchmark stopped")
+        echo(f"failed ({type(exc).__name__}: {exc}): stopping the stack")
+        results["interrupted"] = True
+        results["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         echo("stopping the stack")
-        try:
-            if stack is not None:
-                stack.stop()
-        finally:
-            if private is not None:
-                private.stop()
+        _stop_all(stack, private)
     results["connection_refusals"] = report.connection_refusals(logs)
     results["plots"] = report.plots(results, out)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))

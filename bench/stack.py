@@ -2,7 +2,8 @@
 sandbox vendors, gunicorn, Celery workers and beat, all real processes on loopback.
 
 Nothing here touches the developer's database or Redis: the database `beacon_bench` is
-dropped and created on the DATABASE_URL server, and Redis is a private server on a spare port.
+dropped and created on the server it is given (`bench.run`'s own, bench/database_server.py, or
+DATABASE_URL's for the other bench tools), and Redis is a private server on a spare port.
 What the benchmark adds to the harness: a warm-up of the web, workers and sandbox below the
 web's CPU priority, and workers of a given pool and count swapped between measurements.
 """

@@ -44,3 +44,12 @@ def test_a_run_stopped_before_its_stack_started_still_writes_a_summary() -> None
 
     assert "Stack: not started" in summary
     assert "**Interrupted**" in summary
+
+
+def test_a_run_stopped_by_an_error_says_which_in_its_summary() -> None:
+    from bench.report import summary_markdown
+
+    summary = summary_markdown({"started": "20261208-021805", "profile": "full", "machine": "2 vCPU", "interrupted": True,
+                                "error": "RuntimeError: the benchmark's PostgreSQL server did not start"})
+
+    assert "**Interrupted** by an error (RuntimeError: the benchmark's PostgreSQL server did not start)" in summary

@@ -363,9 +363,26 @@ def test_a_failure_recorded_while_a_clean_call_is_in_flight_still_counts(name: s
 
     in_flight.record(success=True, duration=0.01)  # left unrecorded
 
-    assert _window(in_flight)[:3] == (CircuitState.CLOSED, FAST.window_size, 4)
+    assert _window(in_flight) == (CircuitState.CLOSED, FAST.window_size, 4, 0,
+                                  [b"10"] * 4 + [b"00"] * (FAST.window_size - 4))
     _call(others, success=False)  # 5 of the last 10, as if the success had been recorded
     assert in_flight.snapshot().state == CircuitState.OPEN
+
+
+def test_forced_closed_and_half_open_calls_are_always_recorded(name: str, counting_redis: ScriptCountingRedis) -> None:
+    circuit = VendorCircuit(name, FAST, redis=counting_redis)
+    for _ in range(FAST.window_size):
+        _call(circuit, success=True)
+    circuit.force("closed", by="test")
+    counting_redis.scripts_run = 0
+    _call(circuit, success=True)
+    assert counting_redis.scripts_run == 2
+
+    circuit.force(None, by="test")
+    _half_open(circuit)
+    for _ in range(FAST.half_open_trials):
+        _call(circuit, success=True)  # each trial recorded: all of them close it
+    assert circuit.snapshot().state == CircuitState.CLOSED
 
 
 def test_concurrent_records_from_many_processes_lose_no_counts(name: str) -> None:
