@@ -27,7 +27,9 @@ def _database(url: str) -> dict[str, object]:
         "HOST": parts.hostname or "127.0.0.1",
         "PORT": parts.port or 5432,
         # Persistent connections, as Beacon's web has: the comparison is of the code, not of
-        # a connection per request.
+        # a connection per request. (Its Celery threads still connect per task: Celery's Django
+        # fix-up closes the connection before and after every task unless CELERY_DB_REUSE_MAX
+        # is set, which the usual pattern leaves unset.)
         "CONN_MAX_AGE": None,
     }
 
