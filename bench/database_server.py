@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from bench.floor import FLOOR_DATABASE_HOSTS, FLOOR_DATABASE_ROLE
 from bench.stack import WEB_THREADS, WEB_WORKERS, WORKER_DISPATCH_THREADS, WORKER_THREADS
 from harness.database import database_connect
 from harness.processes import free_port
@@ -44,9 +45,6 @@ SIDE_BY_SIDE_SCENARIOS = frozenset({"compare", "faults"})
 # Sessions that are closing while their replacements open: the peer's Celery threads connect
 # for each task and close after it (Celery's Django fix-up), a killed worker's sessions end late.
 CLOSING_SLACK = 10
-# The floor (../shared/bench-floor/limitapp.py, not ours) connects to this host as this role.
-FLOOR_HOSTS = ("127.0.0.1", "localhost")
-FLOOR_ROLE = "root"
 # How long the server may take to end after each signal, when its fast shutdown failed.
 STOP_WAIT_SECONDS = 10.0
 
@@ -112,10 +110,10 @@ def server_room_check(server_url: str, scenarios: set[str]) -> ServerRoom:
         room = server_room(server_url)
         if scenarios & SIDE_BY_SIDE_SCENARIOS:
             parts = urlsplit(server_url)
-            if parts.hostname not in FLOOR_HOSTS:
+            if parts.hostname not in FLOOR_DATABASE_HOSTS:
                 raise ValueError(f"the floor (limitapp.py) connects to 127.0.0.1 only, and the server is "
                                  f"{parts.hostname}: run the side by side on this machine's server")
-            as_floor = parts._replace(netloc=f"{FLOOR_ROLE}@{parts.hostname}:{parts.port or 5432}")
+            as_floor = parts._replace(netloc=f"{FLOOR_DATABASE_ROLE}@{parts.hostname}:{parts.port or 5432}")
             database_connect(urlunsplit(as_floor)).close()
     except psycopg.Error as exc:
         raise ValueError(f"the PostgreSQL server cannot be used: {exc}".strip()) from exc
@@ -152,7 +150,7 @@ class PrivateServer:
             raise RuntimeError(f"the benchmark's PostgreSQL server did not start: {exc}") from exc
         try:
             with database_connect(self.url) as conn:
-                conn.execute(f"CREATE ROLE {FLOOR_ROLE} SUPERUSER LOGIN")  # a constant of this module
+                conn.execute(f"CREATE ROLE {FLOOR_DATABASE_ROLE} SUPERUSER LOGIN")  # a constant of bench.floor
         except psycopg.Error as exc:
             self.stop()
             raise RuntimeError(f"the benchmark's PostgreSQL server could not create the floor's role: {exc}") from exc

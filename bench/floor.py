@@ -25,8 +25,9 @@ BARE_PATH = "/hello"
 # The body of the floor's own load script (post.lua beside limitapp.py).
 CHECKOUT_BODY = {"email": "a@example.com", "total": "19.00",
                  "lines": [{"sku": "MUG", "quantity": 2, "unit_price": "9.50"}]}
-# limitapp.py's database host (its own settings, not configurable).
+# limitapp.py's database host and role (its own settings, not configurable).
 FLOOR_DATABASE_HOSTS = ("127.0.0.1", "localhost")
+FLOOR_DATABASE_ROLE = "root"
 PLAIN_GUNICORN_CONF = Path(__file__).resolve().parent / "plain_gunicorn.conf.py"
 
 

@@ -234,8 +234,9 @@ def trigger_read(*, trigger_id: int) -> NotificationTrigger | None:
 
 
 def trigger_from_listener_row(row: tuple) -> NotificationTrigger:
-    """The trigger a claim of the trigger listener returned (`RETURNING trigger_columns_sql()`,
-    on its own psycopg connection, which decodes JSON itself), as the ORM would load it."""
+    """The trigger a claim of the trigger listener returned (every column, in the model's order:
+    trigger_listener._returned_columns_sql; on its own psycopg connection, which decodes JSON
+    itself), as the ORM would load it."""
     return NotificationTrigger.from_db(connection.alias, _trigger_columns(), list(row))
 
 

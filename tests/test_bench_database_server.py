@@ -14,8 +14,8 @@ import urllib.request
 import psycopg
 import pytest
 
-from bench.database_server import FLOOR_ROLE, PrivateServer, connections_needed, server_room, server_room_check
-from bench.floor import CHECKOUT_BODY, CHECKOUT_PATH, FloorApp
+from bench.database_server import PrivateServer, connections_needed, server_room, server_room_check
+from bench.floor import CHECKOUT_BODY, CHECKOUT_PATH, FLOOR_DATABASE_ROLE, FloorApp
 from harness.database import database_connect
 from harness.processes import ROOT, free_port
 from scripts.devservices import ServiceError, pid_alive
@@ -72,10 +72,10 @@ def test_a_server_without_room_for_the_side_by_side_is_refused_with_the_numbers(
 
 def test_a_server_the_floor_cannot_log_in_to_is_refused_for_the_side_by_side(private_server) -> None:
     with database_connect(private_server.url) as conn:
-        conn.execute(f"DROP ROLE {FLOOR_ROLE}")
+        conn.execute(f"DROP ROLE {FLOOR_DATABASE_ROLE}")
 
     assert server_room_check(private_server.url, BEACON_ALONE)  # Beacon alone does not need the floor's role
-    with pytest.raises(ValueError, match=f'role "{FLOOR_ROLE}" does not exist'):
+    with pytest.raises(ValueError, match=f'role "{FLOOR_DATABASE_ROLE}" does not exist'):
         server_room_check(private_server.url, {"compare"})
 
 
